@@ -1,0 +1,99 @@
+"""The pydantic + orjson codec, plugged into eventsourcing's Mapper and Transcoder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from pydantic import BaseModel, ValidationError
+
+from phaselog.domain.errors import ValidationFailed
+from phaselog.domain.events import DomainEvent, resolve_topic, topic_of, upcast
+
+__all__ = ["OrjsonTranscoder", "PydanticMapper"]
+
+_ENVELOPE = {"originator_id", "originator_version"}
+
+
+class OrjsonTranscoder(Transcoder):
+    """Encode JSON-able Python values to bytes with orjson (and back)."""
+
+    def encode(self, obj: Any) -> bytes:
+        try:
+            return orjson.dumps(obj)
+        except TypeError as exc:
+            msg = f"value is not JSON-serialisable: {exc}"
+            raise ValidationFailed(msg) from exc
+
+    def decode(self, data: bytes) -> Any:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            msg = f"stored bytes are not valid JSON: {exc}"
+            raise ValidationFailed(msg) from exc
+
+
+class PydanticMapper(Mapper[str]):
+    """Map pydantic domain events to stored events under their stable topics.
+
+    The stored state is the model's JSON dump without the envelope fields
+    (id and version live in their own columns), plus ``class_version`` when
+    it is above 1, so upcasters can evolve old records on the way back in.
+    """
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        if not isinstance(domain_event, DomainEvent):
+            msg = f"not a phaselog domain event: {domain_event!r}"
+            raise ValidationFailed(msg)
+        cls = type(domain_event)
+        state = domain_event.model_dump(mode="json", exclude=_ENVELOPE)
+        if cls.class_version > 1:
+            state["class_version"] = cls.class_version
+        data = self.transcoder.encode(state)
+        if self.compressor:
+            data = self.compressor.compress(data)
+        if self.cipher:
+            data = self.cipher.encrypt(data)
+        return StoredEvent(
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            topic=topic_of(cls),
+            state=data,
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        cls = resolve_topic(stored_event.topic)
+        return self.decode_state(cls, stored_event)
+
+    def decode_state(self, cls: type[BaseModel], stored_event: StoredEvent) -> Any:
+        """Decode, upcast and validate one stored event as ``cls``."""
+        data = stored_event.state
+        try:
+            if self.cipher:
+                data = self.cipher.decrypt(data)
+            if self.compressor:
+                data = self.compressor.decompress(data)
+            state = self.transcoder.decode(data)
+        except ValidationFailed:
+            raise
+        except Exception as exc:  # a cipher or compressor failure: data is unreadable
+            msg = f"cannot decode event {stored_event.originator_id}@{stored_event.originator_version}"
+            raise ValidationFailed(msg) from exc
+        if not isinstance(state, dict):
+            msg = f"event {stored_event.originator_id}@{stored_event.originator_version} is not an object"
+            raise ValidationFailed(msg)
+        state = upcast(cls, state)
+        state["originator_id"] = str(stored_event.originator_id)
+        state["originator_version"] = stored_event.originator_version
+        try:
+            return cls.model_validate(state)
+        except ValidationError as exc:
+            msg = (
+                f"stored event {stored_event.topic} "
+                f"{stored_event.originator_id}@{stored_event.originator_version} "
+                f"does not validate: {exc}"
+            )
+            raise ValidationFailed(msg) from exc
+
+

@@ -1,0 +1,48 @@
+"""Translate driver and eventsourcing errors into the phaselog exception tree."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import (
+    InterfaceError,
+    OperationalError,
+    PersistenceError,
+    RecordConflictError,
+)
+
+from phaselog.domain.errors import (
+    ConcurrencyConflict,
+    NotFound,
+    PhaselogError,
+    StoreUnavailable,
+)
+
+__all__ = ["translate_errors"]
+
+
+@contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Re-raise driver and eventsourcing errors met while doing ``what`` as phaselog errors."""
+    try:
+        yield
+    except PhaselogError:
+        raise
+    except RecordConflictError as exc:
+        msg = f"{what}: another writer recorded first ({_first_line(exc)}); reload and retry"
+        raise ConcurrencyConflict(msg) from exc
+    except AggregateNotFoundError as exc:
+        raise NotFound(f"{what}: not found") from exc
+    except (InterfaceError, OperationalError, psycopg.OperationalError, sqlite3.OperationalError) as exc:
+        raise StoreUnavailable(f"{what}: store unavailable: {_first_line(exc)}") from exc
+    except (PersistenceError, psycopg.Error, sqlite3.Error) as exc:
+        raise StoreUnavailable(f"{what}: database error: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,279 @@
+"""``open_store`` and the :class:`Store`: one eventsourcing application per database."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from itertools import chain
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
+
+import psycopg
+from eventsourcing.application import Application, ProjectorFunction, Repository
+from eventsourcing.persistence import Notification, Recording
+
+from phaselog.adapters.codec import OrjsonTranscoder, PydanticMapper
+from phaselog.adapters.errors import translate_errors
+from phaselog.adapters.sql import stream_ids
+from phaselog.adapters.urls import StoreURL, parse_url
+from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
+from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["DEFAULT_SNAPSHOT_INTERVAL", "PhaselogApplication", "Store", "open_store"]
+
+log = logging.getLogger("phaselog.store")
+
+DEFAULT_SNAPSHOT_INTERVAL = 100
+AggT = TypeVar("AggT", bound=Aggregate)
+
+
+class SnapshotFallbackRepository(Repository[str]):
+    """A repository that replays the full history when a snapshot cannot be read.
+
+    A snapshot is an optimisation, never the truth: an unreadable snapshot
+    (unknown topic, failed upcast, invalid state) is logged and skipped.
+    """
+
+    def _reconstruct_aggregate(
+        self,
+        aggregate_id: str,
+        version: int | None,
+        projector_func: ProjectorFunction[Any, Any],
+    ) -> Any:
+        snapshots: list[Any] = []
+        gt: int | None = None
+        if self.snapshot_store is not None:
+            try:
+                found: list[Any] = list(self.snapshot_store.get(aggregate_id, desc=True, limit=1, lte=version))
+                if found:
+                    found[0].mutate(None)  # proves the snapshot can be restored
+                    snapshots, gt = found, found[0].originator_version
+            except PhaselogError as exc:
+                log.warning("ignoring unreadable snapshot of %s, replaying all events: %s", aggregate_id, exc)
+        events = self.event_store.get(aggregate_id, gt=gt, lte=version)
+        aggregate = projector_func(None, chain(snapshots, events))
+        if aggregate is None:
+            msg = f"no stream {aggregate_id!r}" + ("" if version is None else f" at version {version}")
+            raise NotFound(msg)
+        return aggregate
+
+
+class PhaselogApplication(Application[str]):
+    """The eventsourcing application behind a store: one notification log for everything."""
+
+    name = "phaselog"
+    snapshot_class = Snapshot
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        super().__init__(env={**env, "IS_SNAPSHOTTING_ENABLED": "y"})
+
+    def construct_mapper(self) -> PydanticMapper:
+        return PydanticMapper(
+            transcoder=OrjsonTranscoder(),
+            cipher=self.factory.cipher(),
+            compressor=self.factory.compressor(),
+        )
+
+    def construct_repository(self) -> SnapshotFallbackRepository:
+        return SnapshotFallbackRepository(event_store=self.events, snapshot_store=self.snapshots)
+
+
+class Store:
+    """A phaselog event store: a context manager owning one eventsourcing application.
+
+    Aggregates of every kind share the application's single notification log,
+    so the global event order covers plugins, tasks, plans and states alike.
+    """
+
+    def __init__(self, url: str | None = None, *, snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL) -> None:
+        if snapshot_interval < 1:
+            msg = f"snapshot_interval must be at least 1, got {snapshot_interval}"
+            raise ValidationFailed(msg)
+        self.location: StoreURL = parse_url(url)
+        self.snapshot_interval = snapshot_interval
+        if self.location.kind == "postgresql":
+            self._create_schema()
+        self.app = self._open_application()
+        self._closed = False
+
+    # -- opening ------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The store's URL without its password."""
+        return self.location.display
+
+    @property
+    def kind(self) -> str:
+        """``"memory"``, ``"sqlite"`` or ``"postgresql"``."""
+        return self.location.kind
+
+    @property
+    def env(self) -> dict[str, str]:
+        """eventsourcing settings for this store (for runners in other processes)."""
+        return dict(self.location.env)
+
+    def _create_schema(self) -> None:
+        if self.location.schema == "public":
+            return
+        with translate_errors(f"creating schema in {self.url}"):
+            with psycopg.connect(**self.location.conninfo, connect_timeout=5, autocommit=True) as conn:  # type: ignore[arg-type]
+                try:
+                    conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        psycopg.sql.Identifier(self.location.schema)))
+                except psycopg.errors.UniqueViolation:
+                    pass  # another process created it at the same moment
+
+    def _open_application(self) -> PhaselogApplication:
+        if self.location.sqlite_path is not None:
+            parent = self.location.sqlite_path.parent
+            if not parent.is_dir():
+                msg = f"cannot open {self.url}: folder {parent} does not exist"
+                raise StoreUnavailable(msg)
+        for attempt in range(5):
+            try:
+                with translate_errors(f"opening {self.url}"):
+                    try:
+                        return PhaselogApplication(self.location.env)
+                    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+                        if attempt == 4:  # noqa: PLR2004
+                            raise
+                        time.sleep(0.1 * (attempt + 1))  # two processes created tables at once
+            except (PhaselogError, OSError) as exc:
+                if isinstance(exc, StoreUnavailable | ValidationFailed):
+                    raise
+                msg = f"cannot open {self.url}: {exc}"
+                raise StoreUnavailable(msg) from exc
+        msg = f"cannot open {self.url}"  # pragma: no cover - the loop returns or raises
+        raise StoreUnavailable(msg)
+
+    # -- writing and reading aggregates ---------------------------------------------
+    def save(self, *aggregates: Aggregate) -> list[Recording[str]]:
+        """Append the pending events of ``aggregates`` atomically; return their recordings.
+
+        Raises :class:`ConcurrencyConflict` (and records nothing) when another
+        writer appended to one of the streams from the same version first.
+        """
+        versions = [(agg, agg.version - len(agg.pending_events)) for agg in aggregates]
+        with translate_errors("saving events"):
+            recordings = self.app.save(*aggregates)
+        for agg, before in versions:
+            if getattr(agg, "SNAPSHOTS", False) and agg.version // self.snapshot_interval > before // self.snapshot_interval:
+                self.snapshot(agg)
+        return recordings
+
+    def snapshot(self, aggregate: Aggregate) -> None:
+        """Store a snapshot of ``aggregate`` as just saved (it must have no pending events).
+
+        Aggregates whose class sets ``SNAPSHOTS = True`` are snapshotted
+        automatically each time their version crosses a multiple of the store's
+        ``snapshot_interval``. A failure is logged, never raised: the events are
+        already durable and a snapshot is only an optimisation.
+        """
+        if aggregate.pending_events or self.app.snapshots is None:
+            return
+        try:
+            with translate_errors(f"snapshotting {aggregate.id!r}"):
+                self.app.snapshots.put([Snapshot.take(aggregate)])
+        except PhaselogError as exc:
+            log.warning("snapshot of %s at version %d not stored: %s", aggregate.id, aggregate.version, exc)
+
+    def load(self, aggregate_id: str, aggregate_type: type[AggT], *, version: int | None = None) -> AggT:
+        """Load an aggregate (from its latest snapshot plus later events)."""
+        with translate_errors(f"loading {aggregate_id!r}"):
+            aggregate: object = self.app.repository.get(aggregate_id, version=version)
+        if not isinstance(aggregate, aggregate_type):
+            msg = f"stream {aggregate_id!r} holds a {type(aggregate).__name__}, not a {aggregate_type.__name__}"
+            raise NotFound(msg)
+        return aggregate
+
+    def exists(self, aggregate_id: str) -> bool:
+        """True when the stream has at least one event."""
+        with translate_errors(f"looking up {aggregate_id!r}"):
+            return bool(self.app.recorder.select_events(aggregate_id, limit=1))
+
+    def stream_ids(self, prefix: str = "") -> list[str]:
+        """Ids of all streams starting with ``prefix`` (e.g. ``"task:billing:"``), sorted."""
+        with translate_errors(f"listing streams {prefix!r}"):
+            return stream_ids(self.app.recorder, prefix)
+
+    def stream(self, aggregate_id: str, *, gt: int | None = None, lte: int | None = None) -> list[DomainEvent]:
+        """All events of one stream, oldest first."""
+        with translate_errors(f"reading {aggregate_id!r}"):
+            return [cast("DomainEvent", e) for e in self.app.events.get(aggregate_id, gt=gt, lte=lte)]
+
+    # -- the global order -------------------------------------------------------------
+    def max_position(self) -> int:
+        """Position (notification id) of the newest event, 0 when empty."""
+        with translate_errors("reading the event log"):
+            return self.app.recorder.max_notification_id() or 0
+
+    def notifications(self, start: int = 1, limit: int = 1000, *, stop: int | None = None) -> list[Notification]:
+        """Stored events in global order from position ``start`` (inclusive)."""
+        with translate_errors("reading the event log"):
+            return list(self.app.recorder.select_notifications(start=start, limit=limit, stop=stop))
+
+    def iter_notifications(self, start: int = 1, batch: int = 1000) -> Iterator[Notification]:
+        """Every stored event in global order, read in batches."""
+        while True:
+            page = self.notifications(start, batch)
+            yield from page
+            if len(page) < batch:
+                return
+            start = page[-1].id + 1
+
+    def decode(self, notification: Notification) -> DomainEvent:
+        """Turn a stored notification back into its domain event."""
+        return cast("DomainEvent", self.app.mapper.to_domain_event(notification))
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @cached_property
+    def plugins(self) -> Any:
+        """Plugin lifecycles and versioned plugin state (:mod:`phaselog.runtime`)."""
+        from phaselog.runtime.plugins import PluginService  # noqa: PLC0415 - runtime sits above adapters
+
+        return PluginService(self)
+
+    @cached_property
+    def projections(self) -> Any:
+        """The read models kept in this store's database (:mod:`phaselog.projections`)."""
+        from phaselog.projections.runner import Projections  # noqa: PLC0415
+
+        return Projections(self)
+
+    def close(self) -> None:
+        """Release the store's connections; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        closers = [getattr(self.__dict__.get("projections"), "close", None)]
+        for closer in closers:
+            if closer is not None:
+                closer()
+        with translate_errors(f"closing {self.url}"):
+            self.app.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+
+def open_store(url: str | None = None, *, snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL) -> Store:
+    """Open (creating tables on first use) the store at ``url``.
+
+    ``url`` defaults to ``$PHASELOG_URL``, else ``sqlite:///phaselog.db``.
+    """
+    return Store(url, snapshot_interval=snapshot_interval)

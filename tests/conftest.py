@@ -1,0 +1,100 @@
+"""Fixtures: every store-level test runs on memory, SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from pgserver import PostgresNotAvailable, PostgresServer
+
+from phaselog.adapters import Store, open_store
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+ALL_KINDS = ["memory", "sqlite", "postgresql"]
+DURABLE_KINDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """DSN of a real PostgreSQL: $PHASELOG_TEST_DSN, else a throwaway server we start."""
+    dsn = os.environ.get("PHASELOG_TEST_DSN")
+    if dsn:
+        yield dsn
+        return
+    try:
+        server = PostgresServer.start()
+    except (PostgresNotAvailable, OSError) as exc:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(f"no PostgreSQL on this machine: {exc}")
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+def _schema_url(dsn: str) -> str:
+    schema = "t_" + uuid.uuid4().hex[:12]
+    sep = "&" if "?" in dsn else "?"
+    return f"{dsn}{sep}schema={schema}"
+
+
+@pytest.fixture
+def make_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
+    """Build a fresh, empty store URL of a kind ("memory", "sqlite" or "postgresql")."""
+
+    def make(kind: str) -> str:
+        if kind == "memory":
+            return "memory://"
+        if kind == "sqlite":
+            return f"sqlite:///{tmp_path / ('store-' + uuid.uuid4().hex[:8] + '.db')}"
+        if kind == "postgresql":
+            return _schema_url(request.getfixturevalue("pg_dsn"))
+        raise ValueError(kind)
+
+    return make
+
+
+@pytest.fixture(params=ALL_KINDS)
+def store_url(request: pytest.FixtureRequest, make_url: Callable[[str], str]) -> str:
+    """A fresh store URL, once per kind of store."""
+    return make_url(request.param)
+
+
+@pytest.fixture(params=DURABLE_KINDS)
+def durable_url(request: pytest.FixtureRequest, make_url: Callable[[str], str]) -> str:
+    """A fresh URL of a store that survives its process (SQLite, PostgreSQL)."""
+    return make_url(request.param)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """An open, empty store of each kind, closed after the test."""
+    with open_store(store_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def durable_store(durable_url: str) -> Iterator[Store]:
+    """An open, empty SQLite or PostgreSQL store, closed after the test."""
+    with open_store(durable_url) as opened:
+        yield opened
+
+
+def raw_execute(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Run SQL behind phaselog's back (for tamper and corruption tests)."""
+    if url.startswith("sqlite:///"):
+        import sqlite3  # noqa: PLC0415
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            return list(conn.execute(sql, params).fetchall())
+    base, _, query = url.partition("?")
+    schema = query.removeprefix("schema=") or "public"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{schema}"')
+        cur = conn.execute(sql.encode(), params)
+        return list(cur.fetchall()) if cur.description else []
