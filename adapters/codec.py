@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from phaselog.domain.errors import ValidationFailed
 from phaselog.domain.events import DomainEvent, resolve_topic, topic_of, upcast
@@ -47,7 +48,11 @@ class PydanticMapper(Mapper[str]):
             msg = f"not a phaselog domain event: {domain_event!r}"
             raise ValidationFailed(msg)
         cls = type(domain_event)
-        state = domain_event.model_dump(mode="json", exclude=_ENVELOPE)
+        try:
+            state = domain_event.model_dump(mode="json", exclude=_ENVELOPE)
+        except PydanticSerializationError as exc:
+            msg = f"{cls.__name__} {domain_event.originator_id}@{domain_event.originator_version} cannot be encoded: {exc}"
+            raise ValidationFailed(msg) from exc
         if cls.class_version > 1:
             state["class_version"] = cls.class_version
         data = self.transcoder.encode(state)

@@ -96,7 +96,7 @@ class Store:
         self.location: StoreURL = parse_url(url)
         self.snapshot_interval = snapshot_interval
         if self.location.kind == "postgresql":
-            self._create_schema()
+            self._prepare_postgres()
         self.app = self._open_application()
         self._closed = False
 
@@ -116,14 +116,16 @@ class Store:
         """eventsourcing settings for this store (for runners in other processes)."""
         return dict(self.location.env)
 
-    def _create_schema(self) -> None:
-        if self.location.schema == "public":
-            return
-        with translate_errors(f"creating schema in {self.url}"):
-            with psycopg.connect(**self.location.conninfo, connect_timeout=5, autocommit=True) as conn:  # type: ignore[arg-type]
+    def _prepare_postgres(self) -> None:
+        """Connect once directly, so an unreachable server fails fast with its real reason."""
+        with (
+            translate_errors(f"opening {self.url}"),
+            psycopg.connect(**self.location.conninfo, connect_timeout=5, autocommit=True) as conn,  # type: ignore[arg-type]
+        ):
+            if self.location.schema != "public":
+                create = psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}")
                 try:
-                    conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                        psycopg.sql.Identifier(self.location.schema)))
+                    conn.execute(create.format(psycopg.sql.Identifier(self.location.schema)))
                 except psycopg.errors.UniqueViolation:
                     pass  # another process created it at the same moment
 

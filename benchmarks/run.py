@@ -1,0 +1,72 @@
+"""Run every phaselog benchmark and print one JSON document.
+
+Usage: ``python benchmarks/run.py [--quick]``. PostgreSQL comes from
+``$PHASELOG_BENCH_DSN`` or a throwaway server started here (as for the tests);
+SQLite files go to a temporary folder. ``--quick`` shrinks the workloads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from pgserver import PostgresServer  # noqa: E402
+
+import bench_store  # noqa: E402
+
+AREA_BENCHMARKS = ("bench_plugins", "bench_tasks", "bench_plans", "bench_state", "bench_projections")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small workloads (a smoke run)")
+    args = parser.parse_args()
+    os.environ["PHASELOG_BENCH_QUICK"] = "1" if args.quick else ""
+    server = None
+    dsn = os.environ.get("PHASELOG_BENCH_DSN")
+    if not dsn:
+        server = PostgresServer.start()
+        dsn = server.dsn
+    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            report["store"] = bench_store.run(
+                dsn, f"sqlite:///{tmp}/store.db",
+                per_writer=100 if args.quick else 400, load_events=1000 if args.quick else 5000,
+            )
+            report["store"]["seconds"] = round(time.perf_counter() - started, 1)
+            for name in AREA_BENCHMARKS:
+                if not (HERE / f"{name}.py").exists():
+                    continue
+                started = time.perf_counter()
+                try:
+                    module = importlib.import_module(name)
+                    report[name.removeprefix("bench_")] = {
+                        "postgresql": module.run(f"{dsn}?schema={name}_{os.getpid()}"),
+                        "sqlite": module.run(f"sqlite:///{tmp}/{name}.db"),
+                        "seconds": round(time.perf_counter() - started, 1),
+                    }
+                except Exception:  # one broken benchmark must not hide the others' figures
+                    report[name.removeprefix("bench_")] = {"error": traceback.format_exc(limit=3)}
+    finally:
+        if server is not None:
+            server.stop()
+    print(json.dumps(report, indent=2))
+    return 0 if all("error" not in v for v in report.values() if isinstance(v, dict)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from phaselog.adapters import open_store
+from phaselog.adapters.urls import parse_url
+from phaselog.domain.errors import PhaselogError, StoreUnavailable, ValidationFailed
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://db", "sqlite://host/file.db", "sqlite:///", "postgresql://u@h/", "postgresql://u@h/db?schema=Bad-Name"],
+)
+def test_malformed_urls_are_rejected(url: str) -> None:
+    """A URL phaselog cannot use raises ValidationFailed before anything is opened."""
+    with pytest.raises(ValidationFailed):
+        open_store(url)
+
+
+def test_url_forms() -> None:
+    """sqlite:/// is relative, sqlite://// absolute; PostgreSQL URLs keep schema and drop the password."""
+    assert parse_url("sqlite:///data/x.db").sqlite_path == Path("data/x.db")
+    assert parse_url("sqlite:////tmp/x.db").sqlite_path == Path("/tmp/x.db")
+    pg = parse_url("postgresql://me:secret@db.local:6543/ops?schema=audit")
+    assert pg.env["POSTGRES_PORT"] == "6543"
+    assert pg.env["POSTGRES_SCHEMA"] == "audit"
+    assert "secret" not in pg.display
+    assert parse_url("memory://").kind == "memory"
+
+
+def test_default_url_comes_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """With no URL, PHASELOG_URL is used, else sqlite:///phaselog.db in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PHASELOG_URL", raising=False)
+    with open_store() as store:
+        assert store.url == "sqlite:///phaselog.db"
+    assert (tmp_path / "phaselog.db").exists()
+    monkeypatch.setenv("PHASELOG_URL", "memory://")
+    with open_store() as store:
+        assert store.kind == "memory"
+
+
+def test_unreachable_postgres_is_one_clear_error() -> None:
+    """A server that refuses connections gives StoreUnavailable with a one-line reason."""
+    with pytest.raises(StoreUnavailable) as caught:
+        open_store("postgresql://postgres@127.0.0.1:1/postgres")
+    assert "\n" not in str(caught.value)
+    assert "127.0.0.1" in str(caught.value)
+    assert isinstance(caught.value, PhaselogError)
+    assert caught.value.__cause__ is not None
+
+
+def test_sqlite_in_missing_folder_is_unavailable(tmp_path: Path) -> None:
+    """A SQLite file in a folder that does not exist is reported, not created somewhere else."""
+    with pytest.raises(StoreUnavailable, match="does not exist"):
+        open_store(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+
+
+def test_invalid_snapshot_interval_is_rejected() -> None:
+    """A snapshot interval below 1 is a ValidationFailed."""
+    with pytest.raises(ValidationFailed):
+        open_store("memory://", snapshot_interval=0)
+
+
+def test_close_is_idempotent(store_url: str) -> None:
+    """Closing a store twice is harmless."""
+    store = open_store(store_url)
+    store.close()
+    store.close()
