@@ -1,0 +1,121 @@
+"""Versioned plugin state for one round of work: read the previous state, write the next.
+
+A :class:`PluginStateManager` is created with the state recorded by the previous
+round (bytes and a version 0-255). The plugin reads it with :meth:`get` and may
+write a replacement with :meth:`put` or clear it with :meth:`reset`; at the end
+:meth:`get_new_state` says what (if anything) to record. States are pydantic
+models encoded as JSON bytes (orjson). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import orjson
+from phaselog.domain.errors import PhaselogError, StateVersionMismatch, ValidationFailed
+from pydantic import BaseModel, ValidationError
+
+__all__ = ["PluginStateManager", "PluginStateUnreadable", "check_state_version"]
+
+M = TypeVar("M", bound=BaseModel)
+MAX_STATE_VERSION = 255
+
+
+class PluginStateUnreadable(StateVersionMismatch, ValidationFailed):
+    """Stored plugin state cannot be decoded as the requested model.
+
+    Both a :class:`StateVersionMismatch` and a :class:`ValidationFailed`, so
+    callers catching either see it.
+    """
+
+
+def check_state_version(state_version: object) -> int:
+    """Return ``state_version`` if it is an int in 0-255, else raise :class:`ValidationFailed`."""
+    if (
+        not isinstance(state_version, int)
+        or isinstance(state_version, bool)
+        or not 0 <= state_version <= MAX_STATE_VERSION
+    ):
+        msg = f"state version must be an integer in 0-255, got {state_version!r}"
+        raise ValidationFailed(msg)
+    return state_version
+
+
+class PluginStateManager:
+    """Reader of the previous round's plugin state and writer of the next one's.
+
+    ``get`` always reads the previous state (a ``put`` in the same round is not
+    visible to it); the last ``put`` or ``reset`` wins. ``reset`` is a write:
+    the new state is empty with version 0 and ``written`` is True, which is
+    different from not writing at all.
+    """
+
+    def __init__(self, prev_state: bytes | None, prev_version: int) -> None:
+        raw: object = prev_state
+        if raw is not None and not isinstance(raw, bytes | bytearray | memoryview):
+            msg = f"previous state must be bytes or None, got {type(raw).__name__}"
+            raise ValidationFailed(msg)
+        self._prev_state = None if raw is None else bytes(raw)
+        self._prev_version = check_state_version(prev_version)
+        self._new_state: bytes | None = None
+        self._new_version = 0
+        self._written = False
+
+    def get_state_version(self) -> int:
+        """Return the version of the previous round's state (0 when there is none)."""
+        return self._prev_version if self._prev_state is not None else 0
+
+    def get(self, model_type: type[M]) -> tuple[int, M | None]:
+        """Decode the previous state as ``model_type``: ``(version, model)``, or ``(0, None)`` if none.
+
+        Raises :class:`PluginStateUnreadable` (a :class:`StateVersionMismatch`
+        and :class:`ValidationFailed`) when the bytes do not decode as
+        ``model_type``; never returns a partially decoded value.
+        """
+        candidate: object = model_type
+        if not isinstance(candidate, type) or not issubclass(candidate, BaseModel):
+            msg = f"get() needs a pydantic model class, got {model_type!r}"
+            raise ValidationFailed(msg)
+        if self._prev_state is None:
+            return 0, None
+        try:
+            value = model_type.model_validate_json(self._prev_state)
+        except ValidationError as exc:
+            msg = (
+                f"stored plugin state (version {self._prev_version}) cannot be read as "
+                f"{model_type.__name__}: {exc.error_count()} error(s): {exc.errors()[0]['msg']}"
+            )
+            raise PluginStateUnreadable(msg) from exc
+        return self._prev_version, value
+
+    def put(self, state_version: int, value: BaseModel) -> None:
+        """Write ``value`` (a pydantic model) as the new state with ``state_version`` (0-255).
+
+        The value is encoded now, so later changes to the object are not
+        captured. Bad input raises :class:`ValidationFailed` and changes nothing.
+        """
+        version = check_state_version(state_version)
+        given: object = value
+        if not isinstance(given, BaseModel):
+            msg = f"plugin state must be a pydantic model instance, got {type(given).__name__}"
+            raise ValidationFailed(msg)
+        try:
+            data = orjson.dumps(value.model_dump(mode="json"))
+        except (TypeError, ValueError, PhaselogError) as exc:
+            msg = f"plugin state {type(value).__name__} cannot be encoded: {exc}"
+            raise ValidationFailed(msg) from exc
+        self._new_state, self._new_version, self._written = data, version, True
+
+    def reset(self) -> None:
+        """Write the new state as empty: no bytes, version 0, ``written`` True."""
+        self._new_state, self._new_version, self._written = None, 0, True
+
+    def get_new_state(self) -> tuple[bytes | None, int, bool]:
+        """``(bytes, version, written)`` of this round; ``(None, 0, False)`` when nothing was written."""
+        return self._new_state, self._new_version, self._written
+
+    def __repr__(self) -> str:
+        return (
+            f"PluginStateManager(prev_version={self._prev_version}, "
+            f"written={self._written}, new_version={self._new_version})"
+        )
