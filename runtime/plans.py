@@ -1,0 +1,458 @@
+"""Durable plans: steps with hooks, retries, pauses, time limits, cancellation and guaranteed cleanup.
+
+Every attempt, hook outcome, pause, state write, cancellation, timeout and cleanup
+of a run is an event in the stream ``plan:<plan_id>`` (see :mod:`phaselog.domain.plan`),
+appended before the plan moves on. After a crash, ``Plan(...).resume()`` continues
+the unfinished run from the recorded events.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from phaselog.domain.errors import ConcurrencyConflict, InvalidTransition, NotFound, ValidationFailed
+from phaselog.domain.events import DomainEvent, utcnow
+from phaselog.domain.plan import (
+    AttemptInterrupted,
+    AttemptStarted,
+    CleanupAbandoned,
+    CleanupFinished,
+    CleanupPhaseStarted,
+    CleanupStarted,
+    ErrorInfo,
+    HookAbandoned,
+    HookFailed,
+    HookSucceeded,
+    PauseFinished,
+    PauseStarted,
+    PlanCancelled,
+    PlanCreated,
+    PlanError,
+    PlanFailed,
+    PlanItem,
+    PlanRun,
+    PlanTimeout,
+    RunFinished,
+    RunRecord,
+    RunResumed,
+    RunStarted,
+    RunSummary,
+    StateDeleted,
+    StateWritten,
+    StepError,
+    StepErrorInfo,
+    StepFailed,
+    StepSucceeded,
+    plan_stream_id,
+)
+from phaselog.runtime.plan_state import PlanContext, PlanState, Step
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from phaselog.adapters.store import Store
+
+__all__ = ["Plan"]
+
+log = logging.getLogger("phaselog.plans")
+
+POLL_SECONDS = 0.02  # how often a waiting plan looks at cancellation and its deadline
+HOOKS: tuple[Literal["pre_exec", "exec", "post_exec"], ...] = ("pre_exec", "exec", "post_exec")
+
+HookResult = tuple[Literal["ok", "error", "abandoned"], BaseException | None, str]
+
+
+def _seconds(value: float | timedelta, what: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        raise ValidationFailed(f"{what} must be a finite number of seconds or a timedelta, got {value!r}")
+    if seconds < 0:
+        raise ValidationFailed(f"{what} must not be negative, got {value!r}")
+    return float(seconds)
+
+
+class Plan:
+    """A sequence of steps and pauses executed durably as runs of the stream ``plan:<plan_id>``.
+
+    ``limit_duration`` bounds each ``execute()``/``resume()`` call; at the deadline the
+    run's context is cancelled, the plan stops waiting for the hook under way and runs
+    its cleanup phase, each cleanup hook bounded by ``cleanup_limit`` (default: the
+    same as ``limit_duration``). ``grace`` is how long a cancelled or timed-out hook is
+    given to return before the plan stops waiting for it.
+    """
+
+    def __init__(  # noqa: PLR0913 - the SPEC's options plus two documented bounds
+        self,
+        store: Store,
+        plan_id: str,
+        *,
+        continue_on_error: bool = False,
+        limit_duration: timedelta | None = None,
+        cleanup_limit: timedelta | None = None,
+        grace: timedelta = timedelta(seconds=1),
+    ) -> None:
+        if not isinstance(plan_id, str) or not plan_id:
+            raise ValidationFailed(f"a plan id is a non-empty string, got {plan_id!r}")
+        self._store = store
+        self._plan_id = plan_id
+        self._stream = plan_stream_id(plan_id)
+        self.continue_on_error = continue_on_error
+        self._limit = None if limit_duration is None else _seconds(limit_duration, "limit_duration")
+        cleanup = cleanup_limit if cleanup_limit is not None else limit_duration
+        self._cleanup_limit = None if cleanup is None else _seconds(cleanup, "cleanup_limit")
+        self._grace = _seconds(grace, "grace")
+        self._items: list[Step | float] = []
+        self._steps: dict[str, Step] = {}
+        self._lock = threading.RLock()
+        self._busy = False
+        self._agg: PlanRun | None = None
+        self._live_errors: dict[str, BaseException] = {}
+        self._live_cleanup_errors: dict[str, BaseException] = {}
+        self._refresh()
+        self.state = PlanState(self)
+
+    # -- building -------------------------------------------------------------------------
+    @property
+    def plan_id(self) -> str:
+        """The plan's id."""
+        return self._plan_id
+
+    def add_step(self, step: Step) -> Plan:
+        """Append a step; its name must be unique in this plan and its retries >= 0."""
+        if not isinstance(step, Step):
+            raise ValidationFailed(f"{step!r} does not implement the Step protocol")
+        name = step.name
+        if not isinstance(name, str) or not name:
+            raise ValidationFailed(f"a step needs a non-empty string name, got {name!r}")
+        if name in self._steps:
+            raise ValidationFailed(f"plan {self._plan_id!r} already has a step named {name!r}")
+        self._check_retries(step)
+        self._steps[name] = step
+        self._items.append(step)
+        return self
+
+    def add_pause(self, duration: float | timedelta) -> Plan:
+        """Pause after the latest step added (seconds or a timedelta >= 0); ignored during cleanup."""
+        self._items.append(_seconds(duration, "a pause"))
+        return self
+
+    @staticmethod
+    def _check_retries(step: Step) -> int:
+        retries = step.retries()
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValidationFailed(f"step {step.name!r}: retries() must be an integer >= 0, got {retries!r}")
+        return retries
+
+    def _layout(self) -> list[PlanItem]:
+        return [
+            PlanItem(kind="pause", seconds=item)
+            if isinstance(item, float)
+            else PlanItem(kind="step", name=item.name)
+            for item in self._items
+        ]
+
+    # -- reading ----------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        with self._lock:
+            self._agg = self._store.load(self._stream, PlanRun) if self._store.exists(self._stream) else None
+
+    @property
+    def needs_resume(self) -> bool:
+        """True when the latest recorded run did not finish (call :meth:`resume`)."""
+        with self._lock:
+            self._refresh()
+            return self._agg is not None and self._agg.unfinished
+
+    def current_run(self) -> RunRecord | None:
+        """A copy of the latest run's record (None before the first run)."""
+        with self._lock:
+            self._refresh()
+            current = None if self._agg is None else self._agg.current
+            return None if current is None else current.model_copy(deep=True)
+
+    def runs(self) -> list[RunSummary]:
+        """The finished runs, oldest first."""
+        with self._lock:
+            self._refresh()
+            return [] if self._agg is None else list(self._agg.history)
+
+    # -- recording ------------------------------------------------------------------------
+    def _record(self, *events: tuple[type[DomainEvent], dict[str, Any]]) -> PlanRun:
+        """Apply and durably save events (all or none); on failure reload and re-raise."""
+        with self._lock:
+            agg = self._agg if self._agg is not None else PlanRun.start(PlanCreated, self._stream)
+            try:
+                for cls, fields in events:
+                    agg.trigger(cls, **fields)
+                self._store.save(agg)
+            except BaseException:
+                self._refresh()
+                raise
+            self._agg = agg
+            return agg
+
+    def _run_event(self, cls: type[DomainEvent], **fields: Any) -> RunRecord:
+        agg = self._record((cls, {"run": self._run_no(), **fields}))
+        assert agg.current is not None  # noqa: S101 - a run event follows RunStarted
+        return agg.current
+
+    def _run_no(self) -> int:
+        return 0 if self._agg is None else self._agg.last_run
+
+    # StateBackend for PlanState
+    def state_lock(self) -> threading.RLock:
+        """The lock guarding the plan's aggregate."""
+        return self._lock
+
+    def state_values(self) -> dict[str, Any]:
+        """The plan's current state values."""
+        return {} if self._agg is None else self._agg.state
+
+    def record_state(self, values: dict[str, Any], deleted: list[str]) -> None:
+        """Record a state write; blind writes are retried after a concurrent append."""
+        for attempt in range(3):
+            run = self._run_no() if self._agg is not None and self._agg.unfinished else 0
+            event = (StateWritten, {"run": run, "values": values}) if values else (
+                StateDeleted, {"run": run, "keys": deleted})
+            try:
+                self._record(event)
+            except ConcurrencyConflict:
+                if attempt == 2:
+                    raise
+            else:
+                return
+
+    # -- executing ----------------------------------------------------------------------------
+    def execute(self, ctx: PlanContext | None = None) -> None:
+        """Run the plan as a new run; return on success, else raise PlanFailed/PlanCancelled/PlanTimeout.
+
+        Raises :class:`InvalidTransition` when the latest run is unfinished (use :meth:`resume`).
+        """
+        self._guarded(self._start_run, ctx)
+
+    def resume(self, ctx: PlanContext | None = None) -> None:
+        """Continue the unfinished latest run (after a crash); same outcomes as :meth:`execute`.
+
+        The first step not yet finished runs again (an interrupted attempt does not use up a
+        retry); a cleanup that had started is not run again but recorded as abandoned.
+        """
+        self._guarded(self._resume_run, ctx)
+
+    def _guarded(self, prepare: Callable[[], None], ctx: PlanContext | None) -> None:
+        with self._lock:
+            if self._busy:
+                raise InvalidTransition(f"plan {self._plan_id!r} is already executing in this process")
+            self._busy = True
+        try:
+            with self._lock:
+                self._refresh()
+                self._live_errors.clear()
+                self._live_cleanup_errors.clear()
+                prepare()
+            self._drive(ctx)
+        finally:
+            self._busy = False
+
+    def _start_run(self) -> None:
+        if self._agg is not None and self._agg.unfinished:
+            raise InvalidTransition(
+                f"plan {self._plan_id!r}: run {self._agg.last_run} is unfinished; call resume()"
+            )
+        for step in self._steps.values():
+            self._check_retries(step)
+        self._record((RunStarted, {
+            "run": self._run_no() + 1,
+            "layout": self._layout(),
+            "continue_on_error": self.continue_on_error,
+            "limit_seconds": self._limit,
+        }))
+
+    def _resume_run(self) -> None:
+        agg = self._agg
+        if agg is None or agg.current is None:
+            raise NotFound(f"plan {self._plan_id!r} has no run to resume")
+        rec = agg.current
+        if rec.finished:
+            raise InvalidTransition(f"plan {self._plan_id!r}: run {rec.run} already finished")
+        if rec.step_names != list(self._steps):
+            raise ValidationFailed(
+                f"plan {self._plan_id!r}: run {rec.run} has steps {rec.step_names}, "
+                f"this plan has {list(self._steps)}"
+            )
+        events: list[tuple[type[DomainEvent], dict[str, Any]]] = [(RunResumed, {"run": rec.run})]
+        if rec.active_step is not None:
+            events.append((AttemptInterrupted, {
+                "run": rec.run, "step": rec.active_step, "attempt": rec.attempts[rec.active_step]}))
+        events.extend(
+            (CleanupAbandoned, {"run": rec.run, "step": name})
+            for name in rec.cleanup_started if name not in rec.cleanup_done
+        )
+        self._record(*events)
+
+    def _current(self) -> RunRecord:
+        assert self._agg is not None  # noqa: S101 - a run was recorded before driving
+        assert self._agg.current is not None  # noqa: S101
+        return self._agg.current
+
+    def _drive(self, caller: PlanContext | None) -> None:
+        deadline = None if self._limit is None else time.monotonic() + self._limit
+        ctx = PlanContext(caller, deadline=deadline)
+        if self._current().status == "running":
+            outcome = self._run_items(ctx)
+            rec = self._current()
+            self._run_event(CleanupPhaseStarted, outcome=outcome, order=list(reversed(rec.succeeded)))
+        self._cleanup_phase()
+        self._finish()
+
+    def _expired(self, ctx: PlanContext) -> bool:
+        if ctx.deadline is not None and time.monotonic() >= ctx.deadline:
+            ctx.cancel("timed_out")
+        return ctx.cancelled
+
+    def _run_items(self, ctx: PlanContext) -> Literal["succeeded", "failed", "cancelled", "timed_out"]:
+        rec = self._current()
+        for index, item in enumerate(rec.layout):
+            rec = self._current()
+            if self._expired(ctx) or (rec.failed and not rec.continue_on_error):
+                break
+            if item.kind == "pause":
+                if index not in rec.pauses_done:
+                    self._pause(index, item.seconds or 0.0, ctx)
+            elif item.name is not None and not rec.step_done(item.name):
+                self._run_step(self._steps[item.name], ctx)
+        rec = self._current()
+        if ctx.reason == "timed_out":
+            return "timed_out"
+        if ctx.cancelled:
+            return "cancelled"
+        return "failed" if rec.errors else "succeeded"
+
+    def _pause(self, index: int, seconds: float, ctx: PlanContext) -> None:
+        started = self._current().pauses_started.get(index)
+        if started is None:
+            self._run_event(PauseStarted, index=index, seconds=seconds)
+            remaining = seconds
+        else:  # resumed in the middle of a pause: wait only the rest
+            remaining = seconds - (utcnow() - started).total_seconds()
+        end = time.monotonic() + max(0.0, remaining)
+        interrupted = False
+        while (left := end - time.monotonic()) > 0:
+            if ctx.deadline is not None:
+                left = min(left, max(0.0, ctx.deadline - time.monotonic()))
+            if ctx.wait(left) or self._expired(ctx):
+                interrupted = True
+                break
+        self._run_event(PauseFinished, index=index, interrupted=interrupted)
+
+    def _run_step(self, step: Step, ctx: PlanContext) -> bool:
+        name = step.name
+        retries = self._check_retries(step)
+        while not self._expired(ctx):
+            attempt = self._current().attempts.get(name, 0) + 1
+            self._run_event(AttemptStarted, step=name, attempt=attempt)
+            failure: BaseException | None = None
+            for hook in HOOKS:
+                status, exc, reason = self._call_hook(getattr(step, hook), ctx, f"{name}.{hook}")
+                if status == "abandoned":
+                    self._run_event(HookAbandoned, step=name, attempt=attempt, hook=hook, reason=reason)
+                    return False
+                if status == "error":
+                    assert exc is not None  # noqa: S101
+                    self._run_event(
+                        HookFailed, step=name, attempt=attempt, hook=hook, error=ErrorInfo.of(exc))
+                    failure = exc
+                    break
+                self._run_event(HookSucceeded, step=name, attempt=attempt, hook=hook)
+            if failure is None:
+                self._run_event(StepSucceeded, step=name, attempts=attempt)
+                return True
+            log.info("plan %s step %s attempt %d failed: %r", self._plan_id, name, attempt, failure)
+            if ctx.cancelled and isinstance(failure, PlanCancelled | PlanTimeout):
+                return False  # the hook noticed the cancellation: not a step error
+            if ctx.cancelled or self._current().failures.get(name, 0) > retries:
+                self._live_errors[name] = failure
+                self._run_event(StepFailed, step=name, error=ErrorInfo.of(failure))
+                return False
+        return False
+
+    def _call_hook(
+        self, fn: Callable[[PlanContext, PlanState], object], ctx: PlanContext, what: str
+    ) -> HookResult:
+        """Run ``fn`` in a worker thread; stop waiting at cancellation (after the grace) or the deadline."""
+        box: list[BaseException] = []
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                fn(ctx, self.state)
+            except BaseException as exc:  # a hook's failure is data, handed to the plan
+                box.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name=f"plan:{self._plan_id}:{what}", daemon=True).start()
+        while not done.is_set():
+            left = POLL_SECONDS
+            if ctx.deadline is not None:
+                left = min(left, ctx.deadline - time.monotonic())
+            if done.wait(max(left, 0.0)):
+                break
+            if self._expired(ctx):
+                done.wait(self._grace)
+                break
+        if not done.is_set():
+            log.warning("plan %s: stopped waiting for %s (%s); it may still be running",
+                        self._plan_id, what, ctx.reason)
+            return "abandoned", None, ctx.reason or "cancelled"
+        return ("error", box[0], "") if box else ("ok", None, "")
+
+    def _cleanup_phase(self) -> None:
+        rec = self._current()
+        for name in rec.cleanup_order:
+            if name in self._current().cleanup_started:
+                continue  # done, or abandoned after a crash: at most once
+            self._run_event(CleanupStarted, step=name)
+            deadline = None if self._cleanup_limit is None else time.monotonic() + self._cleanup_limit
+            cctx = PlanContext(deadline=deadline)
+            status, exc, _ = self._call_hook(self._steps[name].cleanup, cctx, f"{name}.cleanup")
+            if status == "abandoned":
+                limit = self._cleanup_limit
+                exc = PlanTimeout(f"cleanup of step {name!r} exceeded its time limit of {limit}s")
+            if exc is not None:
+                log.warning("plan %s: cleanup of step %s failed: %r", self._plan_id, name, exc)
+                self._live_cleanup_errors[name] = exc
+            self._run_event(CleanupFinished, step=name, error=None if exc is None else ErrorInfo.of(exc))
+
+    def _finish(self) -> None:
+        rec = self._current()
+        outcome = rec.outcome or "failed"
+        status = "failed" if outcome == "succeeded" and rec.cleanup_errors else outcome
+        self._run_event(RunFinished, status=status, errors=rec.errors, cleanup_errors=rec.cleanup_errors)
+        if status == "succeeded":
+            return
+        errors = self._errors(rec.errors, self._live_errors)
+        cleanup_errors = self._errors(rec.cleanup_errors, self._live_cleanup_errors)
+        where = f"plan {self._plan_id!r} run {rec.run}"
+        error_cls: type[PlanError]
+        if status == "cancelled":
+            error_cls, message = PlanCancelled, f"{where} was cancelled"
+        elif status == "timed_out":
+            error_cls, message = PlanTimeout, f"{where} exceeded its duration limit of {self._limit}s"
+        else:
+            error_cls = PlanFailed
+            parts = [f"{e.step}: {type(e.error).__name__}: {e.error}" for e in errors]
+            parts += [f"cleanup of {e.step}: {type(e.error).__name__}: {e.error}" for e in cleanup_errors]
+            message = f"{where} failed: " + "; ".join(parts)
+        raise error_cls(message, errors, cleanup_errors, plan_id=self._plan_id, run=rec.run)
+
+    @staticmethod
+    def _errors(recorded: list[StepErrorInfo], live: dict[str, BaseException]) -> list[StepError]:
+        return [StepError(e.step, live[e.step]) if e.step in live else e.as_step_error() for e in recorded]
+
+    def __repr__(self) -> str:
+        return f"Plan({self._plan_id!r}, steps={list(self._steps)})"
