@@ -24,7 +24,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-URL_HELP = "Store URL (sqlite:///FILE, postgresql://USER@HOST/DB?schema=S, memory://); default $PHASELOG_URL or sqlite:///phaselog.db"
+URL_HELP = (
+    "Store URL (sqlite:///FILE, postgresql://USER@HOST/DB?schema=S, memory://); "
+    "default $PHASELOG_URL, else sqlite:///phaselog.db"
+)
 UrlOption = Annotated[str | None, typer.Option("--url", help=URL_HELP)]
 
 DEMO_SECTIONS = (

@@ -21,6 +21,7 @@ class OrjsonTranscoder(Transcoder):
     """Encode JSON-able Python values to bytes with orjson (and back)."""
 
     def encode(self, obj: Any) -> bytes:
+        """Serialise ``obj``; ValidationFailed when JSON cannot represent it."""
         try:
             return orjson.dumps(obj)
         except TypeError as exc:
@@ -28,6 +29,7 @@ class OrjsonTranscoder(Transcoder):
             raise ValidationFailed(msg) from exc
 
     def decode(self, data: bytes) -> Any:
+        """Parse stored bytes; ValidationFailed when they are not JSON."""
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -44,6 +46,7 @@ class PydanticMapper(Mapper[str]):
     """
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        """Encode one domain event under its stable topic."""
         if not isinstance(domain_event, DomainEvent):
             msg = f"not a phaselog domain event: {domain_event!r}"
             raise ValidationFailed(msg)
@@ -51,7 +54,8 @@ class PydanticMapper(Mapper[str]):
         try:
             state = domain_event.model_dump(mode="json", exclude=_ENVELOPE)
         except PydanticSerializationError as exc:
-            msg = f"{cls.__name__} {domain_event.originator_id}@{domain_event.originator_version} cannot be encoded: {exc}"
+            where = f"{domain_event.originator_id}@{domain_event.originator_version}"
+            msg = f"{cls.__name__} {where} cannot be encoded: {exc}"
             raise ValidationFailed(msg) from exc
         if cls.class_version > 1:
             state["class_version"] = cls.class_version
@@ -68,6 +72,7 @@ class PydanticMapper(Mapper[str]):
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        """Decode one stored event (UnknownEventType for an unregistered topic)."""
         cls = resolve_topic(stored_event.topic)
         return self.decode_state(cls, stored_event)
 
@@ -100,5 +105,3 @@ class PydanticMapper(Mapper[str]):
                 f"does not validate: {exc}"
             )
             raise ValidationFailed(msg) from exc
-
-

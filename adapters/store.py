@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -48,7 +49,9 @@ class SnapshotFallbackRepository(Repository[str]):
         gt: int | None = None
         if self.snapshot_store is not None:
             try:
-                found: list[Any] = list(self.snapshot_store.get(aggregate_id, desc=True, limit=1, lte=version))
+                found: list[Any] = list(
+                    self.snapshot_store.get(aggregate_id, desc=True, limit=1, lte=version)
+                )
                 if found:
                     found[0].mutate(None)  # proves the snapshot can be restored
                     snapshots, gt = found, found[0].originator_version
@@ -72,6 +75,7 @@ class PhaselogApplication(Application[str]):
         super().__init__(env={**env, "IS_SNAPSHOTTING_ENABLED": "y"})
 
     def construct_mapper(self) -> PydanticMapper:
+        """The pydantic + orjson mapper (eventsourcing's extension point)."""
         return PydanticMapper(
             transcoder=OrjsonTranscoder(),
             cipher=self.factory.cipher(),
@@ -79,6 +83,7 @@ class PhaselogApplication(Application[str]):
         )
 
     def construct_repository(self) -> SnapshotFallbackRepository:
+        """A repository that survives unreadable snapshots."""
         return SnapshotFallbackRepository(event_store=self.events, snapshot_store=self.snapshots)
 
 
@@ -113,7 +118,7 @@ class Store:
 
     @property
     def env(self) -> dict[str, str]:
-        """eventsourcing settings for this store (for runners in other processes)."""
+        """Eventsourcing settings for this store (for runners in other processes)."""
         return dict(self.location.env)
 
     def _prepare_postgres(self) -> None:
@@ -124,10 +129,8 @@ class Store:
         ):
             if self.location.schema != "public":
                 create = psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}")
-                try:
+                with contextlib.suppress(psycopg.errors.UniqueViolation):  # created by another process
                     conn.execute(create.format(psycopg.sql.Identifier(self.location.schema)))
-                except psycopg.errors.UniqueViolation:
-                    pass  # another process created it at the same moment
 
     def _open_application(self) -> PhaselogApplication:
         if self.location.sqlite_path is not None:
@@ -141,7 +144,7 @@ class Store:
                     try:
                         return PhaselogApplication(self.location.env)
                     except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
-                        if attempt == 4:  # noqa: PLR2004
+                        if attempt == 4:
                             raise
                         time.sleep(0.1 * (attempt + 1))  # two processes created tables at once
             except (PhaselogError, OSError) as exc:
@@ -163,7 +166,8 @@ class Store:
         with translate_errors("saving events"):
             recordings = self.app.save(*aggregates)
         for agg, before in versions:
-            if getattr(agg, "SNAPSHOTS", False) and agg.version // self.snapshot_interval > before // self.snapshot_interval:
+            crossed = agg.version // self.snapshot_interval > before // self.snapshot_interval
+            if crossed and getattr(agg, "SNAPSHOTS", False):
                 self.snapshot(agg)
         return recordings
 
@@ -188,7 +192,9 @@ class Store:
         with translate_errors(f"loading {aggregate_id!r}"):
             aggregate: object = self.app.repository.get(aggregate_id, version=version)
         if not isinstance(aggregate, aggregate_type):
-            msg = f"stream {aggregate_id!r} holds a {type(aggregate).__name__}, not a {aggregate_type.__name__}"
+            msg = (
+                f"stream {aggregate_id!r} holds a {type(aggregate).__name__}, not a {aggregate_type.__name__}"
+            )
             raise NotFound(msg)
         return aggregate
 
@@ -202,7 +208,9 @@ class Store:
         with translate_errors(f"listing streams {prefix!r}"):
             return stream_ids(self.app.recorder, prefix)
 
-    def stream(self, aggregate_id: str, *, gt: int | None = None, lte: int | None = None) -> list[DomainEvent]:
+    def stream(
+        self, aggregate_id: str, *, gt: int | None = None, lte: int | None = None
+    ) -> list[DomainEvent]:
         """All events of one stream, oldest first."""
         with translate_errors(f"reading {aggregate_id!r}"):
             return [cast("DomainEvent", e) for e in self.app.events.get(aggregate_id, gt=gt, lte=lte)]
@@ -213,7 +221,9 @@ class Store:
         with translate_errors("reading the event log"):
             return self.app.recorder.max_notification_id() or 0
 
-    def notifications(self, start: int = 1, limit: int = 1000, *, stop: int | None = None) -> list[Notification]:
+    def notifications(
+        self, start: int = 1, limit: int = 1000, *, stop: int | None = None
+    ) -> list[Notification]:
         """Stored events in global order from position ``start`` (inclusive)."""
         with translate_errors("reading the event log"):
             return list(self.app.recorder.select_notifications(start=start, limit=limit, stop=stop))

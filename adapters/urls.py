@@ -60,14 +60,12 @@ def _sqlite(raw: str, netloc: str, path: str) -> StoreURL:
             "SQLITE_DBNAME": str(file),
             "SQLITE_LOCK_TIMEOUT": "30",
             "ORIGINATOR_ID_TYPE": "text",
-            "APPLICATION_RECORDER_TOPIC": (
-                "phaselog.adapters.recorders:AppendOnlySQLiteApplicationRecorder"
-            ),
+            "APPLICATION_RECORDER_TOPIC": ("phaselog.adapters.recorders:AppendOnlySQLiteApplicationRecorder"),
         },
     )
 
 
-def _postgres(  # noqa: PLR0913 - the parts of one URL
+def _postgres(  # noqa: PLR0913, PLR0917 - the six parts of one URL
     user: str | None,
     password: str | None,
     host: str | None,
@@ -105,9 +103,7 @@ def _postgres(  # noqa: PLR0913 - the parts of one URL
         "POSTGRES_PRE_PING": "y",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "ORIGINATOR_ID_TYPE": "text",
-        "APPLICATION_RECORDER_TOPIC": (
-            "phaselog.adapters.recorders:AppendOnlyPostgresApplicationRecorder"
-        ),
+        "APPLICATION_RECORDER_TOPIC": ("phaselog.adapters.recorders:AppendOnlyPostgresApplicationRecorder"),
     }
     display = f"postgresql://{conninfo['user']}@{conninfo['host']}:{conninfo['port']}/{dbname}"
     if schema != "public":

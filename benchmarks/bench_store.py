@@ -55,6 +55,7 @@ class BenchItem(Aggregate):
 
     TOPIC = "bench.Item"
     SNAPSHOTS: ClassVar[bool] = False
+    count: int
 
 
 class ESItem(ESAggregate):
@@ -62,10 +63,12 @@ class ESItem(ESAggregate):
 
     def __init__(self) -> None:
         self.count = 0
+        self.last = -1
 
     @event("Ticked")
     def tick(self, n: int) -> None:
         self.count += 1
+        self.last = n
 
 
 def _rate(count: int, seconds: float) -> float:
@@ -102,7 +105,10 @@ class Phaselog:
 
     def replay(self) -> tuple[int, float]:
         started = time.perf_counter()
-        count = sum(1 for note in self.store.iter_notifications() if self.store.decode(note))
+        count = 0
+        for note in self.store.iter_notifications():
+            self.store.decode(note)
+            count += 1
         return count, time.perf_counter() - started
 
     def load(self, events: int) -> float:
@@ -167,6 +173,9 @@ class PlainEventsourcing:
         self.app.close()
 
 
+INSERT_ROW = "INSERT INTO events (originator_id, originator_version, topic, state) VALUES (%s,%s,%s,%s)"
+
+
 class RawPsycopg:
     """The floor: psycopg writing and reading the same rows, one transaction per event."""
 
@@ -177,8 +186,9 @@ class RawPsycopg:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             conn.execute(
-                f'CREATE TABLE IF NOT EXISTS "{schema}".events (originator_id text, originator_version bigint, '
-                "topic text, state bytea, notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
+                f'CREATE TABLE IF NOT EXISTS "{schema}".events (originator_id text, '
+                "originator_version bigint, topic text, state bytea, notification_id bigserial, "
+                "PRIMARY KEY (originator_id, originator_version))"
             )
             conn.execute(f'CREATE UNIQUE INDEX IF NOT EXISTS raw_nid ON "{schema}".events (notification_id)')
 
@@ -193,7 +203,7 @@ class RawPsycopg:
             with self._connect() as conn:
                 for i in range(per_writer):
                     conn.execute(
-                        "INSERT INTO events (originator_id, originator_version, topic, state) VALUES (%s,%s,%s,%s)",
+                        INSERT_ROW,
                         (sid, i + 1, "bench.Ticked", self.STATE),
                         prepare=True,
                     )
@@ -213,11 +223,13 @@ class RawPsycopg:
         with self._connect() as conn:
             with conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO events (originator_id, originator_version, topic, state) VALUES (%s,%s,%s,%s)",
+                    INSERT_ROW,
                     [(sid, v, "bench.Ticked", self.STATE) for v in range(1, events + 1)],
                 )
             started = time.perf_counter()
-            rows = conn.execute("SELECT * FROM events WHERE originator_id = %s ORDER BY originator_version", (sid,))
+            rows = conn.execute(
+                "SELECT * FROM events WHERE originator_id = %s ORDER BY originator_version", (sid,)
+            )
             assert len(rows.fetchall()) == events
             return time.perf_counter() - started
 
@@ -255,13 +267,17 @@ def run(pg_dsn: str, sqlite_url: str, *, per_writer: int = 400, load_events: int
     for impl in impls.values():
         impl.close()
     sq = Phaselog(sqlite_url)
-    results["sqlite"]["append_1_writer"] = {"phaselog": {"events_per_s": _rate(per_writer, sq.append(1, per_writer))}}
+    results["sqlite"]["append_1_writer"] = {
+        "phaselog": {"events_per_s": _rate(per_writer, sq.append(1, per_writer))}
+    }
     results["sqlite"]["append_4_writers"] = {
         "phaselog": {"events_per_s": _rate(4 * per_writer, sq.append(4, per_writer))}
     }
     count, seconds = sq.replay()
     results["sqlite"]["replay"] = {"phaselog": {"events": count, "events_per_s": _rate(count, seconds)}}
-    results["sqlite"][f"load_{load_events}_events"] = {"phaselog": {"ms": round(sq.load(load_events) * 1000, 2)}}
+    results["sqlite"][f"load_{load_events}_events"] = {
+        "phaselog": {"ms": round(sq.load(load_events) * 1000, 2)}
+    }
     sq.close()
     return results
 

@@ -22,14 +22,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from pgserver import PostgresServer  # noqa: E402
-
 import bench_store  # noqa: E402
+from pgserver import PostgresServer  # noqa: E402
 
 AREA_BENCHMARKS = ("bench_plugins", "bench_tasks", "bench_plans", "bench_state", "bench_projections")
 
 
 def main() -> int:
+    """Run the benchmarks and print their JSON; exit 1 if any of them failed."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small workloads (a smoke run)")
     args = parser.parse_args()
@@ -44,8 +44,10 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
             report["store"] = bench_store.run(
-                dsn, f"sqlite:///{tmp}/store.db",
-                per_writer=100 if args.quick else 400, load_events=1000 if args.quick else 5000,
+                dsn,
+                f"sqlite:///{tmp}/store.db",
+                per_writer=100 if args.quick else 400,
+                load_events=1000 if args.quick else 5000,
             )
             report["store"]["seconds"] = round(time.perf_counter() - started, 1)
             for name in AREA_BENCHMARKS:

@@ -192,13 +192,11 @@ class Aggregate:
         return event
 
     @classmethod
-    def start(cls: type[A], event_class: type[CreationEvent], aggregate_id: str, **fields: Any) -> A:
+    def start(cls, event_class: type[CreationEvent], aggregate_id: str, **fields: Any) -> Self:
         """Create a new aggregate with its creation event queued for saving."""
-        event = event_class(
-            originator_id=aggregate_id, originator_version=1, timestamp=utcnow(), **fields
-        )
-        agg: A = event.mutate(None)
-        agg._pending.append(event)  # noqa: SLF001
+        event = event_class(originator_id=aggregate_id, originator_version=1, timestamp=utcnow(), **fields)
+        agg: Self = event.mutate(None)
+        agg._pending.append(event)
         return agg
 
     @property
@@ -241,7 +239,8 @@ class Snapshot(DomainEvent):
             state=state,
         )
 
-    def mutate(self, aggregate: Any) -> Any:
+    def mutate(self, aggregate: Any) -> Any:  # noqa: ARG002 - a snapshot starts from nothing
+        """Rebuild the aggregate from this snapshot (eventsourcing's mutator hook)."""
         cls: type[Aggregate] = resolve_topic(self.topic)
         state = upcast(cls, dict(self.state))
         new = cls.__new__(cls)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pgserver import PostgresNotAvailable, PostgresServer
 
 from phaselog.adapters import Store, open_store
+
+from pgserver import PostgresNotAvailable, PostgresServer
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 ALL_KINDS = ["memory", "sqlite", "postgresql"]

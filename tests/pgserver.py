@@ -7,7 +7,6 @@ current user is root (PostgreSQL refuses to run as root).
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import socket
@@ -26,7 +25,7 @@ def find_bindir() -> Path:
     found = shutil.which("pg_ctl")
     if found:
         return Path(os.path.realpath(found)).parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
     if candidates:
         return Path(candidates[-1]).parent
     raise PostgresNotAvailable("pg_ctl not found on PATH nor under /usr/lib/postgresql")
@@ -71,7 +70,9 @@ class PostgresServer:
             f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={datadir} "
             "-c fsync=on -c max_connections=200 -c shared_buffers=128MB"
         )
-        server._run("pg_ctl", "-D", str(datadir / "data"), "-o", opts, "-l", str(datadir / "log"), "-w", "start")
+        server._run(
+            "pg_ctl", "-D", str(datadir / "data"), "-o", opts, "-l", str(datadir / "log"), "-w", "start"
+        )
         return server
 
     def stop(self) -> None:

@@ -5,12 +5,13 @@ from typing import Any
 
 import pytest
 from eventsourcing.persistence import StoredEvent
-from support_events import Added, Counter, open_counter
 
 from phaselog.adapters import Store
 from phaselog.adapters.codec import OrjsonTranscoder, PydanticMapper
 from phaselog.domain.errors import UnknownEventType, ValidationFailed
 from phaselog.domain.events import DomainEvent, resolve_topic, topic_of
+
+from support_events import Added, Counter, open_counter
 
 
 def _mapper() -> PydanticMapper:
@@ -55,14 +56,16 @@ def test_events_from_an_older_class_version_are_upcast(store: Store) -> None:
 def test_unknown_topic_is_a_typed_error() -> None:
     """A stored topic no class is registered under raises UnknownEventType."""
     stored = StoredEvent(originator_id="x", originator_version=1, topic="nobody.Knows", state=b"{}")
-    with pytest.raises(UnknownEventType, match="nobody.Knows"):
+    with pytest.raises(UnknownEventType, match=r"nobody\.Knows"):
         _mapper().to_domain_event(stored)
 
 
 def test_stored_data_that_does_not_validate_is_a_typed_error() -> None:
     """Stored state missing a required field raises ValidationFailed naming the event."""
     stored = StoredEvent(
-        originator_id="x", originator_version=2, topic="tests.counter.Added",
+        originator_id="x",
+        originator_version=2,
+        topic="tests.counter.Added",
         state=b'{"timestamp":"2025-01-01T00:00:00Z","class_version":2}',
     )
     with pytest.raises(ValidationFailed, match=r"tests.counter.Added x@2"):

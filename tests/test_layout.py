@@ -11,10 +11,28 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("domain", "runtime", "projections", "adapters")
 FORBIDDEN_IN_DOMAIN = (
-    "sqlite3", "psycopg", "psycopg_pool", "socket", "subprocess", "os", "pathlib", "shutil", "asyncio",
-    "urllib", "http", "typer", "rich", "eventsourcing.persistence", "eventsourcing.postgres",
-    "eventsourcing.sqlite", "eventsourcing.popo", "eventsourcing.application", "eventsourcing.projection",
-    "phaselog.adapters", "phaselog.runtime", "phaselog.projections",
+    "sqlite3",
+    "psycopg",
+    "psycopg_pool",
+    "socket",
+    "subprocess",
+    "os",
+    "pathlib",
+    "shutil",
+    "asyncio",
+    "urllib",
+    "http",
+    "typer",
+    "rich",
+    "eventsourcing.persistence",
+    "eventsourcing.postgres",
+    "eventsourcing.sqlite",
+    "eventsourcing.popo",
+    "eventsourcing.application",
+    "eventsourcing.projection",
+    "phaselog.adapters",
+    "phaselog.runtime",
+    "phaselog.projections",
 )
 MAX_MODULE_LINES = 400
 
@@ -37,7 +55,8 @@ def _imports(path: Path) -> set[str]:
 def test_domain_imports_no_outer_layer_and_no_io(path: Path) -> None:
     """domain/ stays pure: no outer phaselog layer, no driver, no I/O module."""
     bad = sorted(
-        name for name in _imports(path)
+        name
+        for name in _imports(path)
         for banned in FORBIDDEN_IN_DOMAIN
         if name == banned or name.startswith(banned + ".")
     )
@@ -48,7 +67,9 @@ def test_runtime_and_projections_do_not_import_the_cli() -> None:
     """Inner layers never import the CLI or demo adapters."""
     for folder in ("runtime", "projections"):
         for path in _modules(folder):
-            cli = [n for n in _imports(path) if n.startswith(("phaselog.adapters.cli", "phaselog.adapters.demo"))]
+            cli = [
+                n for n in _imports(path) if n.startswith(("phaselog.adapters.cli", "phaselog.adapters.demo"))
+            ]
             assert cli == [], f"{folder}/{path.name} imports {cli}"
 
 
@@ -66,7 +87,8 @@ def test_modules_are_small() -> None:
     """No package module grows past the size a reader can hold in mind."""
     big = {
         str(p.relative_to(ROOT)): n
-        for layer in LAYERS for p in _modules(layer)
+        for layer in LAYERS
+        for p in _modules(layer)
         if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
     }
     assert big == {}
@@ -85,7 +107,7 @@ def test_every_test_says_what_it_pins() -> None:
 
 
 def test_no_phaselog_folder_shadows_the_namespace() -> None:
-    """phaselog is an implicit namespace package: there is no phaselog/ folder."""
+    """Phaselog is an implicit namespace package: there is no phaselog/ folder."""
     assert not (ROOT / "phaselog").exists()
     import phaselog  # noqa: PLC0415
 
@@ -96,8 +118,20 @@ def test_no_phaselog_folder_shadows_the_namespace() -> None:
 def test_wheel_contains_exactly_the_layer_folders(tmp_path: Path) -> None:
     """The built wheel packages every module of the four layer folders, and nothing else."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
-        check=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=300,
     )
     (wheel,) = tmp_path.glob("phaselog-*.whl")
     with zipfile.ZipFile(wheel) as zf:

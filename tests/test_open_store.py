@@ -11,7 +11,13 @@ from phaselog.domain.errors import PhaselogError, StoreUnavailable, ValidationFa
 
 @pytest.mark.parametrize(
     "url",
-    ["mysql://db", "sqlite://host/file.db", "sqlite:///", "postgresql://u@h/", "postgresql://u@h/db?schema=Bad-Name"],
+    [
+        "mysql://db",
+        "sqlite://host/file.db",
+        "sqlite:///",
+        "postgresql://u@h/",
+        "postgresql://u@h/db?schema=Bad-Name",
+    ],
 )
 def test_malformed_urls_are_rejected(url: str) -> None:
     """A URL phaselog cannot use raises ValidationFailed before anything is opened."""
@@ -22,7 +28,7 @@ def test_malformed_urls_are_rejected(url: str) -> None:
 def test_url_forms() -> None:
     """sqlite:/// is relative, sqlite://// absolute; PostgreSQL URLs keep schema and drop the password."""
     assert parse_url("sqlite:///data/x.db").sqlite_path == Path("data/x.db")
-    assert parse_url("sqlite:////tmp/x.db").sqlite_path == Path("/tmp/x.db")
+    assert parse_url("sqlite:////srv/x.db").sqlite_path == Path("/srv/x.db")
     pg = parse_url("postgresql://me:secret@db.local:6543/ops?schema=audit")
     assert pg.env["POSTGRES_PORT"] == "6543"
     assert pg.env["POSTGRES_SCHEMA"] == "audit"

@@ -7,11 +7,12 @@ import textwrap
 from collections.abc import Callable
 
 import pytest
-from conftest import raw_execute
-from support_events import Added, Counter, open_counter
 
 from phaselog.adapters import Store, open_store
 from phaselog.domain.errors import ConcurrencyConflict, NotFound, PhaselogError
+
+from conftest import raw_execute
+from support_events import Added, Counter, open_counter
 
 
 def test_save_and_load_round_trip(store: Store) -> None:
@@ -117,9 +118,7 @@ def test_event_table_is_append_only(durable_url: str, statement: str) -> None:
         assert store.load("counter:a", Counter).version == 1
 
 
-def test_unreadable_snapshot_falls_back_to_replay(
-    durable_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_unreadable_snapshot_falls_back_to_replay(durable_url: str, caplog: pytest.LogCaptureFixture) -> None:
     """A corrupt snapshot is logged and skipped: the state comes from a full replay."""
     with open_store(durable_url, snapshot_interval=2) as store:
         counter = open_counter("counter:c")
@@ -169,8 +168,10 @@ def test_snapshot_upcast_from_older_aggregate_version(make_url: Callable[[str], 
             "counter:u",
             1,
             "phaselog.Snapshot",
-            b'{"timestamp":"2026-01-01T00:00:00Z","topic":"tests.counter.Counter",'
-            b'"state":{"name":"renamed","total":0}}',
+            (
+                b'{"timestamp":"2026-01-01T00:00:00Z","topic":"tests.counter.Counter",'
+                b'"state":{"name":"renamed","total":0}}'
+            ),
         ),
     )
     with open_store(url) as store:
