@@ -1,0 +1,267 @@
+"""Where read models live: the store's own SQLite or PostgreSQL database.
+
+A :class:`Backend` hands out write transactions that hold the lock which
+serialises projection writers (SQLite ``BEGIN IMMEDIATE``; PostgreSQL row locks
+on the tracking rows), read transactions, and eventsourcing's tracking recorder
+whose ``_insert_tracking(cursor, tracking)`` records a projection's position in
+the same transaction as its rows. The memory store keeps its read models in a
+private in-memory SQLite database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+import uuid
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
+
+from phaselog.adapters.errors import translate_errors
+from phaselog.domain.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    import threading
+
+    from phaselog.adapters.store import Store
+
+__all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "open_backend"]
+
+PG_TRACKING_TABLE = "phaselog_projection_tracking"
+
+
+class Backend:
+    """Common SQL helpers; subclasses provide transactions, tracking and waking up."""
+
+    kind = ""
+    tracking_table = "tracking"
+
+    def q(self, sql: str) -> str:
+        """Adapt ``?`` placeholders to the driver's paramstyle."""
+        return sql
+
+    def table(self, name: str) -> str:
+        """The (schema-qualified) name of one of our tables."""
+        return name
+
+    @contextmanager
+    def write(self, names: Sequence[str]) -> Iterator[Any]:
+        """A write transaction holding the projection lock for tracking rows ``names``."""
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        """A read-only transaction (one consistent snapshot)."""
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    @property
+    def tracking(self) -> Any:
+        """eventsourcing's tracking recorder for this database."""
+        raise NotImplementedError
+
+    def positions(self, cursor: Any, names: Sequence[str]) -> dict[str, int]:
+        """Current tracked positions of ``names`` (0 when absent), read inside ``cursor``'s transaction."""
+        if not names:
+            return {}
+        marks = ",".join("?" * len(names))
+        cursor.execute(
+            self.q(
+                f"SELECT application_name, notification_id FROM {self.table(self.tracking_table)} "
+                f"WHERE application_name IN ({marks})"
+            ),
+            list(names),
+        )
+        found = {str(row["application_name"]): int(row["notification_id"] or 0) for row in cursor.fetchall()}
+        return {name: found.get(name, 0) for name in names}
+
+    def advance(self, cursor: Any, name: str, position: int) -> None:
+        """Record ``position`` for ``name`` (must move forward; eventsourcing raises otherwise)."""
+        self.tracking._insert_tracking(cursor, Tracking(name, position))  # noqa: SLF001 - the documented hook
+
+    def set_position(self, cursor: Any, name: str, position: int | None) -> None:
+        """Overwrite (or with ``None`` remove) a tracked position, for resets and swaps."""
+        cursor.execute(self.q(f"DELETE FROM {self.table(self.tracking_table)} WHERE application_name = ?"), [name])
+        if position is not None:
+            cursor.execute(
+                self.q(f"INSERT INTO {self.table(self.tracking_table)} VALUES (?, ?)"), [name, position]
+            )
+
+    def table_exists(self, cursor: Any, name: str) -> bool:
+        """True when our table ``name`` exists."""
+        raise NotImplementedError
+
+    def wait_for_events(self, timeout: float, stop: threading.Event) -> None:
+        """Block until new events may exist, ``timeout`` passes, or ``stop`` is set."""
+        stop.wait(timeout)
+
+    def close(self) -> None:
+        """Release what this backend opened itself."""
+
+
+class SQLiteBackend(Backend):
+    """Read models in the store's SQLite file (or a private in-memory database)."""
+
+    kind = "sqlite"
+
+    def __init__(self, datastore: SQLiteDatastore, *, owned: bool = False) -> None:
+        self.datastore = datastore
+        self._owned = owned
+        with translate_errors("creating projection tracking"):
+            self._tracking = SQLiteTrackingRecorder(datastore)
+            _retry(self._tracking.create_table)
+
+    @property
+    def tracking(self) -> SQLiteTrackingRecorder:
+        return self._tracking
+
+    @contextmanager
+    def write(self, names: Sequence[str]) -> Iterator[SQLiteCursor]:  # noqa: ARG002 - SQLite locks the file
+        with self.datastore.get_connection(commit=True) as conn:
+            raw: sqlite3.Connection = conn._sqlite_conn  # noqa: SLF001 - BEGIN IMMEDIATE needs the driver
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield SQLiteCursor(raw.cursor())
+            except BaseException:
+                raw.rollback()
+                raise
+            raw.commit()
+
+    @contextmanager
+    def read(self) -> Iterator[SQLiteCursor]:
+        with self.datastore.transaction(commit=False) as cursor:
+            yield cursor
+
+    def table_exists(self, cursor: Any, name: str) -> bool:
+        cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name])
+        return cursor.fetchone() is not None
+
+    def close(self) -> None:
+        if self._owned:
+            self.datastore.close()
+
+
+class PostgresBackend(Backend):
+    """Read models in the store's PostgreSQL schema; live following by LISTEN/NOTIFY."""
+
+    kind = "postgresql"
+    tracking_table = PG_TRACKING_TABLE
+
+    def __init__(self, recorder: PostgresApplicationRecorder, conninfo: dict[str, str]) -> None:
+        self.datastore: PostgresDatastore = recorder.datastore
+        self.schema = self.datastore.schema
+        self.channel = recorder.channel_name
+        self._conninfo = conninfo
+        self._listener: psycopg.Connection[Any] | None = None
+        with translate_errors("creating projection tracking"):
+            self._tracking = PostgresTrackingRecorder(self.datastore, tracking_table_name=PG_TRACKING_TABLE)
+            _retry(self._tracking.create_table)
+
+    @property
+    def tracking(self) -> PostgresTrackingRecorder:
+        return self._tracking
+
+    def q(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def table(self, name: str) -> str:
+        return f'"{self.schema}"."{name}"'
+
+    @contextmanager
+    def write(self, names: Sequence[str]) -> Iterator[Any]:
+        with self.datastore.transaction(commit=True) as cursor:
+            if names:
+                # Lock the tracking rows in one global order: projection writers
+                # (runners in any process, rebuild swaps) serialise here.
+                cursor.execute(
+                    f"INSERT INTO {self.table(self.tracking_table)} "
+                    "SELECT unnest(%s::text[]), 0 ON CONFLICT DO NOTHING",
+                    [list(names)],
+                )
+                cursor.execute(
+                    f"SELECT application_name FROM {self.table(self.tracking_table)} "
+                    "WHERE application_name = ANY(%s) ORDER BY application_name FOR UPDATE",
+                    [list(names)],
+                )
+            yield cursor
+
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=False) as cursor:
+            yield cursor
+
+    def table_exists(self, cursor: Any, name: str) -> bool:
+        cursor.execute("SELECT to_regclass(%s) AS oid", [self.table(name)])
+        row = cursor.fetchone()
+        return row is not None and row["oid"] is not None
+
+    def wait_for_events(self, timeout: float, stop: threading.Event) -> None:
+        if self._listener is None or self._listener.closed:
+            try:
+                self._listener = psycopg.connect(**self._conninfo, autocommit=True, connect_timeout=5)  # type: ignore[arg-type]
+                self._listener.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(self.channel)))
+            except psycopg.Error:
+                self._listener = None
+                stop.wait(timeout)
+                return
+            return  # LISTEN is now armed; the caller catches up once more before sleeping
+        deadline = time.monotonic() + timeout
+        try:
+            while not stop.is_set() and time.monotonic() < deadline:
+                for _ in self._listener.notifies(timeout=min(0.25, timeout), stop_after=1):
+                    return
+        except psycopg.Error:
+            self._drop_listener()
+
+    def _drop_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._listener.close()
+            self._listener = None
+
+    def close(self) -> None:
+        self._drop_listener()
+
+
+def _retry(create: Any) -> None:
+    """Run table creation, retrying when another process created the same objects at once."""
+    for attempt in range(5):
+        try:
+            create()
+        except IntegrityError:
+            if attempt == 4:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+        else:
+            return
+
+
+_MEMORY_VIEWS: weakref.WeakKeyDictionary[Store, SQLiteDatastore] = weakref.WeakKeyDictionary()
+
+
+def open_backend(store: Store) -> Backend:
+    """The backend for ``store``'s database (a private in-memory SQLite for ``memory://``)."""
+    recorder = store.app.recorder
+    if store.kind == "sqlite":
+        return SQLiteBackend(recorder.datastore)  # type: ignore[attr-defined]
+    if store.kind == "postgresql":
+        assert isinstance(recorder, PostgresApplicationRecorder)  # noqa: S101 - narrowed by kind
+        return PostgresBackend(recorder, store.location.conninfo)
+    if store.kind == "memory":
+        # One private database per memory store, shared by every runner of that store.
+        datastore = _MEMORY_VIEWS.get(store)
+        if datastore is None:
+            name = f"file:phaselog-views-{uuid.uuid4().hex}?mode=memory&cache=shared"
+            with translate_errors("opening in-memory read models"):
+                datastore = _MEMORY_VIEWS[store] = SQLiteDatastore(name, pool_size=2, max_overflow=0)
+        return SQLiteBackend(datastore)
+    msg = f"no read-model backend for a {store.kind} store"
+    raise StoreUnavailable(msg)

@@ -1,0 +1,311 @@
+"""Read-model definitions: a projection is a table plus a pure fold over stored events.
+
+A :class:`Projection` declares its columns, its key and which topics it folds;
+:meth:`Projection.apply` evolves rows through a :class:`Rows` view. The same fold
+runs against a database table (:class:`TableRows`, one transaction per batch) or
+a plain dict (:class:`DictRows`, used to check a table against a fold of the full
+log). Events reach a projection as :class:`EventData`: the stored JSON state
+(upcast when the event class is known, raw otherwise), so a projection never
+breaks on a field it does not know and never needs the event class imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+
+from phaselog.domain.errors import PhaselogError, ValidationFailed
+
+__all__ = [
+    "DictRows",
+    "EventData",
+    "Projection",
+    "ProjectionTimeout",
+    "ReadModel",
+    "Rows",
+    "TableRows",
+]
+
+SQL_TYPES = {"text": "TEXT", "int": "BIGINT", "json": "TEXT"}
+
+
+class ProjectionTimeout(PhaselogError, TimeoutError):
+    """``wait(position, timeout)`` gave up before the read models reached the position."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventData:
+    """One stored event as a projection sees it."""
+
+    position: int
+    topic: str
+    stream_id: str
+    version: int
+    data: dict[str, Any]
+
+    @property
+    def timestamp(self) -> str | None:
+        """The event's ISO timestamp (as stored)."""
+        value = self.data.get("timestamp")
+        return None if value is None else str(value)
+
+
+class Rows:
+    """The rows of one projection, as seen by its fold."""
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """A copy of the row with ``key``, or ``None``."""
+        raise NotImplementedError
+
+    def put(self, key: str, row: Mapping[str, Any]) -> None:
+        """Insert or replace the row with ``key``."""
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        """Remove the row with ``key`` (no error when absent)."""
+        raise NotImplementedError
+
+
+class DictRows(Rows):
+    """Rows kept in a dict: the reference fold used by tests and ``verify``-style checks."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = self.rows.get(key)
+        return None if row is None else dict(row)
+
+    def put(self, key: str, row: Mapping[str, Any]) -> None:
+        self.rows[key] = dict(row)
+
+    def delete(self, key: str) -> None:
+        self.rows.pop(key, None)
+
+
+class Projection:
+    """A read model: subclasses set the class attributes and implement :meth:`apply`."""
+
+    name: ClassVar[str] = ""
+    """Short name (``plugin_phases``); the table is ``phaselog_view_<name>``."""
+    key: ClassVar[str] = "id"
+    columns: ClassVar[Mapping[str, str]] = {}
+    """Column name -> ``"text"``, ``"int"`` or ``"json"`` (the key included)."""
+    alt_key: ClassVar[str | None] = None
+    """A second column ``get`` tries when no row has the key (e.g. a bare ``task_id``)."""
+    count_by: ClassVar[str | None] = None
+    """Column that :meth:`ReadModel.counts` groups by."""
+    topics: ClassVar[frozenset[str] | None] = None
+    """Topics folded; ``None`` means every topic (then ``apply`` filters)."""
+    version: ClassVar[int] = 1
+    """Bump to make existing tables rebuild when the fold changes."""
+
+    @property
+    def table(self) -> str:
+        """The live table name."""
+        return f"phaselog_view_{self.name}"
+
+    @property
+    def shadow(self) -> str:
+        """The table a rebuild fills before swapping it in."""
+        return f"{self.table}__shadow"
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the columns or the fold version change."""
+        text = f"{self.version}:{self.key}:" + ",".join(f"{k}={v}" for k, v in self.columns.items())
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def handles(self, topic: str) -> bool:
+        """True when events of ``topic`` reach :meth:`apply`."""
+        return self.topics is None or topic in self.topics
+
+    def apply(self, rows: Rows, event: EventData) -> None:
+        """Fold one event into ``rows``."""
+        raise NotImplementedError
+
+    def fold(self, events: Iterable[EventData]) -> dict[str, dict[str, Any]]:
+        """The rows a fold of ``events`` gives, computed in memory."""
+        rows = DictRows()
+        for event in events:
+            if self.handles(event.topic):
+                self.apply(rows, event)
+        return {k: self.normalise(v) for k, v in rows.rows.items()}
+
+    def normalise(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A row with exactly the declared columns, as a table read returns it."""
+        return {name: _roundtrip(kind, row.get(name)) for name, kind in self.columns.items()}
+
+    # -- SQL ------------------------------------------------------------------------------
+    def create_sql(self, table: str, qualified: str) -> list[str]:
+        """DDL creating ``table`` (``qualified`` is its schema-qualified form)."""
+        cols = ", ".join(
+            f"{name} {SQL_TYPES[kind]}{' PRIMARY KEY' if name == self.key else ''}"
+            for name, kind in self.columns.items()
+        )
+        statements = [f"CREATE TABLE IF NOT EXISTS {qualified} ({cols})"]
+        if self.count_by is not None:
+            token = hashlib.sha256(table.encode()).hexdigest()[:6]
+            statements.append(f"CREATE INDEX IF NOT EXISTS ix_{self.name}_{self.count_by}_{token} "
+                              f"ON {qualified} ({self.count_by})")
+        return statements
+
+
+def _roundtrip(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "int":
+        return int(value)
+    if kind == "json":
+        return orjson.loads(orjson.dumps(value))
+    return str(value)
+
+
+def encode_row(projection: Projection, row: Mapping[str, Any]) -> list[Any]:
+    """Column values of ``row`` in declared order, JSON columns encoded."""
+    values: list[Any] = []
+    for name, kind in projection.columns.items():
+        value = row.get(name)
+        if value is not None:
+            if kind == "json":
+                value = orjson.dumps(value).decode()
+            elif kind == "int":
+                value = int(value)
+            else:
+                value = str(value)
+        values.append(value)
+    return values
+
+
+def decode_row(projection: Projection, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A database row as a dict, JSON columns decoded."""
+    out: dict[str, Any] = {}
+    for name, kind in projection.columns.items():
+        value = row[name]
+        if value is not None and kind == "json":
+            value = orjson.loads(value)
+        elif value is not None and kind == "int":
+            value = int(value)
+        out[name] = value
+    return out
+
+
+class TableRows(Rows):
+    """Rows of one table inside one write transaction, cached and flushed once per batch."""
+
+    def __init__(self, backend: Any, cursor: Any, projection: Projection, qualified: str) -> None:
+        self._backend = backend
+        self._cursor = cursor
+        self._projection = projection
+        self._qualified = qualified
+        self._cache: dict[str, dict[str, Any] | None] = {}
+        self._dirty: set[str] = set()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        if key not in self._cache:
+            p = self._projection
+            self._cursor.execute(
+                self._backend.q(f"SELECT * FROM {self._qualified} WHERE {p.key} = ?"), [key]
+            )
+            found = self._cursor.fetchone()
+            self._cache[key] = None if found is None else decode_row(p, found)
+        row = self._cache[key]
+        return None if row is None else dict(row)
+
+    def put(self, key: str, row: Mapping[str, Any]) -> None:
+        self._cache[key] = {**dict(row), self._projection.key: key}
+        self._dirty.add(key)
+
+    def delete(self, key: str) -> None:
+        self._cache[key] = None
+        self._dirty.add(key)
+
+    def flush(self) -> None:
+        """Write every changed row (one upsert or delete each)."""
+        p = self._projection
+        names = list(p.columns)
+        upsert = self._backend.q(
+            f"INSERT INTO {self._qualified} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+            f"ON CONFLICT ({p.key}) DO UPDATE SET "
+            + ", ".join(f"{n} = excluded.{n}" for n in names if n != p.key)
+        )
+        puts = [encode_row(p, row) for k in sorted(self._dirty) if (row := self._cache[k]) is not None]
+        gone = [[k] for k in sorted(self._dirty) if self._cache[k] is None]
+        if puts:
+            self._cursor.executemany(upsert, puts)
+        if gone:
+            self._cursor.executemany(self._backend.q(f"DELETE FROM {self._qualified} WHERE {p.key} = ?"), gone)
+        self._dirty.clear()
+
+
+class ReadModel:
+    """Queries over one projection's live table: ``get``, ``list``, ``counts``."""
+
+    def __init__(self, backend: Any, projection: Projection) -> None:
+        self._backend = backend
+        self.projection = projection
+
+    @property
+    def name(self) -> str:
+        """The projection's short name."""
+        return self.projection.name
+
+    def _query(self, sql: str, params: list[Any]) -> list[Any]:
+        from phaselog.adapters.errors import translate_errors  # noqa: PLC0415 - keep base importable alone
+
+        with translate_errors(f"querying {self.projection.table}"), self._backend.read() as cursor:
+            cursor.execute(self._backend.q(sql), params)
+            return list(cursor.fetchall())
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The row for ``key``, or ``None`` when the read model has none."""
+        p = self.projection
+        rows = self._query(f"SELECT * FROM {self._backend.table(p.table)} WHERE {p.key} = ?", [key])
+        if not rows and p.alt_key is not None:
+            rows = self._query(f"SELECT * FROM {self._backend.table(p.table)} WHERE {p.alt_key} = ?", [key])
+            if len(rows) > 1:
+                keys = ", ".join(str(r[p.key]) for r in rows)
+                msg = f"{p.alt_key} {key!r} is ambiguous in {p.name}: use one of {keys}"
+                raise ValidationFailed(msg)
+        return decode_row(p, rows[0]) if rows else None
+
+    def list(self, **filters: Any) -> list[dict[str, Any]]:
+        """Rows whose columns equal ``filters`` (enums may be passed), ordered by key."""
+        p = self.projection
+        unknown = sorted(set(filters) - set(p.columns))
+        if unknown:
+            msg = f"{p.name} has no column {', '.join(unknown)}; columns: {', '.join(p.columns)}"
+            raise ValidationFailed(msg)
+        where = " AND ".join(f"{k} = ?" for k in filters)
+        params = [_param(p.columns[k], v) for k, v in filters.items()]
+        sql = f"SELECT * FROM {self._backend.table(p.table)}" + (f" WHERE {where}" if where else "")
+        return [decode_row(p, row) for row in self._query(sql + f" ORDER BY {p.key}", params)]
+
+    def counts(self) -> dict[str, int]:
+        """Number of rows per value of the projection's ``count_by`` column."""
+        p = self.projection
+        if p.count_by is None:
+            return {"total": len(self.list())}
+        rows = self._query(
+            f"SELECT {p.count_by} AS value, COUNT(*) AS n FROM {self._backend.table(p.table)} "
+            f"GROUP BY {p.count_by} ORDER BY {p.count_by}",
+            [],
+        )
+        return {str(row["value"]): int(row["n"]) for row in rows}
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        """Every row keyed by its key (for comparisons with :meth:`Projection.fold`)."""
+        return {str(row[self.projection.key]): row for row in self.list()}
+
+
+def _param(kind: str, value: Any) -> Any:
+    raw = getattr(value, "value", value)  # enums filter by their stored value
+    if kind == "json":
+        return orjson.dumps(raw).decode()
+    if kind == "int":
+        return int(raw)
+    return str(raw)
