@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, cast
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from phaselog.domain.errors import ValidationFailed
 from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
-from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "FORCE_PREFIX",
@@ -160,17 +162,24 @@ class RetryStatus(BaseModel):
     last_attempt: datetime | None = None
 
 
-class RetryPolicy(BaseModel):
+@dataclass(frozen=True)
+class RetryPolicy:
     """Exponential-backoff limits: backoff doubles from ``initial_backoff`` up to ``max_backoff``."""
 
-    model_config = ConfigDict(frozen=True)
-
-    max_attempts: int = Field(default=5, ge=0)
+    max_attempts: int = 5
     initial_backoff: timedelta = timedelta(seconds=1)
     max_backoff: timedelta = timedelta(seconds=60)
 
-    def model_post_init(self, _context: Any, /) -> None:
-        """Reject non-positive backoffs and a cap below the start."""
+    def __post_init__(self) -> None:
+        """Reject a negative attempt limit, non-positive backoffs and a cap below the start."""
+        limit: object = self.max_attempts
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            msg = f"max_attempts must be a non-negative integer, got {limit!r}"
+            raise ValidationFailed(msg)
+        backoffs: tuple[object, object] = (self.initial_backoff, self.max_backoff)
+        if not all(isinstance(b, timedelta) for b in backoffs):
+            msg = "initial_backoff and max_backoff must be timedeltas"
+            raise ValidationFailed(msg)
         if self.initial_backoff <= timedelta(0):
             msg = f"initial_backoff must be positive, got {self.initial_backoff}"
             raise ValidationFailed(msg)

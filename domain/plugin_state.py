@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import TypeVar
 
 import orjson
-from phaselog.domain.errors import PhaselogError, StateVersionMismatch, ValidationFailed
 from pydantic import BaseModel, ValidationError
+
+from phaselog.domain.errors import PhaselogError, StateVersionMismatch, ValidationFailed
 
 __all__ = ["PluginStateManager", "PluginStateUnreadable", "check_state_version"]
 

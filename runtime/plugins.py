@@ -39,7 +39,6 @@ from phaselog.domain.plugin import (
     plugin_stream_id,
 )
 from phaselog.domain.plugin_state import PluginStateManager
-from pydantic import ValidationError
 
 if TYPE_CHECKING:
     from phaselog.adapters.store import Store
@@ -367,15 +366,11 @@ class PluginService:
         """
         plugin_stream_id(plugin_id)
         phase = parse_phase(initial)
-        try:
-            policy = RetryPolicy(
-                max_attempts=max_attempts,
-                initial_backoff=_as_timedelta("initial_backoff", initial_backoff),
-                max_backoff=_as_timedelta("max_backoff", max_backoff),
-            )
-        except ValidationError as exc:
-            msg = f"invalid retry limits: {exc.errors()[0]['msg']}"
-            raise ValidationFailed(msg) from exc
+        policy = RetryPolicy(
+            max_attempts=max_attempts,
+            initial_backoff=_as_timedelta("initial_backoff", initial_backoff),
+            max_backoff=_as_timedelta("max_backoff", max_backoff),
+        )
         return PluginStateMachine(self._store, plugin_id, phase, policy)
 
     def handle(self, plugin_id: str, fn: Callable[[PluginStateManager], T]) -> T:
