@@ -1,0 +1,395 @@
+"""The task model: one aggregate per task stream, every change an event.
+
+A task lives in the stream ``task:<controller>:<task_id>``. Each launch starts a
+new *run* (numbered from 1). A run is executed by exactly one controller
+instance at a time: the *claim* (owner token plus lease expiry) is recorded as
+an event with optimistic concurrency, so two controllers claiming from the same
+version cannot both succeed. Every write a run makes names its run number and
+owner, and :meth:`TaskAggregate.check_run` rejects it (:class:`StaleRun`) once a
+newer run or another owner has taken the task, so a stale run can never
+overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import IntEnum
+from typing import Any, ClassVar
+
+from phaselog.domain.errors import ConcurrencyConflict, InvalidTransition, PhaselogError
+from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
+
+__all__ = [
+    "ControllerClosed",
+    "StaleRun",
+    "TaskAggregate",
+    "TaskAlreadyRunning",
+    "TaskCancelRequested",
+    "TaskCanceled",
+    "TaskClaimHeld",
+    "TaskClaimed",
+    "TaskCompletionDelivered",
+    "TaskLaunched",
+    "TaskLogged",
+    "TaskProgressed",
+    "TaskRelaunched",
+    "TaskReleased",
+    "TaskState",
+    "TaskStateChanged",
+    "task_stream_id",
+]
+
+INFO = 20  # logging.INFO, without importing logging into the pure model
+
+
+class TaskCanceled(PhaselogError):
+    """Raised inside a task runner to cancel the task (the controller maps it to Canceled)."""
+
+
+class TaskAlreadyRunning(InvalidTransition):
+    """A launch of a task id whose current run is still Pending or Running."""
+
+
+class TaskClaimHeld(ConcurrencyConflict):
+    """Another controller holds an unexpired claim (lease) on the task."""
+
+
+class StaleRun(ConcurrencyConflict):
+    """A write by a run that is no longer the task's current run or owner."""
+
+
+class ControllerClosed(PhaselogError):
+    """The task controller was closed; it launches and runs nothing more."""
+
+
+class TaskState(IntEnum):
+    """The state of a task's current run."""
+
+    UNKNOWN = 0
+    PENDING = 1
+    RUNNING = 2
+    COMPLETED = 3
+    FAILED = 4
+    CANCELED = 6
+
+    @property
+    def is_finished(self) -> bool:
+        """True for the end states Completed, Failed and Canceled."""
+        return self in {TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELED}
+
+    @property
+    def is_active(self) -> bool:
+        """True for Pending and Running (the run still has work to do)."""
+        return self in {TaskState.PENDING, TaskState.RUNNING}
+
+
+_ALLOWED: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.PENDING: frozenset({TaskState.RUNNING, TaskState.FAILED, TaskState.CANCELED}),
+    TaskState.RUNNING: frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELED}),
+}
+
+
+def task_stream_id(controller: str, task_id: str) -> str:
+    """Return the stream id of ``task_id`` in ``controller``."""
+    return f"task:{controller}:{task_id}"
+
+
+# -- events ---------------------------------------------------------------------------------
+class TaskLaunched(CreationEvent):
+    """The first launch of a task id: run 1 starts Pending."""
+
+    TOPIC: ClassVar[str] = "phaselog.task.TaskLaunched"
+
+    controller: str
+    task_id: str
+    metadata: str
+
+    @classmethod
+    def aggregate_class(cls) -> type[Aggregate]:  # noqa: D102 - see CreationEvent
+        return TaskAggregate
+
+    def apply(self, aggregate: Any) -> None:  # noqa: D102 - documented by the class
+        agg: TaskAggregate = aggregate
+        agg.controller = self.controller
+        agg.task_id = self.task_id
+        agg.metadata = self.metadata
+        agg.run = 1
+        agg.state = TaskState.PENDING
+        agg.progress = None
+        agg.logs = []
+        agg.transitions = [(TaskState.PENDING, self.timestamp)]
+        agg.owner = None
+        agg.lease_expires = None
+        agg.cancel_requested = False
+        agg.delivered = False
+
+
+class TaskRelaunched(DomainEvent):
+    """A new run of a finished task; ``keep_history`` keeps logs and transitions (after Failed)."""
+
+    TOPIC: ClassVar[str] = "phaselog.task.TaskRelaunched"
+
+    run: int
+    metadata: str
+    keep_history: bool
+
+    def apply(self, aggregate: Any) -> None:  # noqa: D102 - documented by the class
+        agg: TaskAggregate = aggregate
+        agg.run = self.run
+        agg.metadata = self.metadata
+        agg.state = TaskState.PENDING
+        agg.progress = None
+        if not self.keep_history:
+            agg.logs = []
+            agg.transitions = []
+        agg.transitions.append((TaskState.PENDING, self.timestamp))
+        agg.owner = None
+        agg.lease_expires = None
+        agg.cancel_requested = False
+        agg.delivered = False
+
+
+class TaskClaimed(DomainEvent):
+    """``owner`` runs (or renews its lease on) the current run until ``expires_at``."""
+
+    TOPIC: ClassVar[str] = "phaselog.task.TaskClaimed"
+
+    run: int
+    owner: str
+    expires_at: datetime
+
+    def apply(self, aggregate: Any) -> None:  # noqa: D102 - documented by the class
+        aggregate.owner = self.owner
+        aggregate.lease_expires = self.expires_at
+
+
+class TaskReleased(DomainEvent):
+    """``owner`` gave up its claim (controller closed); the run stays resumable."""
+
+    TOPIC: ClassVar[str] = "phaselog.task.TaskReleased"
+
+    run: int
+    owner: str
+
+    def apply(self, aggregate: Any) -> None:  # noqa: D102 - documented by the class
+        aggregate.owner = None
+        aggregate.lease_expires = None
+
+
+class TaskStateChanged(DomainEvent):
+    """The current run moved to ``state``."""
+
+    TOPIC: ClassVar[str] = "phaselog.task.TaskStateChanged"
+
+    run: int
+    state: TaskState
+
+    def apply(self, aggregate: Any) -> None:  # noqa: D102 - documented by the class
+        aggregate.state = self.state
+        aggregate.transitions.append((self.state, self.timestamp))
+
+
+class TaskProgressed(DomainEvent):
+    """The latest progress of the current run (coalesced by the controller)."""
+
+    TOPIC: ClassVar[str] = "phaselog.task.TaskProgressed"
+
+    run: int
+    current: int
+    total: int
+
+    def apply(self, aggregate: Any) -> None:  # noqa: D102 - documented by the class
+        aggregate.progress = (self.current, self.total)
+
+
+class TaskLogged(DomainEvent):
+    """A log entry of the task (``level`` is a :mod:`logging` level)."""
+
+    TOPIC: ClassVar[str] = "phaselog.task.TaskLogged"
+
+    run: int
+    level: int
+    msg: str
+
+    def apply(self, aggregate: Any) -> None:  # noqa: D102 - documented by the class
+        aggregate.logs.append((self.level, self.msg, self.timestamp))
+
+
+class TaskCancelRequested(DomainEvent):
+    """Someone asked for the current run to be canceled (best effort)."""
+
+    TOPIC: ClassVar[str] = "phaselog.task.TaskCancelRequested"
+
+    run: int
+
+    def apply(self, aggregate: Any) -> None:  # noqa: D102 - documented by the class
+        aggregate.cancel_requested = True
+
+
+class TaskCompletionDelivered(DomainEvent):
+    """The run's completion hooks and callbacks ran; the claim ends here."""
+
+    TOPIC: ClassVar[str] = "phaselog.task.TaskCompletionDelivered"
+
+    run: int
+
+    def apply(self, aggregate: Any) -> None:  # noqa: D102 - documented by the class
+        aggregate.delivered = True
+        aggregate.owner = None
+        aggregate.lease_expires = None
+
+
+# -- the aggregate ----------------------------------------------------------------------------
+class TaskAggregate(Aggregate):
+    """One task: state, metadata, progress, logs, transitions, run number and claim."""
+
+    TOPIC: ClassVar[str] = "phaselog.task.Task"
+    SNAPSHOTS: ClassVar[bool] = True
+
+    controller: str
+    task_id: str
+    metadata: str
+    run: int
+    state: TaskState
+    progress: tuple[int, int] | None
+    logs: list[tuple[int, str, datetime]]
+    transitions: list[tuple[TaskState, datetime]]
+    owner: str | None
+    lease_expires: datetime | None
+    cancel_requested: bool
+    delivered: bool
+
+    # -- commands ---------------------------------------------------------------------------
+    @classmethod
+    def launch(
+        cls, controller: str, task_id: str, metadata: str, owner: str, expires_at: datetime
+    ) -> TaskAggregate:
+        """Start run 1 of a new task, claimed by ``owner``."""
+        agg = cls.start(
+            TaskLaunched,
+            task_stream_id(controller, task_id),
+            controller=controller,
+            task_id=task_id,
+            metadata=metadata,
+        )
+        agg.trigger(TaskClaimed, run=agg.run, owner=owner, expires_at=expires_at)
+        return agg
+
+    def relaunch(self, metadata: str | None, owner: str, expires_at: datetime) -> None:
+        """Start the next run of a finished task, claimed by ``owner``.
+
+        After Failed the logs and transitions are kept and a "restarting task"
+        entry is added; after Completed or Canceled the status starts afresh.
+        ``metadata=None`` keeps the previous run's metadata.
+        """
+        if not self.state.is_finished:
+            raise TaskAlreadyRunning(
+                f"task {self.task_id!r} of controller {self.controller!r} is "
+                f"{self.state.name.title()} (run {self.run}); it cannot be launched again until it finishes"
+            )
+        keep = self.state is TaskState.FAILED
+        self.trigger(
+            TaskRelaunched,
+            run=self.run + 1,
+            metadata=self.metadata if metadata is None else metadata,
+            keep_history=keep,
+        )
+        if keep:
+            self.trigger(TaskLogged, run=self.run, level=INFO, msg="restarting task")
+        self.trigger(TaskClaimed, run=self.run, owner=owner, expires_at=expires_at)
+
+    def claim_is_free(self, now: datetime) -> bool:
+        """Return True when nobody holds an unexpired claim at ``now``."""
+        return self.owner is None or self.lease_expires is None or self.lease_expires <= now
+
+    @property
+    def needs_work(self) -> bool:
+        """True while the current run is active or its completion was not yet delivered."""
+        return self.state.is_active or not self.delivered
+
+    def claim(self, owner: str, expires_at: datetime, now: datetime) -> None:
+        """Take (or renew) the claim on the current run; :class:`TaskClaimHeld` if another holds it."""
+        if self.owner != owner and not self.claim_is_free(now):
+            raise TaskClaimHeld(
+                f"task {self.task_id!r} run {self.run} is claimed by {self.owner} until {self.lease_expires}"
+            )
+        self.trigger(TaskClaimed, run=self.run, owner=owner, expires_at=expires_at)
+
+    def check_run(self, run: int, owner: str) -> None:
+        """Raise :class:`StaleRun` unless ``run``/``owner`` are the current run and claim holder."""
+        if self.run != run or self.owner != owner:
+            raise StaleRun(
+                f"task {self.task_id!r}: run {run} of {owner} is stale "
+                f"(current run {self.run}, owner {self.owner})"
+            )
+
+    def release(self, run: int, owner: str) -> None:
+        """Give up the claim of ``owner`` on ``run``."""
+        self.check_run(run, owner)
+        self.trigger(TaskReleased, run=run, owner=owner)
+
+    def set_progress(self, run: int, owner: str, current: int, total: int) -> None:
+        """Record the latest progress of the run."""
+        self.check_run(run, owner)
+        if self.progress != (current, total):
+            self.trigger(TaskProgressed, run=run, current=current, total=total)
+
+    def log(self, run: int, owner: str, level: int, msg: str) -> None:
+        """Record a log entry of the run."""
+        self.check_run(run, owner)
+        self.trigger(TaskLogged, run=run, level=level, msg=msg)
+
+    def change_state(self, run: int, owner: str, state: TaskState) -> None:
+        """Move the run to ``state`` (Pending→Running/end state, Running→end state)."""
+        self.check_run(run, owner)
+        if state not in _ALLOWED.get(self.state, frozenset()):
+            raise InvalidTransition(
+                f"task {self.task_id!r}: cannot go from {self.state.name.title()} to {state.name.title()}"
+            )
+        self.trigger(TaskStateChanged, run=run, state=state)
+
+    def request_cancel(self) -> bool:
+        """Record a cancellation request for an active run; False when there is nothing to cancel."""
+        if not self.state.is_active or self.cancel_requested:
+            return False
+        self.trigger(TaskCancelRequested, run=self.run)
+        return True
+
+    def mark_delivered(self, run: int, owner: str) -> None:
+        """Record that the run's completion was delivered (ends the claim)."""
+        self.check_run(run, owner)
+        if not self.delivered:
+            self.trigger(TaskCompletionDelivered, run=run)
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def snapshot_state(self) -> dict[str, Any]:  # noqa: D102 - see Aggregate
+        return {
+            "controller": self.controller,
+            "task_id": self.task_id,
+            "metadata": self.metadata,
+            "run": self.run,
+            "state": int(self.state),
+            "progress": list(self.progress) if self.progress is not None else None,
+            "logs": [[lvl, msg, ts.isoformat()] for lvl, msg, ts in self.logs],
+            "transitions": [[int(st), ts.isoformat()] for st, ts in self.transitions],
+            "owner": self.owner,
+            "lease_expires": self.lease_expires.isoformat() if self.lease_expires else None,
+            "cancel_requested": self.cancel_requested,
+            "delivered": self.delivered,
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:  # noqa: D102 - see Aggregate
+        self.controller = state["controller"]
+        self.task_id = state["task_id"]
+        self.metadata = state["metadata"]
+        self.run = int(state["run"])
+        self.state = TaskState(state["state"])
+        progress = state["progress"]
+        self.progress = (int(progress[0]), int(progress[1])) if progress is not None else None
+        self.logs = [(int(lvl), str(msg), datetime.fromisoformat(ts)) for lvl, msg, ts in state["logs"]]
+        self.transitions = [(TaskState(st), datetime.fromisoformat(ts)) for st, ts in state["transitions"]]
+        self.owner = state["owner"]
+        expires = state["lease_expires"]
+        self.lease_expires = datetime.fromisoformat(expires) if expires else None
+        self.cancel_requested = bool(state["cancel_requested"])
+        self.delivered = bool(state["delivered"])

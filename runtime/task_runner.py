@@ -1,0 +1,246 @@
+"""One run of one task: the :class:`ActiveTask` handle and the :class:`TaskRunner` protocol.
+
+Every write of a run goes through :meth:`ActiveTask._write`, which checks the
+run number and claim owner against the aggregate, appends with optimistic
+concurrency (reloading on conflict) and retries while the store is
+unavailable. Progress is only buffered in memory by :meth:`ActiveTask.set_progress`
+and written by :meth:`ActiveTask.flush_progress` (called by the controller at
+most every ``progress_interval``) or together with the next durable write.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from phaselog.domain.errors import ConcurrencyConflict, NotFound, StoreUnavailable, ValidationFailed
+from phaselog.domain.events import utcnow
+from phaselog.domain.task import StaleRun, TaskAggregate, TaskCanceled, TaskState
+from phaselog.runtime.task_models import CancelContext, Progress, TaskStatus, decode_metadata, status_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import timedelta
+
+    from phaselog.adapters.store import Store
+
+__all__ = ["ActiveTask", "TaskRunner"]
+
+log = logging.getLogger("phaselog.tasks")
+T = TypeVar("T")
+
+_MAX_BACKOFF = 1.0
+
+
+class TaskRunner(Protocol):
+    """What a controller calls for each task; see ``docs/tasks.md`` for the state rules."""
+
+    def on_task_pending(self, ctx: CancelContext, task: ActiveTask) -> None:
+        """Prepare the task; returning moves it to Running."""
+
+    def on_task_running(self, ctx: CancelContext, task: ActiveTask) -> None:
+        """Do the work; returning moves it to Completed."""
+
+    def on_task_completed(self, ctx: CancelContext, task: ActiveTask, state: TaskState, *args: Any) -> None:
+        """Handle the end of a run (``args`` holds the exception when it Failed)."""
+
+
+class ActiveTask:
+    """The handle of a task run that this controller instance currently owns."""
+
+    def __init__(  # noqa: PLR0913 - all keyword-only wiring from the controller
+        self,
+        store: Store,
+        agg: TaskAggregate,
+        *,
+        owner: str,
+        lease: timedelta,
+        closing: threading.Event,
+        on_status: Callable[[TaskStatus], Any] | None = None,
+        on_state: Callable[[TaskState], Any] | None = None,
+    ) -> None:
+        self._store = store
+        self._agg = agg
+        self._owner = owner
+        self._lease = lease
+        self._closing = closing
+        self.run = agg.run
+        self.on_status = on_status
+        self.on_state = on_state
+        self.ctx = CancelContext()
+        self._write_lock = threading.RLock()
+        self._progress_lock = threading.Lock()
+        self._progress = agg.progress
+        self._progress_seq = 0
+        self._flushed_seq = 0
+        self._renewed_at = time.monotonic()
+        self.detached = False
+        self.progress_writes = 0
+        if agg.cancel_requested and agg.state.is_active:
+            self.ctx.cancel("cancel")
+
+    # -- the public handle (SPEC: ActiveTask) -------------------------------------------------
+    @property
+    def task_id(self) -> str:
+        """The task's id within its controller."""
+        return self._agg.task_id
+
+    @property
+    def state(self) -> TaskState:
+        """The run's state as last recorded."""
+        return self._agg.state
+
+    def load_task_metadata(self, model_type: type[T]) -> T | None:
+        """Decode the task's JSON metadata as ``model_type`` (None when it has none)."""
+        return decode_metadata(self._agg.metadata, model_type)
+
+    def set_progress(self, current: int, total: int) -> None:
+        """Remember the latest progress; it is written at most every ``progress_interval``.
+
+        Never waits for the store: the value is flushed by the controller in
+        the background and always before any state change or final status.
+        """
+        if current < 0 or total < 0:
+            raise ValidationFailed(f"progress must not be negative, got {current}/{total}")
+        with self._progress_lock:
+            self._progress = (int(current), int(total))
+            self._progress_seq += 1
+
+    def get_progress(self) -> Progress | None:
+        """Return the latest progress (including updates not yet written)."""
+        with self._progress_lock:
+            prog = self._progress
+        return Progress(current=prog[0], total=prog[1]) if prog is not None else None
+
+    def add_log_entry(self, level: int, msg: str) -> None:
+        """Append a log entry; returns once it is durable (retrying while the store is down).
+
+        Raises :class:`TaskCanceled` when this run no longer owns the task
+        (the controller closed or another controller took it over).
+        """
+        try:
+            self._write(lambda agg: agg.log(self.run, self._owner, int(level), str(msg)))
+        except StaleRun as exc:
+            raise TaskCanceled(str(exc)) from exc
+
+    def status(self) -> TaskStatus:
+        """Return the run's status, with the latest in-memory progress."""
+        with self._progress_lock:
+            prog = self._progress
+        return status_of(self._agg, prog)
+
+    # -- used by the controller -------------------------------------------------------------
+    def change_state(self, state: TaskState, *, error: str | None = None) -> None:
+        """Flush progress, optionally log ``error``, and record ``state`` durably."""
+
+        def mutate(agg: TaskAggregate) -> None:
+            if error is not None:
+                agg.log(self.run, self._owner, logging.ERROR, error)
+            agg.change_state(self.run, self._owner, state)
+
+        self._write(mutate)
+
+    def mark_delivered(self) -> None:
+        """Record that the run's completion was delivered (best effort on a stale run)."""
+        self._write(lambda agg: agg.mark_delivered(self.run, self._owner))
+
+    def flush_progress(self, *, persistent: bool = False) -> bool:
+        """Write buffered progress if any; True when something was written."""
+        with self._progress_lock:
+            dirty = self._progress_seq != self._flushed_seq
+        if not dirty:
+            return False
+        self._write(lambda _agg: None, persistent=persistent)
+        return True
+
+    def renew_if_due(self) -> None:
+        """Renew the lease when a third of it passed (also notices remote cancel requests)."""
+        if time.monotonic() - self._renewed_at < self._lease.total_seconds() / 3:
+            return
+        now = utcnow()
+        self._write(lambda agg: agg.claim(self._owner, now + self._lease, now), persistent=False)
+        self._renewed_at = time.monotonic()
+
+    def release(self) -> None:
+        """Give up the claim so another controller can resume the run at once (best effort)."""
+        with self._write_lock:
+            for attempt in range(3):
+                try:
+                    self._agg.release(self.run, self._owner)
+                    self._store.save(self._agg)
+                except StaleRun:
+                    return
+                except (ConcurrencyConflict, StoreUnavailable) as exc:
+                    if attempt == 2 or not self._reload():
+                        log.warning("task %s: claim not released (%s); it lapses", self.task_id, exc)
+                        return
+                else:
+                    return
+
+    def detach(self, reason: str) -> None:
+        """Stop writing for this run and cancel its context (``"shutdown"`` or ``"lost"``)."""
+        self.detached = True
+        self.ctx.cancel("lost" if reason == "lost" else "shutdown")
+
+    # -- the write path ---------------------------------------------------------------------
+    def _reload(self) -> bool:
+        try:
+            self._agg = self._store.load(self._agg.id, TaskAggregate)
+        except (StoreUnavailable, NotFound) as exc:
+            log.debug("task %s: reload failed: %s", self.task_id, exc)
+            return False
+        return True
+
+    def _write(self, mutate: Callable[[TaskAggregate], None], *, persistent: bool = True) -> None:
+        """Apply ``mutate`` plus buffered progress to the current run and save it.
+
+        Reloads and retries on :class:`ConcurrencyConflict`; on
+        :class:`StoreUnavailable` retries with backoff until the controller
+        closes (``persistent``) or raises at once (housekeeping writes).
+        Raises :class:`StaleRun` (and detaches) when the run lost the task.
+        """
+        delay = 0.05
+        with self._write_lock:
+            fresh = True
+            while True:
+                if self.detached:
+                    raise StaleRun(f"task {self.task_id!r}: run {self.run} is detached from this controller")
+                if not fresh and not self._reload():
+                    self._backoff(delay, persistent)
+                    delay = min(delay * 2, _MAX_BACKOFF)
+                    continue
+                fresh = False
+                agg = self._agg
+                try:
+                    agg.check_run(self.run, self._owner)
+                except StaleRun:
+                    self.detach("lost")
+                    raise
+                with self._progress_lock:
+                    seq, prog = self._progress_seq, self._progress
+                try:
+                    if seq != self._flushed_seq and prog is not None:
+                        agg.set_progress(self.run, self._owner, *prog)
+                        self.progress_writes += 1
+                    mutate(agg)
+                    self._store.save(agg)
+                except ConcurrencyConflict:
+                    continue
+                except StoreUnavailable as exc:
+                    log.warning("task %s: store unavailable, retrying: %s", self.task_id, exc)
+                    self._backoff(delay, persistent)
+                    delay = min(delay * 2, _MAX_BACKOFF)
+                    continue
+                except Exception:
+                    self._reload()  # drop the half-applied events
+                    raise
+                self._flushed_seq = seq
+                if agg.cancel_requested and agg.state.is_active:
+                    self.ctx.cancel("cancel")
+                return
+
+    def _backoff(self, delay: float, persistent: bool) -> None:
+        if not persistent or self._closing.wait(delay):
+            raise StoreUnavailable(f"task {self.task_id!r}: store unavailable")

@@ -1,0 +1,395 @@
+"""The task controller: launch, cancel and resume tasks whose every change is an event.
+
+See ``docs/tasks.md`` for the guide. In short: a controller instance has a
+unique owner token; it claims each run it executes with a lease recorded in the
+task's stream, renews it every ``lease / 3``, and a housekeeping thread flushes
+coalesced progress, renews leases and adopts tasks of its name whose lease
+expired (their controller died).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any, Self
+
+from phaselog.domain.errors import (
+    ConcurrencyConflict,
+    NotFound,
+    PhaselogError,
+    StoreUnavailable,
+    ValidationFailed,
+)
+from phaselog.domain.events import utcnow
+from phaselog.domain.task import (
+    ControllerClosed,
+    StaleRun,
+    TaskAggregate,
+    TaskAlreadyRunning,
+    TaskCanceled,
+    TaskClaimHeld,
+    TaskState,
+    task_stream_id,
+)
+from phaselog.runtime.task_models import TaskStatus, encode_metadata, status_of
+from phaselog.runtime.task_runner import ActiveTask, TaskRunner
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from phaselog.adapters.store import Store
+
+__all__ = ["TaskController"]
+
+log = logging.getLogger("phaselog.tasks")
+
+DEFAULT_LEASE = timedelta(seconds=10)
+DEFAULT_PROGRESS_INTERVAL = timedelta(milliseconds=200)
+_RESUME_ATTEMPTS = 3
+
+
+class TaskController:
+    """Runs the tasks of one controller ``name`` on a store, resuming them after a restart.
+
+    ``lease`` is how long a claim lasts without renewal (a dead controller's
+    tasks are taken over after it); ``progress_interval`` bounds how often
+    progress is written; ``sweep_interval`` (default ``lease / 2``) is how
+    often expired claims of this controller's tasks are looked for.
+    """
+
+    def __init__(  # noqa: PLR0913 - SPEC signature plus keyword-only tuning
+        self,
+        store: Store,
+        name: str,
+        runner: TaskRunner,
+        *,
+        max_workers: int = 16,
+        lease: timedelta = DEFAULT_LEASE,
+        progress_interval: timedelta = DEFAULT_PROGRESS_INTERVAL,
+        sweep_interval: timedelta | None = None,
+    ) -> None:
+        if not name or ":" in name:
+            raise ValidationFailed(f"controller name must be non-empty and contain no ':', got {name!r}")
+        if max_workers < 1:
+            raise ValidationFailed(f"max_workers must be at least 1, got {max_workers}")
+        if lease <= timedelta(0) or progress_interval < timedelta(0):
+            raise ValidationFailed("lease must be positive and progress_interval not negative")
+        self.store = store
+        self.name = name
+        self.runner = runner
+        self.lease = lease
+        self.progress_interval = progress_interval
+        self.sweep_interval = sweep_interval if sweep_interval is not None else lease / 2
+        self.owner = f"{name}/{uuid.uuid4().hex}"
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._active: dict[str, ActiveTask] = {}
+        self._futures: dict[str, Future[None]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"task-{name}")
+        self._resume(attempts=_RESUME_ATTEMPTS)
+        self._housekeeper = threading.Thread(
+            target=self._housekeeping, name=f"task-{name}-housekeeping", daemon=True
+        )
+        self._housekeeper.start()
+
+    # -- public API ---------------------------------------------------------------------------
+    def launch_task(
+        self,
+        task_id: str,
+        *,
+        metadata: object = None,
+        on_status: Callable[[TaskStatus], Any] | None = None,
+        on_state: Callable[[TaskState], Any] | None = None,
+    ) -> None:
+        """Record a new run of ``task_id`` (Pending, claimed by this controller) and start it.
+
+        ``metadata`` is a pydantic model, a dict or a JSON string (None keeps a
+        relaunched task's previous metadata). ``on_status``/``on_state`` receive
+        the final status/state once. Raises :class:`ValidationFailed` for bad
+        input and :class:`TaskAlreadyRunning` when the id's run is still active;
+        nothing is written then.
+        """
+        self._check_open()
+        self._check_id(task_id)
+        md = encode_metadata(metadata)
+        sid = task_stream_id(self.name, task_id)
+        with self._lock:
+            if task_id in self._active:
+                msg = f"task {task_id!r} of controller {self.name!r} is already running here"
+                raise TaskAlreadyRunning(msg)
+        for _ in range(5):
+            now = utcnow()
+            try:
+                agg = self.store.load(sid, TaskAggregate)
+            except NotFound:
+                agg = TaskAggregate.launch(self.name, task_id, md, self.owner, now + self.lease)
+            else:
+                agg.relaunch(md if metadata is not None else None, self.owner, now + self.lease)
+            try:
+                self.store.save(agg)
+                break
+            except ConcurrencyConflict:
+                continue  # a concurrent launch, cancel or delivery: look again
+        else:
+            raise ConcurrencyConflict(f"task {task_id!r}: launch kept conflicting with other writers")
+        self._start(agg, on_status=on_status, on_state=on_state)
+
+    def cancel_task(self, task_id: str) -> None:
+        """Best-effort cancellation: recorded durably, signalled to whoever runs the task.
+
+        No effect on finished tasks; :class:`NotFound` for an unknown id.
+        """
+        sid = task_stream_id(self.name, task_id)
+        with self._lock:
+            local = self._active.get(task_id)
+        for _ in range(5):
+            agg = self.store.load(sid, TaskAggregate)
+            if not agg.request_cancel():
+                break
+            try:
+                self.store.save(agg)
+                break
+            except ConcurrencyConflict:
+                continue
+        if local is not None and local.state.is_active:
+            local.ctx.cancel("cancel")
+        elif agg.state.is_active and not self._closing.is_set():
+            self._adopt(sid)  # an orphan: run it here, it will see the request and end Canceled
+
+    def list_tasks(self) -> list[str]:
+        """Ids of every task this controller name has ever launched, sorted."""
+        prefix = f"task:{self.name}:"
+        return [sid.removeprefix(prefix) for sid in self.store.stream_ids(prefix)]
+
+    def task_status(self, task_id: str) -> TaskStatus:
+        """Return the task's status from the store (with unflushed progress when it runs here)."""
+        sid = task_stream_id(self.name, task_id)
+        try:
+            agg = self.store.load(sid, TaskAggregate)
+        except NotFound:
+            raise NotFound(f"no task {task_id!r} in controller {self.name!r}") from None
+        with self._lock:
+            local = self._active.get(task_id)
+        if local is not None and local.run == agg.run:
+            return status_of(agg, (p.current, p.total) if (p := local.get_progress()) else None)
+        return status_of(agg)
+
+    def active_tasks(self) -> list[str]:
+        """Ids of the runs this controller instance currently owns."""
+        with self._lock:
+            return sorted(self._active)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop: cancel running contexts (tasks stay resumable), release claims, end threads.
+
+        Waits at most ``timeout`` seconds for runner hooks to return.
+        """
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        with self._lock:
+            tasks = list(self._active.values())
+            futures = list(self._futures.values())
+        for task in tasks:
+            task.detach("shutdown")
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        for fut in futures:
+            try:
+                fut.exception(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception:  # noqa: S112 - a timeout or cancelled future; the claim is released below
+                continue
+        self._housekeeper.join(max(0.0, deadline - time.monotonic()))
+        for task in tasks:
+            task.release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- running --------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closing.is_set():
+            raise ControllerClosed(f"task controller {self.name!r} is closed")
+
+    @staticmethod
+    def _check_id(task_id: object) -> None:
+        if not isinstance(task_id, str) or not task_id or not task_id.isprintable():
+            raise ValidationFailed(f"task id must be a non-empty printable string, got {task_id!r}")
+
+    def _start(
+        self,
+        agg: TaskAggregate,
+        *,
+        on_status: Callable[[TaskStatus], Any] | None = None,
+        on_state: Callable[[TaskState], Any] | None = None,
+    ) -> None:
+        task = ActiveTask(
+            self.store,
+            agg,
+            owner=self.owner,
+            lease=self.lease,
+            closing=self._closing,
+            on_status=on_status,
+            on_state=on_state,
+        )
+        with self._lock:
+            self._active[agg.task_id] = task
+            try:
+                self._futures[agg.task_id] = self._pool.submit(self._execute, task)
+            except RuntimeError:  # the pool shut down: the controller is closing
+                del self._active[agg.task_id]
+                task.release()
+
+    def _execute(self, task: ActiveTask) -> None:
+        try:
+            self._run_hooks(task)
+        except StaleRun as exc:
+            log.info("task %s: run %d stopped here: %s", task.task_id, task.run, exc)
+        except StoreUnavailable as exc:
+            log.warning("task %s: run %d abandoned while closing: %s", task.task_id, task.run, exc)
+        except Exception:
+            log.exception("task %s: controller error", task.task_id)
+        finally:
+            self._forget(task)
+
+    @staticmethod
+    def _call(task: ActiveTask, hook: Callable[..., Any]) -> tuple[TaskState | None, BaseException | None]:
+        """Run a hook; return (end state or None to go on, error)."""
+        try:
+            hook(task.ctx, task)
+        except TaskCanceled as exc:
+            return TaskState.CANCELED, exc
+        except Exception as exc:
+            return TaskState.FAILED, exc
+        return None, None
+
+    def _run_hooks(self, task: ActiveTask) -> None:
+        final: TaskState | None = None
+        error: BaseException | None = None
+        if task.state.is_active and task.ctx.cancelled:
+            final = TaskState.CANCELED
+        if final is None and task.state is TaskState.PENDING:
+            final, error = self._call(task, self.runner.on_task_pending)
+            if final is None and task.ctx.reason == "cancel":
+                final = TaskState.CANCELED
+            if final is None and not task.detached:
+                task.change_state(TaskState.RUNNING)
+        if final is None and task.state is TaskState.RUNNING:
+            final, error = self._call(task, self.runner.on_task_running)
+            final = final or TaskState.COMPLETED
+        if task.detached:
+            return  # closed or taken over: the run stays resumable, nothing is written
+        if final is not None:
+            text = f"{type(error).__name__}: {error}" if final is TaskState.FAILED else None
+            task.change_state(final, error=text)
+        self._deliver(task, error)
+
+    def _deliver(self, task: ActiveTask, error: BaseException | None) -> None:
+        """Call the completion hook and callbacks once, then record the delivery."""
+        with self._lock:
+            if self._active.get(task.task_id) is task:
+                del self._active[task.task_id]  # a callback may relaunch the id
+        state = task.state
+        status = task.status()
+        try:
+            args = (error,) if state is TaskState.FAILED and error is not None else ()
+            self.runner.on_task_completed(task.ctx, task, state, *args)
+        except Exception:
+            log.exception("task %s: on_task_completed raised", task.task_id)
+        callbacks: list[Callable[[], Any]] = []
+        if task.on_status is not None:
+            callbacks.append(partial(task.on_status, status))
+        if task.on_state is not None:
+            callbacks.append(partial(task.on_state, state))
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("task %s: completion callback raised", task.task_id)
+        try:
+            task.mark_delivered()
+        except StaleRun:
+            log.debug("task %s: run %d superseded before its delivery was recorded", task.task_id, task.run)
+
+    def _forget(self, task: ActiveTask) -> None:
+        with self._lock:
+            if self._active.get(task.task_id) is task:
+                del self._active[task.task_id]
+            fut = self._futures.get(task.task_id)
+            if fut is not None and fut.done():
+                del self._futures[task.task_id]
+
+    # -- resuming and housekeeping ----------------------------------------------------------
+    def _resume(self, *, attempts: int) -> None:
+        """Adopt every task of this name that needs work and whose claim is free or expired."""
+        delay = 0.2
+        for attempt in range(attempts):
+            try:
+                stream_ids = self.store.stream_ids(f"task:{self.name}:")
+                break
+            except PhaselogError as exc:
+                if attempt == attempts - 1:
+                    log.error("controller %s: cannot list tasks (will retry later): %s", self.name, exc)  # noqa: TRY400 - no traceback needed
+                    return
+                if self._closing.wait(delay):
+                    return
+                delay *= 2
+        for sid in stream_ids:
+            if self._closing.is_set():
+                return
+            try:
+                self._adopt(sid)
+            except Exception as exc:
+                log.warning("controller %s: cannot resume %s now (will retry later): %s", self.name, sid, exc)
+
+    def _adopt(self, sid: str) -> None:
+        task_id = sid.removeprefix(f"task:{self.name}:")
+        with self._lock:
+            if task_id in self._active:
+                return
+        agg = self.store.load(sid, TaskAggregate)
+        now = utcnow()
+        if not agg.needs_work or not agg.claim_is_free(now):
+            return
+        try:
+            agg.claim(self.owner, now + self.lease, now)
+            self.store.save(agg)
+        except (ConcurrencyConflict, TaskClaimHeld):
+            return  # another controller got it first
+        log.info("controller %s: resuming task %s (%s, run %d)", self.name, task_id, agg.state.name, agg.run)
+        self._start(agg)
+
+    def _housekeeping(self) -> None:
+        tick = max(0.01, min(self.progress_interval.total_seconds(), self.lease.total_seconds() / 3) / 2)
+        flush_every = self.progress_interval.total_seconds()
+        last_flush = last_sweep = time.monotonic()
+        while not self._closing.wait(tick):
+            now = time.monotonic()
+            with self._lock:
+                tasks = list(self._active.values())
+            flush = now - last_flush >= flush_every
+            for task in tasks:
+                try:
+                    if flush:
+                        task.flush_progress()
+                    task.renew_if_due()
+                except StaleRun as exc:
+                    log.warning("task %s: lost its claim: %s", task.task_id, exc)
+                except PhaselogError as exc:
+                    log.warning("task %s: housekeeping write failed: %s", task.task_id, exc)
+            if flush:
+                last_flush = now
+            if now - last_sweep >= self.sweep_interval.total_seconds():
+                last_sweep = now
+                try:
+                    self._resume(attempts=1)
+                except Exception:
+                    log.exception("controller %s: sweep failed", self.name)
