@@ -271,7 +271,8 @@ def test_kvs_name_id_and_default_are_separate_streams(store: Store) -> None:
         return [(await s.initialize()).requests for s in reread]
 
     assert asyncio.run(scenario()) == [1, 2, 3]
-    """Stored data that no longer validates raises ValidationFailed naming key and field; stays unloaded."""
+    streams = store.stream_ids("state:")
+    assert streams == ["state:crawler:stats", "state:default:stats", "state:id:abc123:stats"]
 
 
 def test_kvs_name_and_id_together_are_rejected(store: Store) -> None:
@@ -281,7 +282,7 @@ def test_kvs_name_and_id_together_are_rejected(store: Store) -> None:
 
 
 def test_invalid_stored_data_names_key_and_field_and_stays_unloaded(store: Store) -> None:
-    """Stored data that no longer validates raises ValidationFailed naming key and field; state unloaded."""
+    """Stored data that no longer validates raises ValidationFailed naming key and field; stays unloaded."""
 
     class Old(BaseModel):
         requests: str = "many"
