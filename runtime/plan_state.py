@@ -6,7 +6,8 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import Any, Protocol, runtime_checkable
+from datetime import timedelta
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 
@@ -17,11 +18,14 @@ __all__ = [
     "CancelToken",
     "GenericStep",
     "Hook",
+    "HookResult",
     "PlanContext",
     "PlanState",
     "StateBackend",
     "Step",
     "check_json",
+    "run_hook",
+    "to_seconds",
 ]
 
 
@@ -72,6 +76,12 @@ class PlanContext:
     def remaining(self) -> float | None:
         """Seconds left before the deadline (None when unbounded)."""
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def expired(self) -> bool:
+        """Cancel with reason ``"timed_out"`` once the deadline has passed; True when cancelled."""
+        if self.deadline is not None and not self.cancelled and time.monotonic() >= self.deadline:
+            self.cancel("timed_out")
+        return self.cancelled
 
     def raise_if_cancelled(self) -> None:
         """Raise :class:`PlanCancelled` (or :class:`PlanTimeout`) when cancelled."""
@@ -211,6 +221,54 @@ class StateBackend(Protocol):
     def record_state(self, values: dict[str, Any], deleted: list[str]) -> None:
         """Durably record a write (values) or a deletion (keys)."""
         ...
+
+
+POLL_SECONDS = 0.02  # how often a waiting plan looks at cancellation and its deadline
+HookResult = tuple[Literal["ok", "error", "abandoned"], BaseException | None, str]
+
+
+def to_seconds(value: float | timedelta, what: str) -> float:
+    """``value`` (seconds or a timedelta) as a finite float >= 0, else :class:`ValidationFailed`."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        raise ValidationFailed(f"{what} must be a finite number of seconds or a timedelta, got {value!r}")
+    if seconds < 0:
+        raise ValidationFailed(f"{what} must not be negative, got {value!r}")
+    return float(seconds)
+
+
+def run_hook(fn: Hook, ctx: PlanContext, state: PlanState, *, grace: float, name: str) -> HookResult:
+    """Run ``fn(ctx, state)`` in a daemon thread and wait for it, its deadline or cancellation.
+
+    Once ``ctx`` is cancelled (or its deadline passes, which cancels it with reason
+    ``"timed_out"``) the hook gets ``grace`` seconds to return; after that the caller
+    stops waiting and gets ``("abandoned", None, reason)`` -- Python cannot kill a
+    thread, so a hook that ignores ``ctx`` keeps running in the background.
+    """
+    box: list[BaseException] = []
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            fn(ctx, state)
+        except BaseException as exc:  # a hook's failure is data, handed to the plan
+            box.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    while not done.is_set():
+        left = POLL_SECONDS
+        if ctx.deadline is not None:
+            left = min(left, ctx.deadline - time.monotonic())
+        if done.wait(max(left, 0.0)):
+            break
+        if ctx.expired():
+            done.wait(grace)
+            break
+    if not done.is_set():
+        return "abandoned", None, ctx.reason or "cancelled"
+    return ("error", box[0], "") if box else ("ok", None, "")
 
 
 class PlanState(MutableMapping[str, Any]):

@@ -9,27 +9,16 @@ the unfinished run from the recorded events.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from phaselog.domain import plan as ev
 from phaselog.domain.errors import ConcurrencyConflict, InvalidTransition, NotFound, ValidationFailed
 from phaselog.domain.events import DomainEvent, utcnow
 from phaselog.domain.plan import (
-    AttemptInterrupted,
-    AttemptStarted,
-    CleanupAbandoned,
-    CleanupFinished,
-    CleanupPhaseStarted,
-    CleanupStarted,
     ErrorInfo,
-    HookAbandoned,
-    HookFailed,
-    HookSucceeded,
-    PauseFinished,
-    PauseStarted,
     PlanCancelled,
     PlanCreated,
     PlanError,
@@ -37,20 +26,13 @@ from phaselog.domain.plan import (
     PlanItem,
     PlanRun,
     PlanTimeout,
-    RunFinished,
     RunRecord,
-    RunResumed,
-    RunStarted,
     RunSummary,
-    StateDeleted,
-    StateWritten,
     StepError,
     StepErrorInfo,
-    StepFailed,
-    StepSucceeded,
     plan_stream_id,
 )
-from phaselog.runtime.plan_state import PlanContext, PlanState, Step
+from phaselog.runtime.plan_state import HookResult, PlanContext, PlanState, Step, run_hook, to_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,19 +43,7 @@ __all__ = ["Plan"]
 
 log = logging.getLogger("phaselog.plans")
 
-POLL_SECONDS = 0.02  # how often a waiting plan looks at cancellation and its deadline
 HOOKS: tuple[Literal["pre_exec", "exec", "post_exec"], ...] = ("pre_exec", "exec", "post_exec")
-
-HookResult = tuple[Literal["ok", "error", "abandoned"], BaseException | None, str]
-
-
-def _seconds(value: float | timedelta, what: str) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
-        raise ValidationFailed(f"{what} must be a finite number of seconds or a timedelta, got {value!r}")
-    if seconds < 0:
-        raise ValidationFailed(f"{what} must not be negative, got {value!r}")
-    return float(seconds)
 
 
 class Plan:
@@ -102,10 +72,10 @@ class Plan:
         self._plan_id = plan_id
         self._stream = plan_stream_id(plan_id)
         self.continue_on_error = continue_on_error
-        self._limit = None if limit_duration is None else _seconds(limit_duration, "limit_duration")
+        self._limit = None if limit_duration is None else to_seconds(limit_duration, "limit_duration")
         cleanup = cleanup_limit if cleanup_limit is not None else limit_duration
-        self._cleanup_limit = None if cleanup is None else _seconds(cleanup, "cleanup_limit")
-        self._grace = _seconds(grace, "grace")
+        self._cleanup_limit = None if cleanup is None else to_seconds(cleanup, "cleanup_limit")
+        self._grace = to_seconds(grace, "grace")
         self._items: list[Step | float] = []
         self._steps: dict[str, Step] = {}
         self._lock = threading.RLock()
@@ -138,7 +108,7 @@ class Plan:
 
     def add_pause(self, duration: float | timedelta) -> Plan:
         """Pause after the latest step added (seconds or a timedelta >= 0); ignored during cleanup."""
-        self._items.append(_seconds(duration, "a pause"))
+        self._items.append(to_seconds(duration, "a pause"))
         return self
 
     @staticmethod
@@ -217,10 +187,8 @@ class Plan:
         """Record a state write; blind writes are retried after a concurrent append."""
         for attempt in range(3):
             run = self._run_no() if self._agg is not None and self._agg.unfinished else 0
-            event = (StateWritten, {"run": run, "values": values}) if values else (
-                StateDeleted, {"run": run, "keys": deleted})
             try:
-                self._record(event)
+                self._record((ev.StateWritten, {"run": run, "values": values, "deleted": deleted}))
             except ConcurrencyConflict:
                 if attempt == 2:
                     raise
@@ -265,7 +233,7 @@ class Plan:
             )
         for step in self._steps.values():
             self._check_retries(step)
-        self._record((RunStarted, {
+        self._record((ev.RunStarted, {
             "run": self._run_no() + 1,
             "layout": self._layout(),
             "continue_on_error": self.continue_on_error,
@@ -279,17 +247,18 @@ class Plan:
         rec = agg.current
         if rec.finished:
             raise InvalidTransition(f"plan {self._plan_id!r}: run {rec.run} already finished")
-        if rec.step_names != list(self._steps):
+        recorded = [item.name for item in rec.layout if item.kind == "step"]
+        if recorded != list(self._steps):
             raise ValidationFailed(
-                f"plan {self._plan_id!r}: run {rec.run} has steps {rec.step_names}, "
+                f"plan {self._plan_id!r}: run {rec.run} has steps {recorded}, "
                 f"this plan has {list(self._steps)}"
             )
-        events: list[tuple[type[DomainEvent], dict[str, Any]]] = [(RunResumed, {"run": rec.run})]
+        events: list[tuple[type[DomainEvent], dict[str, Any]]] = [(ev.RunResumed, {"run": rec.run})]
         if rec.active_step is not None:
-            events.append((AttemptInterrupted, {
+            events.append((ev.AttemptInterrupted, {
                 "run": rec.run, "step": rec.active_step, "attempt": rec.attempts[rec.active_step]}))
         events.extend(
-            (CleanupAbandoned, {"run": rec.run, "step": name})
+            (ev.CleanupAbandoned, {"run": rec.run, "step": name})
             for name in rec.cleanup_started if name not in rec.cleanup_done
         )
         self._record(*events)
@@ -305,20 +274,15 @@ class Plan:
         if self._current().status == "running":
             outcome = self._run_items(ctx)
             rec = self._current()
-            self._run_event(CleanupPhaseStarted, outcome=outcome, order=list(reversed(rec.succeeded)))
+            self._run_event(ev.CleanupPhaseStarted, outcome=outcome, order=list(reversed(rec.succeeded)))
         self._cleanup_phase()
         self._finish()
-
-    def _expired(self, ctx: PlanContext) -> bool:
-        if ctx.deadline is not None and time.monotonic() >= ctx.deadline:
-            ctx.cancel("timed_out")
-        return ctx.cancelled
 
     def _run_items(self, ctx: PlanContext) -> Literal["succeeded", "failed", "cancelled", "timed_out"]:
         rec = self._current()
         for index, item in enumerate(rec.layout):
             rec = self._current()
-            if self._expired(ctx) or (rec.failed and not rec.continue_on_error):
+            if ctx.expired() or (rec.failed and not rec.continue_on_error):
                 break
             if item.kind == "pause":
                 if index not in rec.pauses_done:
@@ -335,7 +299,7 @@ class Plan:
     def _pause(self, index: int, seconds: float, ctx: PlanContext) -> None:
         started = self._current().pauses_started.get(index)
         if started is None:
-            self._run_event(PauseStarted, index=index, seconds=seconds)
+            self._run_event(ev.PauseStarted, index=index, seconds=seconds)
             remaining = seconds
         else:  # resumed in the middle of a pause: wait only the rest
             remaining = seconds - (utcnow() - started).total_seconds()
@@ -344,79 +308,56 @@ class Plan:
         while (left := end - time.monotonic()) > 0:
             if ctx.deadline is not None:
                 left = min(left, max(0.0, ctx.deadline - time.monotonic()))
-            if ctx.wait(left) or self._expired(ctx):
+            if ctx.wait(left) or ctx.expired():
                 interrupted = True
                 break
-        self._run_event(PauseFinished, index=index, interrupted=interrupted)
+        self._run_event(ev.PauseFinished, index=index, interrupted=interrupted)
 
     def _run_step(self, step: Step, ctx: PlanContext) -> bool:
         name = step.name
         retries = self._check_retries(step)
-        while not self._expired(ctx):
+        while not ctx.expired():
             attempt = self._current().attempts.get(name, 0) + 1
-            self._run_event(AttemptStarted, step=name, attempt=attempt)
+            self._run_event(ev.AttemptStarted, step=name, attempt=attempt)
             failure: BaseException | None = None
             for hook in HOOKS:
                 status, exc, reason = self._call_hook(getattr(step, hook), ctx, f"{name}.{hook}")
                 if status == "abandoned":
-                    self._run_event(HookAbandoned, step=name, attempt=attempt, hook=hook, reason=reason)
+                    self._run_event(ev.HookAbandoned, step=name, attempt=attempt, hook=hook, reason=reason)
                     return False
                 if status == "error":
                     assert exc is not None  # noqa: S101
                     self._run_event(
-                        HookFailed, step=name, attempt=attempt, hook=hook, error=ErrorInfo.of(exc))
+                        ev.HookFailed, step=name, attempt=attempt, hook=hook, error=ErrorInfo.of(exc))
                     failure = exc
                     break
-                self._run_event(HookSucceeded, step=name, attempt=attempt, hook=hook)
+                self._run_event(ev.HookSucceeded, step=name, attempt=attempt, hook=hook)
             if failure is None:
-                self._run_event(StepSucceeded, step=name, attempts=attempt)
+                self._run_event(ev.StepSucceeded, step=name, attempts=attempt)
                 return True
             log.info("plan %s step %s attempt %d failed: %r", self._plan_id, name, attempt, failure)
             if ctx.cancelled and isinstance(failure, PlanCancelled | PlanTimeout):
                 return False  # the hook noticed the cancellation: not a step error
             if ctx.cancelled or self._current().failures.get(name, 0) > retries:
                 self._live_errors[name] = failure
-                self._run_event(StepFailed, step=name, error=ErrorInfo.of(failure))
+                self._run_event(ev.StepFailed, step=name, error=ErrorInfo.of(failure))
                 return False
         return False
 
-    def _call_hook(
-        self, fn: Callable[[PlanContext, PlanState], object], ctx: PlanContext, what: str
-    ) -> HookResult:
-        """Run ``fn`` in a worker thread; stop waiting at cancellation (after the grace) or the deadline."""
-        box: list[BaseException] = []
-        done = threading.Event()
-
-        def target() -> None:
-            try:
-                fn(ctx, self.state)
-            except BaseException as exc:  # a hook's failure is data, handed to the plan
-                box.append(exc)
-            finally:
-                done.set()
-
-        threading.Thread(target=target, name=f"plan:{self._plan_id}:{what}", daemon=True).start()
-        while not done.is_set():
-            left = POLL_SECONDS
-            if ctx.deadline is not None:
-                left = min(left, ctx.deadline - time.monotonic())
-            if done.wait(max(left, 0.0)):
-                break
-            if self._expired(ctx):
-                done.wait(self._grace)
-                break
-        if not done.is_set():
+    def _call_hook(self, fn: Callable[[PlanContext, PlanState], object], ctx: PlanContext, what: str
+                   ) -> HookResult:
+        result = run_hook(fn, ctx, self.state, grace=self._grace, name=f"plan:{self._plan_id}:{what}")
+        if result[0] == "abandoned":
             log.warning("plan %s: stopped waiting for %s (%s); it may still be running",
                         self._plan_id, what, ctx.reason)
-            return "abandoned", None, ctx.reason or "cancelled"
-        return ("error", box[0], "") if box else ("ok", None, "")
+        return result
 
     def _cleanup_phase(self) -> None:
         rec = self._current()
         for name in rec.cleanup_order:
             if name in self._current().cleanup_started:
                 continue  # done, or abandoned after a crash: at most once
-            self._run_event(CleanupStarted, step=name)
+            self._run_event(ev.CleanupStarted, step=name)
             deadline = None if self._cleanup_limit is None else time.monotonic() + self._cleanup_limit
             cctx = PlanContext(deadline=deadline)
             status, exc, _ = self._call_hook(self._steps[name].cleanup, cctx, f"{name}.cleanup")
@@ -426,13 +367,13 @@ class Plan:
             if exc is not None:
                 log.warning("plan %s: cleanup of step %s failed: %r", self._plan_id, name, exc)
                 self._live_cleanup_errors[name] = exc
-            self._run_event(CleanupFinished, step=name, error=None if exc is None else ErrorInfo.of(exc))
+            self._run_event(ev.CleanupFinished, step=name, error=None if exc is None else ErrorInfo.of(exc))
 
     def _finish(self) -> None:
         rec = self._current()
         outcome = rec.outcome or "failed"
         status = "failed" if outcome == "succeeded" and rec.cleanup_errors else outcome
-        self._run_event(RunFinished, status=status, errors=rec.errors, cleanup_errors=rec.cleanup_errors)
+        self._run_event(ev.RunFinished, status=status, errors=rec.errors, cleanup_errors=rec.cleanup_errors)
         if status == "succeeded":
             return
         errors = self._errors(rec.errors, self._live_errors)
