@@ -261,7 +261,7 @@ def test_threads_racing_from_one_version_have_one_winner(store: Store) -> None:
 
 # -- handle -------------------------------------------------------------------------------------------
 def test_handle_records_written_state_and_reads_it_next_round(store: Store) -> None:
-    """store.plugins.handle appends one StateWritten event with the put state; the next round reads it back."""
+    """Handle appends one StateWritten event with the put state; the next round reads it back."""
     store.plugins.machine("p")
 
     def first(mgr: PluginStateManager) -> str:
@@ -312,7 +312,7 @@ def test_handle_exception_propagates_and_records_nothing(store: Store) -> None:
 
 
 def test_handle_on_new_plugin_creates_stream_only_when_written(store: Store) -> None:
-    """Calling handle on an unknown plugin sees (0, None); only a write creates its stream (phase Uninstalled)."""
+    """Handle on an unknown plugin sees (0, None); only a write creates its stream (Uninstalled)."""
     assert store.plugins.handle("new", lambda mgr: mgr.get(Progress)) == (0, None)
     assert not store.plugins.exists("new")
     store.plugins.handle("new", lambda mgr: mgr.put(0, Progress(done=0)))
