@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 import orjson
 
-from phaselog.domain.errors import PhaselogError, ValidationFailed
+from phaselog.domain.errors import PhaselogError, UnknownEventType, ValidationFailed
+from phaselog.domain.events import resolve_topic, upcast
 
 __all__ = [
     "DictRows",
@@ -28,6 +29,7 @@ __all__ = [
     "ReadModel",
     "Rows",
     "TableRows",
+    "event_data",
 ]
 
 SQL_TYPES = {"text": "TEXT", "int": "BIGINT", "json": "TEXT"}
@@ -52,6 +54,29 @@ class EventData:
         """The event's ISO timestamp (as stored)."""
         value = self.data.get("timestamp")
         return None if value is None else str(value)
+
+
+def event_data(mapper: Any, notification: Any) -> EventData:
+    """A stored notification as :class:`EventData`: its JSON state, upcast when its class is known."""
+    raw = notification.state
+    if mapper.cipher:
+        raw = mapper.cipher.decrypt(raw)
+    if mapper.compressor:
+        raw = mapper.compressor.decompress(raw)
+    data = orjson.loads(raw)
+    if not isinstance(data, dict):
+        data = {"value": data}
+    try:
+        data = upcast(resolve_topic(notification.topic), data)
+    except UnknownEventType:
+        data.pop("class_version", None)
+    return EventData(
+        position=notification.id,
+        topic=notification.topic,
+        stream_id=str(notification.originator_id),
+        version=notification.originator_version,
+        data=data,
+    )
 
 
 class Rows:

@@ -17,14 +17,19 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from eventsourcing.persistence import Notification
 
 from phaselog.adapters.errors import translate_errors
-from phaselog.domain.errors import PhaselogError, UnknownEventType, ValidationFailed
-from phaselog.domain.events import resolve_topic, upcast
+from phaselog.domain.errors import PhaselogError, ValidationFailed
 from phaselog.projections.backend import Backend, open_backend
-from phaselog.projections.base import EventData, Projection, ProjectionTimeout, ReadModel, TableRows
+from phaselog.projections.base import (
+    EventData,
+    Projection,
+    ProjectionTimeout,
+    ReadModel,
+    TableRows,
+    event_data,
+)
 
 if TYPE_CHECKING:
     from phaselog.adapters.store import Store
@@ -136,26 +141,7 @@ class Projections:
     # -- folding ------------------------------------------------------------------------------
     def event_data(self, notification: Notification) -> EventData:
         """The JSON state of a stored event (upcast when its class is known)."""
-        mapper = self.store.app.mapper
-        raw = notification.state
-        if mapper.cipher:
-            raw = mapper.cipher.decrypt(raw)
-        if mapper.compressor:
-            raw = mapper.compressor.decompress(raw)
-        data = orjson.loads(raw)
-        if not isinstance(data, dict):
-            data = {"value": data}
-        try:
-            data = upcast(resolve_topic(notification.topic), data)
-        except UnknownEventType:
-            data.pop("class_version", None)
-        return EventData(
-            position=notification.id,
-            topic=notification.topic,
-            stream_id=str(notification.originator_id),
-            version=notification.originator_version,
-            data=data,
-        )
+        return event_data(self.store.app.mapper, notification)
 
     def _apply_page(self, cur: Any, page: Sequence[Notification], targets: dict[Projection, tuple[str, int]]) -> None:
         """Fold ``page`` into each target ``(table, position)`` and advance its tracking, in ``cur``."""

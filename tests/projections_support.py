@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from phaselog.adapters import Store
 from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
-from phaselog.projections.base import EventData, Projection, Rows
+from phaselog.projections.base import EventData, Projection, Rows, event_data
 
 
 class AccountOpened(CreationEvent):
@@ -92,7 +92,4 @@ def open_account(store: Store, account_id: str, owner: str = "ann", deposits: tu
 
 def expected_ledger(store: Store, projection: Ledger) -> dict[str, dict[str, Any]]:
     """The ledger a fold of the full event log gives."""
-    from phaselog.projections.runner import Projections  # noqa: PLC0415
-
-    decode = Projections.event_data.__get__(type("S", (), {"store": store})())
-    return projection.fold(decode(n) for n in store.iter_notifications())
+    return projection.fold(event_data(store.app.mapper, n) for n in store.iter_notifications())

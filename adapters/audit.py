@@ -1,0 +1,255 @@
+"""Audit of the stored history: timelines, state as of a version or time, export, verify.
+
+Everything here is generic over any stream (``plugin:…``, ``task:…``, ``plan:…``,
+``state:…``) and reads the event log only. ``verify`` recomputes the hash chain
+that the recorders of :mod:`phaselog.adapters.recorders` write with every event
+and names each position where a stored event was changed, removed or inserted
+behind phaselog's back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any
+
+import orjson
+from eventsourcing.popo import POPOApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder
+
+from phaselog.adapters.errors import translate_errors
+from phaselog.adapters.recorders import CHAIN_TABLE, GENESIS_DIGEST, chain_digest
+from phaselog.domain.errors import NotFound, ValidationFailed
+from phaselog.domain.events import Aggregate
+from phaselog.projections.base import EventData, event_data
+
+if TYPE_CHECKING:
+    from phaselog.adapters.store import Store
+
+__all__ = [
+    "AsOf",
+    "Problem",
+    "VerifyReport",
+    "as_of",
+    "export_jsonl",
+    "load_domain_modules",
+    "parse_time",
+    "timeline",
+    "verify",
+]
+
+log = logging.getLogger("phaselog.audit")
+
+DOMAIN_MODULES = ("phaselog.domain.plugin", "phaselog.domain.task", "phaselog.domain.plan", "phaselog.domain.state")
+
+
+def load_domain_modules() -> None:
+    """Import phaselog's domain modules so every stored topic resolves to its class."""
+    for name in DOMAIN_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # pragma: no cover - a partial installation
+            log.debug("domain module %s not available: %s", name, exc)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO-8601 time; naive times are taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValidationFailed(f"not an ISO-8601 time: {text!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# -- timeline and export ---------------------------------------------------------------------
+def _positions(store: Store, stream_id: str) -> dict[int, int]:
+    """Version -> global position of every event of ``stream_id``."""
+    recorder = store.app.recorder
+    with translate_errors(f"reading positions of {stream_id!r}"):
+        if isinstance(recorder, POPOApplicationRecorder):
+            return {n.originator_version: n.id for n in store.iter_notifications()
+                    if str(n.originator_id) == stream_id}
+        if isinstance(recorder, PostgresApplicationRecorder):
+            sql = (f'SELECT originator_version AS v, notification_id AS p FROM "{recorder.datastore.schema}".'
+                   f'"{recorder.events_table_name}" WHERE originator_id = %s')
+        else:
+            sql = f"SELECT originator_version AS v, rowid AS p FROM {recorder.events_table_name} WHERE originator_id = ?"
+        with recorder.datastore.transaction(commit=False) as cur:  # type: ignore[attr-defined]
+            cur.execute(sql, [stream_id])
+            return {int(row["v"]): int(row["p"]) for row in cur.fetchall()}
+
+
+def timeline(store: Store, stream_id: str) -> list[EventData]:
+    """Every event of one stream, oldest first, with global positions and stored JSON."""
+    with translate_errors(f"reading {stream_id!r}"):
+        stored = list(store.app.recorder.select_events(stream_id))
+    if not stored:
+        raise NotFound(f"no stream {stream_id!r}")
+    positions = _positions(store, stream_id)
+    mapper = store.app.mapper
+    return [
+        event_data(mapper, _Note(positions.get(s.originator_version, 0), s)) for s in stored
+    ]
+
+
+@dataclass(frozen=True)
+class _Note:
+    """A stored event dressed as a notification (``id`` is its global position)."""
+
+    id: int
+    stored: Any
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stored, name)
+
+
+def export_jsonl(store: Store, out: IO[bytes], *, start: int = 1) -> int:
+    """Write every stored event from ``start`` as one JSON line; return how many."""
+    count = 0
+    mapper = store.app.mapper
+    for note in store.iter_notifications(start):
+        event = event_data(mapper, note)
+        out.write(orjson.dumps({
+            "position": event.position,
+            "stream_id": event.stream_id,
+            "version": event.version,
+            "topic": event.topic,
+            "timestamp": event.timestamp,
+            "data": event.data,
+        }) + b"\n")
+        count += 1
+    return count
+
+
+# -- state as of ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AsOf:
+    """One stream's state at one version."""
+
+    stream_id: str
+    version: int
+    timestamp: str | None
+    aggregate: str
+    state: dict[str, Any]
+
+
+def as_of(store: Store, stream_id: str, *, version: int | None = None, at: datetime | None = None) -> AsOf:
+    """Load ``stream_id`` as it was at ``version`` or at time ``at`` (the last event at or before it)."""
+    if (version is None) == (at is None):
+        raise ValidationFailed("give exactly one of --version and --at")
+    load_domain_modules()
+    events = store.stream(stream_id)
+    if not events:
+        raise NotFound(f"no stream {stream_id!r}")
+    if at is not None:
+        moment = at if at.tzinfo else at.replace(tzinfo=UTC)
+        earlier = [e for e in events if e.timestamp <= moment]
+        if not earlier:
+            raise NotFound(f"{stream_id!r} did not exist yet at {moment.isoformat()}")
+        version = earlier[-1].originator_version
+    assert version is not None  # noqa: S101 - one of the two was given
+    if not 1 <= version <= events[-1].originator_version:
+        raise NotFound(f"{stream_id!r} has versions 1..{events[-1].originator_version}, not {version}")
+    first: Any = events[0]
+    aggregate_type: type[Aggregate] = type(first.mutate(None))
+    aggregate = store.load(stream_id, aggregate_type, version=version)
+    state = orjson.loads(orjson.dumps(aggregate.snapshot_state(), default=str))
+    return AsOf(
+        stream_id=stream_id,
+        version=aggregate.version,
+        timestamp=events[version - 1].timestamp.isoformat(),
+        aggregate=aggregate_type.__name__,
+        state=state,
+    )
+
+
+# -- verify ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Problem:
+    """One place where the stored history differs from its hash chain."""
+
+    position: int
+    kind: str  # "changed" | "removed" | "inserted"
+    stream_id: str
+    version: int
+    detail: str
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of :func:`verify`."""
+
+    supported: bool
+    checked: int = 0
+    head_position: int = 0
+    head_digest: str = GENESIS_DIGEST
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every stored event matches the chain."""
+        return self.supported and not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {**asdict(self), "ok": self.ok}
+
+
+def _chain(store: Store) -> dict[int, tuple[str, int, str]]:
+    recorder = store.app.recorder
+    if isinstance(recorder, PostgresApplicationRecorder):
+        sql = f'SELECT * FROM "{recorder.datastore.schema}"."{CHAIN_TABLE}" ORDER BY position'
+    else:
+        sql = f"SELECT * FROM {CHAIN_TABLE} ORDER BY position"
+    with translate_errors("reading the audit chain"), recorder.datastore.transaction(commit=False) as cur:  # type: ignore[attr-defined]
+        cur.execute(sql)
+        return {int(r["position"]): (str(r["originator_id"]), int(r["originator_version"]), str(r["digest"]))
+                for r in cur.fetchall()}
+
+
+def verify(store: Store) -> VerifyReport:
+    """Recompute the hash chain over every stored event and report each mismatch by position."""
+    if store.kind == "memory":
+        return VerifyReport(supported=False)
+    chain = _chain(store)
+    report = VerifyReport(supported=True)
+    pending = iter(sorted(chain))
+    next_chained = next(pending, None)
+    previous = GENESIS_DIGEST
+
+    def removed_before(position: int | None) -> Iterator[int]:
+        nonlocal next_chained
+        while next_chained is not None and (position is None or next_chained < position):
+            yield next_chained
+            next_chained = next(pending, None)
+
+    for note in store.iter_notifications():
+        for gone in removed_before(note.id):
+            oid, ver, previous = chain[gone]
+            report.problems.append(Problem(gone, "removed", oid, ver, "the chain records an event here; it is gone"))
+        report.checked += 1
+        report.head_position = note.id
+        oid = str(note.originator_id)
+        if next_chained != note.id:
+            report.problems.append(Problem(note.id, "inserted", oid, note.originator_version,
+                                           "stored event has no chain record: written outside phaselog"))
+            continue
+        next_chained = next(pending, None)
+        chained_oid, chained_ver, digest = chain[note.id]
+        actual = chain_digest(previous, note.id, oid, note.originator_version, note.topic, note.state)
+        if (chained_oid, chained_ver) != (oid, note.originator_version):
+            report.problems.append(Problem(note.id, "changed", oid, note.originator_version,
+                                           f"the chain records {chained_oid}@{chained_ver} at this position"))
+        elif actual != digest:
+            report.problems.append(Problem(note.id, "changed", oid, note.originator_version,
+                                           "topic or state differs from what was recorded"))
+        previous = digest
+        report.head_digest = digest
+    for gone in removed_before(None):
+        oid, ver, previous = chain[gone]
+        report.problems.append(Problem(gone, "removed", oid, ver, "the chain records an event here; it is gone"))
+    report.problems.sort(key=lambda p: p.position)
+    return report
