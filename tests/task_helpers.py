@@ -28,7 +28,9 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str =
 class ScriptedRunner:
     """A runner whose hooks are chosen per task id; it records every call."""
 
-    def __init__(self, pending: dict[str, Hook] | None = None, running: dict[str, Hook] | None = None) -> None:
+    def __init__(
+        self, pending: dict[str, Hook] | None = None, running: dict[str, Hook] | None = None
+    ) -> None:
         self.pending = pending or {}
         self.running = running or {}
         self.calls: list[tuple[str, str]] = []
@@ -55,7 +57,9 @@ class ScriptedRunner:
         if hook is not None:
             hook(ctx, task)
 
-    def on_task_completed(self, ctx: CancelContext, task: ActiveTask, state: TaskState, *args: Any) -> None:
+    def on_task_completed(
+        self, ctx: CancelContext, task: ActiveTask, state: TaskState, *args: Any  # noqa: ARG002 - protocol
+    ) -> None:
         """Record the end state and extra arguments."""
         with self._lock:
             self.completed.append((task.task_id, state, args))

@@ -24,10 +24,17 @@ from phaselog.runtime.task_models import CancelContext, TaskStatus
 from phaselog.runtime.task_runner import ActiveTask
 from phaselog.runtime.tasks import TaskController
 
-FAST = {"lease": timedelta(seconds=2), "progress_interval": timedelta(milliseconds=50)}
+
+def fast_controller(store: Store, runner: ScriptedRunner) -> TaskController:
+    """A controller with a short lease and a 50 ms progress interval."""
+    return TaskController(
+        store, "ctl", runner, lease=timedelta(seconds=2), progress_interval=timedelta(milliseconds=50)
+    )
 
 
 class Job(BaseModel):
+    """Metadata model used by the tests."""
+
     size: int
     label: str = "x"
 
@@ -39,7 +46,7 @@ def runner() -> ScriptedRunner:
 
 @pytest.fixture
 def controller(store: Store, runner: ScriptedRunner) -> Iterator[TaskController]:
-    ctl = TaskController(store, "ctl", runner, **FAST)  # type: ignore[arg-type]
+    ctl = fast_controller(store, runner)
     yield ctl
     ctl.close()
 
@@ -62,7 +69,8 @@ def test_completed_run_records_every_state_and_delivers_once(
     wait_for(lambda: finished(controller, "t1"), what="t1 finished")
     status = controller.task_status("t1")
     assert status.state is TaskState.COMPLETED
-    assert [t.state for t in status.transitions] == [TaskState.PENDING, TaskState.RUNNING, TaskState.COMPLETED]
+    expected = [TaskState.PENDING, TaskState.RUNNING, TaskState.COMPLETED]
+    assert [t.state for t in status.transitions] == expected
     assert runner.hooks_of("t1") == ["pending", "running"]
     assert runner.completions_of("t1") == [TaskState.COMPLETED]
     assert len(statuses) == 1
@@ -81,7 +89,7 @@ def test_pending_error_fails_the_task_with_the_error_logged(store: Store, runner
         raise RuntimeError(msg)
 
     runner.pending["p"] = explode
-    with TaskController(store, "ctl", runner, **FAST) as ctl:  # type: ignore[arg-type]
+    with fast_controller(store, runner) as ctl:
         ctl.launch_task("p")
         wait_for(lambda: finished(ctl, "p"))
         status = ctl.task_status("p")
@@ -95,7 +103,9 @@ def test_pending_error_fails_the_task_with_the_error_logged(store: Store, runner
     assert isinstance(args[0], RuntimeError)
 
 
-def test_running_error_and_task_canceled_map_to_failed_and_canceled(store: Store, runner: ScriptedRunner) -> None:
+def test_running_error_and_task_canceled_map_to_failed_and_canceled(
+    store: Store, runner: ScriptedRunner
+) -> None:
     """A running-hook error ends Failed; TaskCanceled from either hook ends Canceled."""
 
     def fail(ctx: CancelContext, task: ActiveTask) -> None:
@@ -109,7 +119,7 @@ def test_running_error_and_task_canceled_map_to_failed_and_canceled(store: Store
     runner.running["r-fail"] = fail
     runner.pending["p-cancel"] = cancel
     runner.running["r-cancel"] = cancel
-    with TaskController(store, "ctl", runner, **FAST) as ctl:  # type: ignore[arg-type]
+    with fast_controller(store, runner) as ctl:
         for tid in ("r-fail", "p-cancel", "r-cancel"):
             ctl.launch_task(tid)
         wait_for(lambda: all(finished(ctl, t) for t in ("r-fail", "p-cancel", "r-cancel")))
@@ -149,7 +159,7 @@ def test_relaunching_an_active_task_is_rejected_and_writes_nothing(
     version = len(store.stream("task:ctl:busy"))
     with pytest.raises(TaskAlreadyRunning):
         controller.launch_task("busy")
-    with TaskController(store, "ctl", ScriptedRunner(), **FAST) as other:  # type: ignore[arg-type]
+    with fast_controller(store, ScriptedRunner()) as other:
         with pytest.raises(TaskAlreadyRunning):
             other.launch_task("busy")
         assert other.active_tasks() == []
@@ -185,7 +195,8 @@ def test_relaunch_after_failed_keeps_logs_and_after_completed_starts_afresh(
     wait_for(lambda: len(attempts) == 3 and finished(controller, "f"))
     status = controller.task_status("f")
     assert [entry.msg for entry in status.logs] == ["attempt 3"]
-    assert [t.state for t in status.transitions] == [TaskState.PENDING, TaskState.RUNNING, TaskState.COMPLETED]
+    all_states = [TaskState.PENDING, TaskState.RUNNING, TaskState.COMPLETED]
+    assert [t.state for t in status.transitions] == all_states
     assert status.metadata == '{"n": 2}'
     assert store.load("task:ctl:f", TaskAggregate).run == 3
 
@@ -339,7 +350,7 @@ def test_close_leaves_running_tasks_resumable_and_a_new_controller_resumes_them(
     """close() returns promptly without canceling; the next controller resumes the run in its state."""
     runner.running["r"] = block_until_cancelled
     runner.pending["p"] = block_until_cancelled
-    ctl = TaskController(store, "ctl", runner, **FAST)  # type: ignore[arg-type]
+    ctl = fast_controller(store, runner)
     ctl.launch_task("r", metadata={"size": 5})
     ctl.launch_task("p")
     wait_for(lambda: runner.hooks_of("r") == ["pending", "running"] and runner.hooks_of("p") == ["pending"])
@@ -352,7 +363,7 @@ def test_close_leaves_running_tasks_resumable_and_a_new_controller_resumes_them(
     with pytest.raises(ControllerClosed):
         ctl.launch_task("late")
     second = ScriptedRunner()
-    with TaskController(store, "ctl", second, **FAST) as again:  # type: ignore[arg-type]
+    with fast_controller(store, second) as again:
         wait_for(lambda: finished(again, "r") and finished(again, "p"))
         assert again.task_status("r").state is TaskState.COMPLETED
     assert second.hooks_of("r") == ["running"]
@@ -362,11 +373,11 @@ def test_close_leaves_running_tasks_resumable_and_a_new_controller_resumes_them(
 def test_completion_is_not_redelivered_by_a_later_controller(store: Store, runner: ScriptedRunner) -> None:
     """A new controller in the same process does not call completion hooks again for a delivered run."""
     calls: list[TaskStatus] = []
-    with TaskController(store, "ctl", runner, **FAST) as ctl:  # type: ignore[arg-type]
+    with fast_controller(store, runner) as ctl:
         ctl.launch_task("once", on_status=calls.append)
         wait_for(lambda: finished(ctl, "once"))
     second = ScriptedRunner()
-    with TaskController(store, "ctl", second, **FAST) as again:  # type: ignore[arg-type]
+    with fast_controller(store, second) as again:
         assert again.active_tasks() == []
     assert len(calls) == 1
     assert runner.completions_of("once") == [TaskState.COMPLETED]
@@ -380,7 +391,7 @@ def test_an_undelivered_completion_is_delivered_by_the_next_controller(store: St
     now_agg.change_state(1, "dead-owner", TaskState.FAILED)
     store.save(now_agg)
     runner = ScriptedRunner()
-    with TaskController(store, "ctl", runner, **FAST) as ctl:  # type: ignore[arg-type]
+    with fast_controller(store, runner) as ctl:
         wait_for(lambda: runner.completions_of("u") == [TaskState.FAILED])
         wait_for(lambda: store.load("task:ctl:u", TaskAggregate).delivered)
         assert ctl.task_status("u").state is TaskState.FAILED
