@@ -43,7 +43,12 @@ __all__ = [
 
 log = logging.getLogger("phaselog.audit")
 
-DOMAIN_MODULES = ("phaselog.domain.plugin", "phaselog.domain.task", "phaselog.domain.plan", "phaselog.domain.state")
+DOMAIN_MODULES = (
+    "phaselog.domain.plugin",
+    "phaselog.domain.task",
+    "phaselog.domain.plan",
+    "phaselog.domain.state",
+)
 
 
 def load_domain_modules() -> None:
@@ -58,7 +63,7 @@ def load_domain_modules() -> None:
 def parse_time(text: str) -> datetime:
     """An ISO-8601 time; naive times are taken as UTC."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise ValidationFailed(f"not an ISO-8601 time: {text!r}") from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -70,13 +75,19 @@ def _positions(store: Store, stream_id: str) -> dict[int, int]:
     recorder = store.app.recorder
     with translate_errors(f"reading positions of {stream_id!r}"):
         if isinstance(recorder, POPOApplicationRecorder):
-            return {n.originator_version: n.id for n in store.iter_notifications()
-                    if str(n.originator_id) == stream_id}
+            return {
+                n.originator_version: n.id
+                for n in store.iter_notifications()
+                if str(n.originator_id) == stream_id
+            }
         if isinstance(recorder, PostgresApplicationRecorder):
-            sql = (f'SELECT originator_version AS v, notification_id AS p FROM "{recorder.datastore.schema}".'
-                   f'"{recorder.events_table_name}" WHERE originator_id = %s')
+            sql = (
+                f'SELECT originator_version AS v, notification_id AS p FROM "{recorder.datastore.schema}".'
+                f'"{recorder.events_table_name}" WHERE originator_id = %s'
+            )
         else:
-            sql = f"SELECT originator_version AS v, rowid AS p FROM {recorder.events_table_name} WHERE originator_id = ?"
+            table = recorder.events_table_name  # type: ignore[attr-defined]
+            sql = f"SELECT originator_version AS v, rowid AS p FROM {table} WHERE originator_id = ?"
         with recorder.datastore.transaction(commit=False) as cur:  # type: ignore[attr-defined]
             cur.execute(sql, [stream_id])
             return {int(row["v"]): int(row["p"]) for row in cur.fetchall()}
@@ -90,9 +101,7 @@ def timeline(store: Store, stream_id: str) -> list[EventData]:
         raise NotFound(f"no stream {stream_id!r}")
     positions = _positions(store, stream_id)
     mapper = store.app.mapper
-    return [
-        event_data(mapper, _Note(positions.get(s.originator_version, 0), s)) for s in stored
-    ]
+    return [event_data(mapper, _Note(positions.get(s.originator_version, 0), s)) for s in stored]
 
 
 @dataclass(frozen=True)
@@ -112,14 +121,19 @@ def export_jsonl(store: Store, out: IO[bytes], *, start: int = 1) -> int:
     mapper = store.app.mapper
     for note in store.iter_notifications(start):
         event = event_data(mapper, note)
-        out.write(orjson.dumps({
-            "position": event.position,
-            "stream_id": event.stream_id,
-            "version": event.version,
-            "topic": event.topic,
-            "timestamp": event.timestamp,
-            "data": event.data,
-        }) + b"\n")
+        out.write(
+            orjson.dumps(
+                {
+                    "position": event.position,
+                    "stream_id": event.stream_id,
+                    "version": event.version,
+                    "topic": event.topic,
+                    "timestamp": event.timestamp,
+                    "data": event.data,
+                }
+            )
+            + b"\n"
+        )
         count += 1
     return count
 
@@ -206,8 +220,10 @@ def _chain(store: Store) -> dict[int, tuple[str, int, str]]:
         sql = f"SELECT * FROM {CHAIN_TABLE} ORDER BY position"
     with translate_errors("reading the audit chain"), recorder.datastore.transaction(commit=False) as cur:  # type: ignore[attr-defined]
         cur.execute(sql)
-        return {int(r["position"]): (str(r["originator_id"]), int(r["originator_version"]), str(r["digest"]))
-                for r in cur.fetchall()}
+        return {
+            int(r["position"]): (str(r["originator_id"]), int(r["originator_version"]), str(r["digest"]))
+            for r in cur.fetchall()
+        }
 
 
 def verify(store: Store) -> VerifyReport:
@@ -229,27 +245,52 @@ def verify(store: Store) -> VerifyReport:
     for note in store.iter_notifications():
         for gone in removed_before(note.id):
             oid, ver, previous = chain[gone]
-            report.problems.append(Problem(gone, "removed", oid, ver, "the chain records an event here; it is gone"))
+            report.problems.append(
+                Problem(gone, "removed", oid, ver, "the chain records an event here; it is gone")
+            )
         report.checked += 1
         report.head_position = note.id
         oid = str(note.originator_id)
         if next_chained != note.id:
-            report.problems.append(Problem(note.id, "inserted", oid, note.originator_version,
-                                           "stored event has no chain record: written outside phaselog"))
+            report.problems.append(
+                Problem(
+                    note.id,
+                    "inserted",
+                    oid,
+                    note.originator_version,
+                    "stored event has no chain record: written outside phaselog",
+                )
+            )
             continue
         next_chained = next(pending, None)
         chained_oid, chained_ver, digest = chain[note.id]
         actual = chain_digest(previous, note.id, oid, note.originator_version, note.topic, note.state)
         if (chained_oid, chained_ver) != (oid, note.originator_version):
-            report.problems.append(Problem(note.id, "changed", oid, note.originator_version,
-                                           f"the chain records {chained_oid}@{chained_ver} at this position"))
+            report.problems.append(
+                Problem(
+                    note.id,
+                    "changed",
+                    oid,
+                    note.originator_version,
+                    f"the chain records {chained_oid}@{chained_ver} at this position",
+                )
+            )
         elif actual != digest:
-            report.problems.append(Problem(note.id, "changed", oid, note.originator_version,
-                                           "topic or state differs from what was recorded"))
+            report.problems.append(
+                Problem(
+                    note.id,
+                    "changed",
+                    oid,
+                    note.originator_version,
+                    "topic or state differs from what was recorded",
+                )
+            )
         previous = digest
         report.head_digest = digest
     for gone in removed_before(None):
         oid, ver, previous = chain[gone]
-        report.problems.append(Problem(gone, "removed", oid, ver, "the chain records an event here; it is gone"))
+        report.problems.append(
+            Problem(gone, "removed", oid, ver, "the chain records an event here; it is gone")
+        )
     report.problems.sort(key=lambda p: p.position)
     return report

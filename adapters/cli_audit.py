@@ -49,8 +49,13 @@ def render_timeline(store: Store, stream_id: str, console: Console) -> None:
         table.add_column(name, no_wrap=name != "details")
     for event in timeline(store, stream_id):
         details = {k: v for k, v in event.data.items() if k != "timestamp"}
-        table.add_row(str(event.position), str(event.version), (event.timestamp or "")[:23],
-                      event.topic.removeprefix("phaselog."), _short(details))
+        table.add_row(
+            str(event.position),
+            str(event.version),
+            (event.timestamp or "")[:23],
+            event.topic.removeprefix("phaselog."),
+            _short(details),
+        )
     console.print(table)
 
 
@@ -62,7 +67,9 @@ def render_projections(store: Store, console: Console, *, limit: int = 8) -> Non
         rows = model.list()
         p = model.projection
         shown = [c for c in p.columns if c not in {"version", "positions"}][:8]
-        table = Table(title=f"{p.name} ({len(rows)} rows; {_short(model.counts(), 90)})", title_justify="left")
+        table = Table(
+            title=f"{p.name} ({len(rows)} rows; {_short(model.counts(), 90)})", title_justify="left"
+        )
         for column in shown:
             table.add_column(column, overflow="fold")
         for row in rows[:limit]:
@@ -76,11 +83,18 @@ def timeline_command(stream: str, url: UrlOption = None, as_json: JsonOption = F
     """Every event of STREAM (plugin:…, task:…, plan:…, state:…) in order."""
     with open_store(url) as store:
         if as_json:
-            _echo_json([
-                {"position": e.position, "version": e.version, "topic": e.topic,
-                 "timestamp": e.timestamp, "data": e.data}
-                for e in timeline(store, stream)
-            ])
+            _echo_json(
+                [
+                    {
+                        "position": e.position,
+                        "version": e.version,
+                        "topic": e.topic,
+                        "timestamp": e.timestamp,
+                        "data": e.data,
+                    }
+                    for e in timeline(store, stream)
+                ]
+            )
         else:
             render_timeline(store, stream, console)
 
@@ -89,15 +103,24 @@ def timeline_command(stream: str, url: UrlOption = None, as_json: JsonOption = F
 def as_of_command(
     stream: str,
     version: Annotated[int | None, typer.Option("--version", help="Stream version to load.")] = None,
-    at: Annotated[str | None, typer.Option("--at", help="ISO-8601 time: the last version at or before it.")] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="ISO-8601 time: the last version at or before it.")
+    ] = None,
     url: UrlOption = None,
 ) -> None:
     """The state of STREAM as of a version or a time (the aggregate's snapshot state)."""
     moment = parse_time(at) if at is not None else None
     with open_store(url) as store:
         result = as_of(store, stream, version=version, at=moment)
-    _echo_json({"stream_id": result.stream_id, "version": result.version, "timestamp": result.timestamp,
-                "aggregate": result.aggregate, "state": result.state})
+    _echo_json(
+        {
+            "stream_id": result.stream_id,
+            "version": result.version,
+            "timestamp": result.timestamp,
+            "aggregate": result.aggregate,
+            "state": result.state,
+        }
+    )
 
 
 @audit_app.command("verify")
@@ -110,18 +133,23 @@ def verify_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
     elif not report.supported:
         console.print("[yellow]verify: the memory store keeps no hash chain; nothing to verify[/]")
     elif report.ok:
-        console.print(f"[green]ok[/]: {report.checked} events match the hash chain; "
-                      f"head {report.head_position} {report.head_digest}")
+        console.print(
+            f"[green]ok[/]: {report.checked} events match the hash chain; "
+            f"head {report.head_position} {report.head_digest}"
+        )
     else:
-        table = Table(title=f"[red]{len(report.problems)} tampered position(s)[/] in {report.checked} events",
-                      title_justify="left")
+        table = Table(
+            title=f"[red]{len(report.problems)} tampered position(s)[/] in {report.checked} events",
+            title_justify="left",
+        )
         for name in ("position", "kind", "stream", "version", "detail"):
             table.add_column(name)
         for p in report.problems:
             table.add_row(str(p.position), p.kind, p.stream_id, str(p.version), p.detail)
         console.print(table)
         first = report.problems[0]
-        console.print(f"[red]first tampered position: {first.position}[/] ({first.kind} {first.stream_id}@{first.version})")
+        where = f"{first.kind} {first.stream_id}@{first.version}"
+        console.print(f"[red]first tampered position: {first.position}[/] ({where})")
     if report.supported and not report.ok:
         raise typer.Exit(1)
 
@@ -129,7 +157,9 @@ def verify_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
 @audit_app.command("export")
 def export_command(
     fmt: Annotated[str, typer.Option("--format", help="Output format (jsonl).")] = "jsonl",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")
+    ] = None,
     start: Annotated[int, typer.Option("--from", help="First position to export.")] = 1,
     url: UrlOption = None,
 ) -> None:
@@ -159,7 +189,9 @@ def status_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
     for name in ("name", "table", "position", "lag", "rows", "counts"):
         table.add_column(name)
     for r in rows:
-        table.add_row(r["name"], r["table"], str(r["position"]), str(r["lag"]), str(r["rows"]), _short(r["counts"]))
+        table.add_row(
+            r["name"], r["table"], str(r["position"]), str(r["lag"]), str(r["rows"]), _short(r["counts"])
+        )
     console.print(table)
 
 
@@ -170,12 +202,18 @@ def rebuild_command(name: Annotated[str | None, typer.Argument()] = None, url: U
     with open_store(url) as store:
         projections = store.projections
         names = [name] if name else list(projections.models)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=console) as bar:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as bar:
             for each in names:
                 task = bar.add_task(f"rebuild {each}", total=None)
                 counts = projections.rebuild(
-                    each, progress=lambda done, total, t=task: bar.update(t, completed=done, total=total))
+                    each, progress=lambda done, total, t=task: bar.update(t, completed=done, total=total)
+                )
                 bar.update(task, description=f"rebuilt {each}: {counts[each]} rows")
 
 

@@ -30,6 +30,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLite
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
+from typing_extensions import override
 
 __all__ = [
     "APPEND_ONLY_MESSAGE",
@@ -45,7 +46,7 @@ CHAIN_TABLE = "phaselog_audit_chain"
 GENESIS_DIGEST = "0" * 64
 
 
-def chain_digest(  # noqa: PLR0913 - the fields of one chained event
+def chain_digest(  # noqa: PLR0913, PLR0917 - the fields of one chained event
     previous: str,
     position: int,
     originator_id: str,
@@ -74,9 +75,10 @@ def _links(
 class AppendOnlySQLiteApplicationRecorder(SQLiteApplicationRecorder):
     """SQLite application recorder: append-only events plus a hash chain in the same transaction."""
 
-    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name)
 
+    @override
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
         statements.append(
@@ -93,6 +95,7 @@ class AppendOnlySQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 )
         return statements
 
+    @override
     def _insert_events(
         self,
         c: SQLiteCursor,
@@ -116,7 +119,7 @@ class AppendOnlySQLiteApplicationRecorder(SQLiteApplicationRecorder):
 class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
     """PostgreSQL application recorder: append-only events plus a hash chain in the same transaction."""
 
-    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         schema = Identifier(self.datastore.schema)
         function = Identifier(f"{self.events_table_name}_append_only")
@@ -167,6 +170,7 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
             "VALUES (%s, %s, %s, %s)"
         ).format(schema=schema, chain=chain)
 
+    @override
     def _fetch_ids_after_insert_events(
         self,
         curs: Cursor[DictRow],

@@ -16,13 +16,14 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
+from typing_extensions import override
 
 from phaselog.adapters.errors import translate_errors
 from phaselog.domain.errors import StoreUnavailable
@@ -51,21 +52,17 @@ class Backend:
         """The (schema-qualified) name of one of our tables."""
         return name
 
-    @contextmanager
-    def write(self, names: Sequence[str]) -> Iterator[Any]:
+    def write(self, names: Sequence[str]) -> AbstractContextManager[Any]:
         """A write transaction holding the projection lock for tracking rows ``names``."""
         raise NotImplementedError
-        yield  # pragma: no cover
 
-    @contextmanager
-    def read(self) -> Iterator[Any]:
+    def read(self) -> AbstractContextManager[Any]:
         """A read-only transaction (one consistent snapshot)."""
         raise NotImplementedError
-        yield  # pragma: no cover
 
     @property
     def tracking(self) -> Any:
-        """eventsourcing's tracking recorder for this database."""
+        """Eventsourcing's tracking recorder for this database."""
         raise NotImplementedError
 
     def positions(self, cursor: Any, names: Sequence[str]) -> dict[str, int]:
@@ -89,7 +86,9 @@ class Backend:
 
     def set_position(self, cursor: Any, name: str, position: int | None) -> None:
         """Overwrite (or with ``None`` remove) a tracked position, for resets and swaps."""
-        cursor.execute(self.q(f"DELETE FROM {self.table(self.tracking_table)} WHERE application_name = ?"), [name])
+        cursor.execute(
+            self.q(f"DELETE FROM {self.table(self.tracking_table)} WHERE application_name = ?"), [name]
+        )
         if position is not None:
             cursor.execute(
                 self.q(f"INSERT INTO {self.table(self.tracking_table)} VALUES (?, ?)"), [name, position]
@@ -119,12 +118,14 @@ class SQLiteBackend(Backend):
             self._tracking = SQLiteTrackingRecorder(datastore)
             _retry(self._tracking.create_table)
 
+    @override
     @property
     def tracking(self) -> SQLiteTrackingRecorder:
         return self._tracking
 
+    @override
     @contextmanager
-    def write(self, names: Sequence[str]) -> Iterator[SQLiteCursor]:  # noqa: ARG002 - SQLite locks the file
+    def write(self, names: Sequence[str]) -> Iterator[SQLiteCursor]:
         with self.datastore.get_connection(commit=True) as conn:
             raw: sqlite3.Connection = conn._sqlite_conn  # noqa: SLF001 - BEGIN IMMEDIATE needs the driver
             raw.execute("BEGIN IMMEDIATE")
@@ -135,15 +136,18 @@ class SQLiteBackend(Backend):
                 raise
             raw.commit()
 
+    @override
     @contextmanager
     def read(self) -> Iterator[SQLiteCursor]:
         with self.datastore.transaction(commit=False) as cursor:
             yield cursor
 
+    @override
     def table_exists(self, cursor: Any, name: str) -> bool:
         cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name])
         return cursor.fetchone() is not None
 
+    @override
     def close(self) -> None:
         if self._owned:
             self.datastore.close()
@@ -165,16 +169,20 @@ class PostgresBackend(Backend):
             self._tracking = PostgresTrackingRecorder(self.datastore, tracking_table_name=PG_TRACKING_TABLE)
             _retry(self._tracking.create_table)
 
+    @override
     @property
     def tracking(self) -> PostgresTrackingRecorder:
         return self._tracking
 
+    @override
     def q(self, sql: str) -> str:
         return sql.replace("?", "%s")
 
+    @override
     def table(self, name: str) -> str:
         return f'"{self.schema}"."{name}"'
 
+    @override
     @contextmanager
     def write(self, names: Sequence[str]) -> Iterator[Any]:
         with self.datastore.transaction(commit=True) as cursor:
@@ -193,21 +201,26 @@ class PostgresBackend(Backend):
                 )
             yield cursor
 
+    @override
     @contextmanager
     def read(self) -> Iterator[Any]:
         with self.datastore.transaction(commit=False) as cursor:
             yield cursor
 
+    @override
     def table_exists(self, cursor: Any, name: str) -> bool:
         cursor.execute("SELECT to_regclass(%s) AS oid", [self.table(name)])
         row = cursor.fetchone()
         return row is not None and row["oid"] is not None
 
+    @override
     def wait_for_events(self, timeout: float, stop: threading.Event) -> None:
         if self._listener is None or self._listener.closed:
             try:
                 self._listener = psycopg.connect(**self._conninfo, autocommit=True, connect_timeout=5)  # type: ignore[arg-type]
-                self._listener.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(self.channel)))
+                self._listener.execute(
+                    psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(self.channel))
+                )
             except psycopg.Error:
                 self._listener = None
                 stop.wait(timeout)
@@ -227,6 +240,7 @@ class PostgresBackend(Backend):
                 self._listener.close()
             self._listener = None
 
+    @override
     def close(self) -> None:
         self._drop_listener()
 

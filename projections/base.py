@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
+from typing_extensions import override
 
 from phaselog.domain.errors import PhaselogError, UnknownEventType, ValidationFailed
 from phaselog.domain.events import resolve_topic, upcast
@@ -101,13 +102,16 @@ class DictRows(Rows):
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
 
+    @override
     def get(self, key: str) -> dict[str, Any] | None:
         row = self.rows.get(key)
         return None if row is None else dict(row)
 
+    @override
     def put(self, key: str, row: Mapping[str, Any]) -> None:
         self.rows[key] = dict(row)
 
+    @override
     def delete(self, key: str) -> None:
         self.rows.pop(key, None)
 
@@ -175,8 +179,10 @@ class Projection:
         statements = [f"CREATE TABLE IF NOT EXISTS {qualified} ({cols})"]
         if self.count_by is not None:
             token = hashlib.sha256(table.encode()).hexdigest()[:6]
-            statements.append(f"CREATE INDEX IF NOT EXISTS ix_{self.name}_{self.count_by}_{token} "
-                              f"ON {qualified} ({self.count_by})")
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS ix_{self.name}_{self.count_by}_{token} "
+                f"ON {qualified} ({self.count_by})"
+            )
         return statements
 
 
@@ -230,21 +236,22 @@ class TableRows(Rows):
         self._cache: dict[str, dict[str, Any] | None] = {}
         self._dirty: set[str] = set()
 
+    @override
     def get(self, key: str) -> dict[str, Any] | None:
         if key not in self._cache:
             p = self._projection
-            self._cursor.execute(
-                self._backend.q(f"SELECT * FROM {self._qualified} WHERE {p.key} = ?"), [key]
-            )
+            self._cursor.execute(self._backend.q(f"SELECT * FROM {self._qualified} WHERE {p.key} = ?"), [key])
             found = self._cursor.fetchone()
             self._cache[key] = None if found is None else decode_row(p, found)
         row = self._cache[key]
         return None if row is None else dict(row)
 
+    @override
     def put(self, key: str, row: Mapping[str, Any]) -> None:
         self._cache[key] = {**dict(row), self._projection.key: key}
         self._dirty.add(key)
 
+    @override
     def delete(self, key: str) -> None:
         self._cache[key] = None
         self._dirty.add(key)
@@ -263,7 +270,9 @@ class TableRows(Rows):
         if puts:
             self._cursor.executemany(upsert, puts)
         if gone:
-            self._cursor.executemany(self._backend.q(f"DELETE FROM {self._qualified} WHERE {p.key} = ?"), gone)
+            self._cursor.executemany(
+                self._backend.q(f"DELETE FROM {self._qualified} WHERE {p.key} = ?"), gone
+            )
         self._dirty.clear()
 
 

@@ -19,7 +19,7 @@ TASK_STATE_NAMES = {0: "Unknown", 1: "Pending", 2: "Running", 3: "Completed", 4:
 
 
 def _suffix(stream_id: str, prefix: str) -> str:
-    return stream_id[len(prefix):] if stream_id.startswith(prefix) else stream_id
+    return stream_id.removeprefix(prefix)
 
 
 def _touch(row: dict[str, Any], event: EventData) -> dict[str, Any]:
@@ -47,23 +47,32 @@ class PluginPhases(Projection):
         "version": "int",
     }
     count_by: ClassVar[str | None] = "phase"
-    topics: ClassVar[frozenset[str] | None] = frozenset({
-        "phaselog.plugin.PluginCreated",
-        "phaselog.plugin.PhaseChanged",
-        "phaselog.plugin.PhaseForced",
-        "phaselog.plugin.RetryAdvanced",
-        "phaselog.plugin.RetryReset",
-        "phaselog.plugin.StateWritten",
-        "phaselog.plugin.StateCleared",
-    })
+    topics: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "phaselog.plugin.PluginCreated",
+            "phaselog.plugin.PhaseChanged",
+            "phaselog.plugin.PhaseForced",
+            "phaselog.plugin.RetryAdvanced",
+            "phaselog.plugin.RetryReset",
+            "phaselog.plugin.StateWritten",
+            "phaselog.plugin.StateCleared",
+        }
+    )
 
     def apply(self, rows: Rows, event: EventData) -> None:
         """Fold one plugin event."""
         d, kind = event.data, event.topic.rsplit(".", 1)[-1]
         plugin_id = str(d.get("plugin_id") or _suffix(event.stream_id, "plugin:"))
         row = rows.get(plugin_id) or {
-            "plugin_id": plugin_id, "phase": None, "since": None, "reason": None, "forced": 0,
-            "transitions": 0, "retry_attempts": 0, "state_version": 0, "state_written": 0,
+            "plugin_id": plugin_id,
+            "phase": None,
+            "since": None,
+            "reason": None,
+            "forced": 0,
+            "transitions": 0,
+            "retry_attempts": 0,
+            "state_version": 0,
+            "state_written": 0,
         }
         if kind == "PluginCreated":
             row.update(phase=d.get("phase"), since=event.timestamp, reason="created", forced=0)
@@ -111,30 +120,46 @@ class TaskStatuses(Projection):
         "version": "int",
     }
     count_by: ClassVar[str | None] = "state_name"
-    topics: ClassVar[frozenset[str] | None] = frozenset({
-        "phaselog.task.TaskLaunched",
-        "phaselog.task.TaskRelaunched",
-        "phaselog.task.TaskClaimed",
-        "phaselog.task.TaskReleased",
-        "phaselog.task.TaskStateChanged",
-        "phaselog.task.TaskProgressed",
-        "phaselog.task.TaskLogged",
-        "phaselog.task.TaskCancelRequested",
-        "phaselog.task.TaskCompletionDelivered",
-    })
+    topics: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "phaselog.task.TaskLaunched",
+            "phaselog.task.TaskRelaunched",
+            "phaselog.task.TaskClaimed",
+            "phaselog.task.TaskReleased",
+            "phaselog.task.TaskStateChanged",
+            "phaselog.task.TaskProgressed",
+            "phaselog.task.TaskLogged",
+            "phaselog.task.TaskCancelRequested",
+            "phaselog.task.TaskCompletionDelivered",
+        }
+    )
 
-    def apply(self, rows: Rows, event: EventData) -> None:  # noqa: C901 - one branch per topic
+    def apply(self, rows: Rows, event: EventData) -> None:
         """Fold one task event."""
         d, kind = event.data, event.topic.rsplit(".", 1)[-1]
-        _, controller, task_id = (event.stream_id.split(":", 2) + ["", ""])[:3]
+        _, controller, task_id = [*event.stream_id.split(":", 2), "", ""][:3]
         controller = str(d.get("controller") or controller)
         task_id = str(d.get("task_id") or task_id)
         key = f"{controller}:{task_id}"
-        row = rows.get(key) or {"task": key, "controller": controller, "task_id": task_id, "run": 1,
-                                "log_count": 0, "cancel_requested": 0, "delivered": 0}
+        row = rows.get(key) or {
+            "task": key,
+            "controller": controller,
+            "task_id": task_id,
+            "run": 1,
+            "log_count": 0,
+            "cancel_requested": 0,
+            "delivered": 0,
+        }
         if kind in {"TaskLaunched", "TaskRelaunched"}:
-            row.update(run=int(d.get("run") or 1), state=1, owner=None, cancel_requested=0, delivered=0,
-                       progress_current=None, progress_total=None)
+            row.update(
+                run=int(d.get("run") or 1),
+                state=1,
+                owner=None,
+                cancel_requested=0,
+                delivered=0,
+                progress_current=None,
+                progress_total=None,
+            )
             if kind == "TaskLaunched" or not d.get("keep_history"):
                 row.update(last_log=None, last_log_level=None, log_count=0)
         elif kind == "TaskClaimed":
@@ -146,8 +171,11 @@ class TaskStatuses(Projection):
         elif kind == "TaskProgressed":
             row.update(progress_current=d.get("current"), progress_total=d.get("total"))
         elif kind == "TaskLogged":
-            row.update(last_log=d.get("msg"), last_log_level=d.get("level"),
-                       log_count=int(row.get("log_count") or 0) + 1)
+            row.update(
+                last_log=d.get("msg"),
+                last_log_level=d.get("level"),
+                log_count=int(row.get("log_count") or 0) + 1,
+            )
         elif kind == "TaskCancelRequested":
             row["cancel_requested"] = 1
         elif kind == "TaskCompletionDelivered":
@@ -187,11 +215,26 @@ class PlanRuns(Projection):
         """Fold one plan event."""
         d, kind = event.data, event.topic.rsplit(".", 1)[-1]
         plan_id = _suffix(event.stream_id, "plan:")
-        row = rows.get(plan_id) or {"plan_id": plan_id, "run": 0, "status": "created",
-                                    "succeeded_steps": [], "errors": [], "resumes": 0}
+        row = rows.get(plan_id) or {
+            "plan_id": plan_id,
+            "run": 0,
+            "status": "created",
+            "succeeded_steps": [],
+            "errors": [],
+            "resumes": 0,
+        }
         if kind == "RunStarted":
-            row.update(run=int(d.get("run") or 0), status="running", current_step=None, attempt=None,
-                       succeeded_steps=[], errors=[], resumes=0, started_at=event.timestamp, finished_at=None)
+            row.update(
+                run=int(d.get("run") or 0),
+                status="running",
+                current_step=None,
+                attempt=None,
+                succeeded_steps=[],
+                errors=[],
+                resumes=0,
+                started_at=event.timestamp,
+                finished_at=None,
+            )
         elif kind == "RunResumed":
             row.update(status="running", resumes=int(row.get("resumes") or 0) + 1)
         elif kind == "AttemptStarted":
@@ -209,9 +252,16 @@ class PlanRuns(Projection):
         elif kind == "CleanupStarted":
             row["current_step"] = d.get("step")
         elif kind == "RunFinished":
-            errors = [_error(e.get("step"), e.get("error")) for e in d.get("errors") or [] if isinstance(e, dict)]
-            row.update(status=d.get("status"), current_step=None, attempt=None, finished_at=event.timestamp,
-                       errors=errors or row.get("errors") or [])
+            errors = [
+                _error(e.get("step"), e.get("error")) for e in d.get("errors") or [] if isinstance(e, dict)
+            ]
+            row.update(
+                status=d.get("status"),
+                current_step=None,
+                attempt=None,
+                finished_at=event.timestamp,
+                errors=errors or row.get("errors") or [],
+            )
         rows.put(plan_id, _touch(row, event))
 
 

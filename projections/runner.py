@@ -118,7 +118,9 @@ class Projections:
         b = self.backend
         stale: list[Projection] = []
         with translate_errors("creating read-model tables"), b.write([]) as cur:
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {b.table(META_TABLE)} (name TEXT PRIMARY KEY, fingerprint TEXT)")
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {b.table(META_TABLE)} (name TEXT PRIMARY KEY, fingerprint TEXT)"
+            )
             cur.execute(b.q(f"SELECT name, fingerprint FROM {b.table(META_TABLE)}"), [])
             known = {str(r["name"]): str(r["fingerprint"]) for r in cur.fetchall()}
             for p in self._projections:
@@ -143,7 +145,9 @@ class Projections:
         """The JSON state of a stored event (upcast when its class is known)."""
         return event_data(self.store.app.mapper, notification)
 
-    def _apply_page(self, cur: Any, page: Sequence[Notification], targets: dict[Projection, tuple[str, int]]) -> None:
+    def _apply_page(
+        self, cur: Any, page: Sequence[Notification], targets: dict[Projection, tuple[str, int]]
+    ) -> None:
         """Fold ``page`` into each target ``(table, position)`` and advance its tracking, in ``cur``."""
         cache: dict[int, EventData] = {}
         for p, (table, position) in targets.items():
@@ -296,13 +300,20 @@ class Projections:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            self.backend.wait_for_events(max(self.poll_interval, 1.0) if self.backend.kind == "postgresql"
-                                         else self.poll_interval, self._stop)
+            self.backend.wait_for_events(
+                max(self.poll_interval, 1.0) if self.backend.kind == "postgresql" else self.poll_interval,
+                self._stop,
+            )
 
     def run_forever(self, *, until: threading.Event | None = None) -> None:
         """Catch up and follow in the calling thread until ``until`` (or :meth:`stop`) is set."""
         if until is not None:
-            threading.Thread(target=lambda: (until.wait(), self._stop.set()), daemon=True).start()
+
+            def relay() -> None:
+                until.wait()
+                self._stop.set()
+
+            threading.Thread(target=relay, daemon=True).start()
         self._stop.clear()
         self._follow()
 

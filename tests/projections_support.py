@@ -70,7 +70,12 @@ class Ledger(Projection):
     topics: ClassVar[frozenset[str] | None] = frozenset({AccountOpened.TOPIC, Deposited.TOPIC})
 
     def apply(self, rows: Rows, event: EventData) -> None:
-        row = rows.get(event.stream_id) or {"account": event.stream_id, "events": 0, "balance": 0, "positions": []}
+        row = rows.get(event.stream_id) or {
+            "account": event.stream_id,
+            "events": 0,
+            "balance": 0,
+            "positions": [],
+        }
         if event.topic == AccountOpened.TOPIC:
             row["owner"] = event.data["owner"]
         else:
@@ -81,7 +86,9 @@ class Ledger(Projection):
         rows.put(event.stream_id, row)
 
 
-def open_account(store: Store, account_id: str, owner: str = "ann", deposits: tuple[int, ...] = ()) -> Account:
+def open_account(
+    store: Store, account_id: str, owner: str = "ann", deposits: tuple[int, ...] = ()
+) -> Account:
     """Create and save an account with some deposits."""
     account = Account.start(AccountOpened, account_id, owner=owner)
     for amount in deposits:

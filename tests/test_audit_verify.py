@@ -6,12 +6,13 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from conftest import raw_execute
 from projections_support import open_account
 
 from phaselog.adapters import Store, open_store
 from phaselog.adapters.audit import verify
 from phaselog.adapters.recorders import CHAIN_TABLE
+
+from conftest import raw_execute
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def seeded(durable_url: str) -> Iterator[tuple[str, Store]]:
 
 
 def _events(url: str) -> str:
-    """eventsourcing names the events table ``stored_events`` on SQLite, ``<app>_events`` on PostgreSQL."""
+    """Eventsourcing names the events table ``stored_events`` on SQLite, ``<app>_events`` on PostgreSQL."""
     return "stored_events" if url.startswith("sqlite") else "phaselog_events"
 
 
@@ -37,7 +38,7 @@ def _position(url: str, stream: str, version: int) -> int:
     column = "rowid" if url.startswith("sqlite") else "notification_id"
     sql = f"SELECT {column} FROM EVENTS WHERE originator_id = %s AND originator_version = %s"
     rows = raw_execute(url, _sql(url, sql), (stream, version))
-    return int(rows[0][0])  # type: ignore[call-overload]
+    return int(str(rows[0][0]))
 
 
 def _unguarded(url: str, sql: str, params: tuple[object, ...] = ()) -> None:
@@ -69,8 +70,11 @@ def test_changed_event_is_named(seeded: tuple[str, Store]) -> None:
     sql = "SELECT state FROM EVENTS WHERE originator_id = %s AND originator_version = %s"
     state = orjson.loads(raw_execute(url, _sql(url, sql), ("acct:b", 2))[0][0])  # type: ignore[arg-type]
     state["amount"] = 1_000_000
-    _unguarded(url, "UPDATE EVENTS SET state = %s WHERE originator_id = %s AND originator_version = %s",
-               (orjson.dumps(state), "acct:b", 2))
+    _unguarded(
+        url,
+        "UPDATE EVENTS SET state = %s WHERE originator_id = %s AND originator_version = %s",
+        (orjson.dumps(state), "acct:b", 2),
+    )
     report = verify(store)
     assert not report.ok
     assert [(p.position, p.kind, p.stream_id, p.version) for p in report.problems] == [
@@ -82,8 +86,11 @@ def test_changed_topic_is_named(seeded: tuple[str, Store]) -> None:
     """Changing only an event's topic breaks the chain at that position."""
     url, store = seeded
     position = _position(url, "acct:a", 3)
-    _unguarded(url, "UPDATE EVENTS SET topic = %s WHERE originator_id = %s AND originator_version = %s",
-               ("tests.proj.Other", "acct:a", 3))
+    _unguarded(
+        url,
+        "UPDATE EVENTS SET topic = %s WHERE originator_id = %s AND originator_version = %s",
+        ("tests.proj.Other", "acct:a", 3),
+    )
     assert [(p.position, p.kind) for p in verify(store).problems] == [(position, "changed")]
 
 
@@ -109,8 +116,11 @@ def test_inserted_event_is_named(seeded: tuple[str, Store]) -> None:
     """An event inserted with plain SQL is reported as inserted at its position."""
     url, store = seeded
     state = orjson.dumps({"amount": 50, "timestamp": "2026-01-01T00:00:00Z"})
-    _unguarded(url, "INSERT INTO EVENTS (originator_id, originator_version, topic, state) "
-               "VALUES (%s, %s, %s, %s)", ("acct:c", 3, "tests.proj.Deposited", state))
+    _unguarded(
+        url,
+        "INSERT INTO EVENTS (originator_id, originator_version, topic, state) VALUES (%s, %s, %s, %s)",
+        ("acct:c", 3, "tests.proj.Deposited", state),
+    )
     position = _position(url, "acct:c", 3)
     report = verify(store)
     assert [(p.position, p.kind, p.stream_id, p.version) for p in report.problems] == [
@@ -122,8 +132,11 @@ def test_events_appended_after_tampering_still_chain(seeded: tuple[str, Store]) 
     """After one tampered event, later phaselog writes verify and only the tampered position is named."""
     url, store = seeded
     position = _position(url, "acct:a", 1)
-    _unguarded(url, "UPDATE EVENTS SET topic = %s WHERE originator_id = %s AND originator_version = %s",
-               ("tests.proj.Other", "acct:a", 1))
+    _unguarded(
+        url,
+        "UPDATE EVENTS SET topic = %s WHERE originator_id = %s AND originator_version = %s",
+        ("tests.proj.Other", "acct:a", 1),
+    )
     open_account(store, "acct:d", deposits=(7,))
     report = verify(store)
     assert report.checked == 10
@@ -138,7 +151,7 @@ def test_chain_rows_are_append_only(seeded: tuple[str, Store]) -> None:
 
 
 def test_memory_store_has_no_chain() -> None:
-    """verify on the memory store says it is unsupported rather than claiming success."""
+    """Verify on the memory store says it is unsupported rather than claiming success."""
     with open_store("memory://") as store:
         open_account(store, "acct:a")
         report = verify(store)

@@ -40,8 +40,14 @@ def test_queries_get_list_counts(store: Store, ledger: Projections) -> None:
     open_account(store, "c", owner="bob", deposits=(1, 1))
     ledger.catch_up()
     model = ledger["ledger"]
-    assert model.get("a") == {"account": "a", "owner": "ann", "events": 2, "last_version": 2,
-                              "balance": 5, "positions": [1, 2]}
+    assert model.get("a") == {
+        "account": "a",
+        "owner": "ann",
+        "events": 2,
+        "last_version": 2,
+        "balance": 5,
+        "positions": [1, 2],
+    }
     assert model.get("zzz") is None
     assert [r["account"] for r in model.list(owner="bob")] == ["b", "c"]
     assert model.counts() == {"ann": 1, "bob": 2}
@@ -73,7 +79,7 @@ def test_wait_catches_up_for_read_your_writes(store: Store, ledger: Projections)
 
 
 def test_wait_times_out_for_a_position_never_written(store: Store, ledger: Projections) -> None:
-    """wait raises ProjectionTimeout (a TimeoutError) when the position never comes."""
+    """Wait raises ProjectionTimeout (a TimeoutError) when the position never comes."""
     open_account(store, "a")
     with pytest.raises(ProjectionTimeout):
         ledger.wait(store.max_position() + 100, timeout=0.2)
@@ -92,7 +98,7 @@ def test_live_following_thread(store: Store, ledger: Projections) -> None:
             assert ledger["ledger"].get(f"live:{i}") is not None
     finally:
         ledger.stop()
-    assert not ledger.running
+    assert not _running(ledger)
     assert ledger["ledger"].all() == expected_ledger(store, Ledger())
 
 
@@ -138,7 +144,7 @@ def test_rebuild_is_never_seen_half_built(store: Store, ledger: Projections) -> 
 
 
 def test_unknown_projection_name(store: Store, ledger: Projections) -> None:
-    """rebuild and lookup of an unknown projection name raise ValidationFailed."""
+    """Rebuild and lookup of an unknown projection name raise ValidationFailed."""
     with pytest.raises(ValidationFailed, match="no projection"):
         ledger.rebuild("nope")
 
@@ -151,3 +157,7 @@ def test_status_reports_lag(store: Store, ledger: Projections) -> None:
     ledger.catch_up()
     (after,) = ledger.status()
     assert (after["position"], after["lag"], after["rows"]) == (2, 0, 1)
+
+
+def _running(projections: Projections) -> bool:
+    return projections.running

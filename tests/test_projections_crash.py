@@ -1,0 +1,143 @@
+"""No event lost or folded twice: concurrent writer processes, competing runners, and kill -9 mid-batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from projections_support import Ledger, expected_ledger, open_account
+
+from phaselog.adapters import Store, open_store
+from phaselog.projections.base import event_data
+from phaselog.projections.runner import Projections
+
+TESTS = str(Path(__file__).parent)
+pytestmark = pytest.mark.slow
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from projections_support import open_account
+    from phaselog.adapters import open_store
+    with open_store({url!r}) as store:
+        for i in range({count}):
+            open_account(store, f"w{{sys.argv[1]}}:{{i}}", owner=sys.argv[1], deposits=(i, 1))
+    """
+)
+
+RUNNER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    sys.path.insert(0, {tests!r})
+    from projections_support import Ledger
+    from phaselog.adapters import open_store
+    from phaselog.projections.runner import Projections
+
+    class Stalling(Ledger):
+        def apply(self, rows, event):
+            super().apply(rows, event)
+            if event.position == {stall_at}:
+                Path({marker!r}).write_text("stalled mid-batch")
+                time.sleep(600)
+
+    with open_store({url!r}) as store:
+        runner = Projections(store, [Stalling()], batch_size={batch}, poll_interval=0.05)
+        runner.run_forever()
+    """
+)
+
+
+def _spawn(script: str, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", script, *args])
+
+
+def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_concurrent_writers_and_two_runners_fold_exactly_once(durable_url: str, tmp_path: Path) -> None:
+    """Writer processes append while a runner process and an in-process runner compete; view == fold."""
+    with open_store(durable_url) as store:  # creates the tables before anyone races
+        inproc = Projections(store, [Ledger()], batch_size=10, poll_interval=0.02)
+        runner = _spawn(
+            RUNNER.format(
+                tests=TESTS, url=durable_url, stall_at=-1, marker=str(tmp_path / "unused"), batch=16
+            )
+        )
+        try:
+            inproc.start()
+            writers = [
+                _spawn(WRITER.format(tests=TESTS, url=durable_url, count=40), str(n)) for n in range(3)
+            ]
+            assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
+            assert store.max_position() == 3 * 40 * 3
+            inproc.wait(store.max_position(), timeout=60)
+            assert runner.poll() is None, "the runner process died"
+        finally:
+            inproc.close()
+            _stop(runner)
+        rows = Projections(store, [Ledger()])["ledger"].all()
+        assert rows == expected_ledger(store, Ledger())
+        assert len(rows) == 120
+        assert all(r["events"] == r["last_version"] == 3 for r in rows.values())
+        positions = sorted(p for r in rows.values() for p in r["positions"])
+        assert positions == list(range(1, store.max_position() + 1))
+
+
+def test_runner_killed_mid_batch_loses_nothing_and_repeats_nothing(durable_url: str, tmp_path: Path) -> None:
+    """Kill -9 during an open batch rolls it back; a restarted runner completes the view exactly once."""
+    with open_store(durable_url) as store:
+        for i in range(34):
+            open_account(store, f"acct:{i:02d}", deposits=(i, 2))  # 102 events
+        Projections(store, [Ledger()]).close()  # tables exist before the runner starts
+        marker = tmp_path / "stalled"
+        runner = _spawn(
+            RUNNER.format(tests=TESTS, url=durable_url, stall_at=70, marker=str(marker), batch=50)
+        )
+        try:
+            _until(marker.exists, 60, "the runner to stall inside its second batch")
+        finally:
+            _stop(runner)
+        assert runner.returncode == -signal.SIGKILL
+        restarted = Projections(store, [Ledger()], batch_size=50)
+        try:
+            assert restarted.position() == 50  # batch 1 committed, batch 2 rolled back
+            first_batch = Ledger().fold(event_data(store.app.mapper, n) for n in store.notifications(1, 50))
+            assert restarted["ledger"].all() == first_batch
+            assert restarted.catch_up() == store.max_position() - 50
+            assert restarted["ledger"].all() == expected_ledger(store, Ledger())
+        finally:
+            restarted.close()
+
+
+def test_store_close_stops_its_runner(durable_url: str) -> None:
+    """store.projections is the default runner; closing the store stops its thread."""
+    store: Store = open_store(durable_url)
+    projections = store.projections
+    projections.start()
+    assert projections.running
+    store.close()
+    assert not _running(projections)
+
+
+def _running(projections: Projections) -> bool:
+    return bool(projections.running)
