@@ -146,7 +146,7 @@ class RecoverableState(Generic[TStateModel]):
     async def persist_state(self, event_data: EventPersistStateData | None = None) -> None:
         """Record the current value unless it equals the last recorded one."""
         dump = self._dump_for_persist(event_data)
-        if dump is not None:
+        if dump is not None and not self._known_unchanged(dump):
             await asyncio.to_thread(self._write, dump)
 
     async def reset(self) -> None:
@@ -224,6 +224,18 @@ class RecoverableState(Generic[TStateModel]):
     def _type_info(self) -> tuple[str, int]:
         model = self._model
         return f"{model.__module__}.{model.__qualname__}", int(getattr(model, "class_version", 1))
+
+    def _known_unchanged(self, dump: Any) -> bool:
+        """Tell, without waiting or I/O, whether ``dump`` equals the value this object last recorded."""
+        if not self._io_lock.acquire(blocking=False):
+            return False  # a write is under way: let _write decide after it
+        try:
+            agg = self._agg
+            return agg is not None and agg.version > 0 and agg.value == dump and (
+                agg.type_version == self._type_info()[1]
+            )
+        finally:
+            self._io_lock.release()
 
     def _write(self, dump: Any) -> bool:
         """Record ``dump`` unless unchanged; retry after another writer's append (last write wins)."""
