@@ -1,9 +1,7 @@
 """Durable plans: steps with hooks, retries, pauses, time limits, cancellation and guaranteed cleanup.
 
-Every attempt, hook outcome, pause, state write, cancellation, timeout and cleanup
-of a run is an event in the stream ``plan:<plan_id>`` (see :mod:`phaselog.domain.plan`),
-appended before the plan moves on. After a crash, ``Plan(...).resume()`` continues
-the unfinished run from the recorded events.
+Every attempt, hook outcome, pause, state write and cleanup of a run is an event in the stream
+``plan:<plan_id>``, recorded before the plan moves on; ``resume()`` continues after a crash.
 """
 
 from __future__ import annotations
@@ -321,6 +319,8 @@ class Plan:
             self._run_event(ev.AttemptStarted, step=name, attempt=attempt)
             failure: BaseException | None = None
             for hook in HOOKS:
+                if hook != "pre_exec" and ctx.expired():
+                    return False  # stopping: the attempt is left unfinished, the step not succeeded
                 status, exc, reason = self._call_hook(getattr(step, hook), ctx, f"{name}.{hook}")
                 if status == "abandoned":
                     self._run_event(ev.HookAbandoned, step=name, attempt=attempt, hook=hook, reason=reason)
