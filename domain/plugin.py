@@ -1,17 +1,12 @@
+# Copyright (c) 2026 the phaselog authors. MIT licensed.
 """The plugin lifecycle model: phases, the transition table, retry policy, events, aggregate.
 
-Everything that happens to a plugin is an immutable event of one
-:class:`PluginAggregate` (stream ``plugin:<plugin_id>``): validated phase
-changes, forced phases, retry advances and resets, and writes of the plugin's
-versioned state. The aggregate is snapshotted (``SNAPSHOTS = True``); its
-snapshot carries the phase, the retry state and the versioned plugin state.
-This module is pure: no I/O.
+Everything that happens to a plugin is an immutable event of one snapshotted
+:class:`PluginAggregate` (stream ``plugin:<plugin_id>``). Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -21,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from phaselog.domain.errors import ValidationFailed
 from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
+from phaselog.domain.plugin_state import MAX_STATE_VERSION, decode_b64, encode_b64
 
 __all__ = [
     "FORCE_PREFIX",
@@ -43,7 +39,6 @@ __all__ = [
 ]
 
 FORCE_PREFIX = "force: "
-MAX_STATE_VERSION = 255
 
 
 class UnknownPhase(ValidationFailed):
@@ -173,19 +168,18 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         """Reject a negative attempt limit, non-positive backoffs and a cap below the start."""
         limit: object = self.max_attempts
+        backoffs: tuple[object, object] = (self.initial_backoff, self.max_backoff)
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
             msg = f"max_attempts must be a non-negative integer, got {limit!r}"
-            raise ValidationFailed(msg)
-        backoffs: tuple[object, object] = (self.initial_backoff, self.max_backoff)
-        if not all(isinstance(b, timedelta) for b in backoffs):
+        elif not all(isinstance(b, timedelta) for b in backoffs):
             msg = "initial_backoff and max_backoff must be timedeltas"
-            raise ValidationFailed(msg)
-        if self.initial_backoff <= timedelta(0):
+        elif self.initial_backoff <= timedelta(0):
             msg = f"initial_backoff must be positive, got {self.initial_backoff}"
-            raise ValidationFailed(msg)
-        if self.max_backoff < self.initial_backoff:
+        elif self.max_backoff < self.initial_backoff:
             msg = f"max_backoff {self.max_backoff} is below initial_backoff {self.initial_backoff}"
-            raise ValidationFailed(msg)
+        else:
+            return
+        raise ValidationFailed(msg)
 
     def initial(self) -> RetryStatus:
         """Return the status after a reset: 0 attempts, the initial backoff, no last attempt."""
@@ -305,20 +299,6 @@ class PluginStateCleared(DomainEvent):
         """Drop the plugin's state."""
         aggregate.state = None
         aggregate.state_version = 0
-
-
-def encode_b64(data: bytes) -> str:
-    """Bytes as ASCII base64 (JSON-able)."""
-    return base64.b64encode(data).decode("ascii")
-
-
-def decode_b64(text: str) -> bytes:
-    """Inverse of :func:`encode_b64`; raises :class:`ValidationFailed` on bad input."""
-    try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as exc:
-        msg = f"plugin state is not valid base64: {exc}"
-        raise ValidationFailed(msg) from exc
 
 
 # -- the aggregate ----------------------------------------------------------------------------------

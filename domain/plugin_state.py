@@ -1,3 +1,4 @@
+# Copyright (c) 2026 the phaselog authors. MIT licensed.
 """Versioned plugin state for one round of work: read the previous state, write the next.
 
 A :class:`PluginStateManager` is created with the state recorded by the previous
@@ -9,6 +10,8 @@ models encoded as JSON bytes (orjson). Pure: no I/O.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import TypeVar
 
 import orjson
@@ -16,7 +19,14 @@ from pydantic import BaseModel, ValidationError
 
 from phaselog.domain.errors import PhaselogError, StateVersionMismatch, ValidationFailed
 
-__all__ = ["PluginStateManager", "PluginStateUnreadable", "check_state_version"]
+__all__ = [
+    "MAX_STATE_VERSION",
+    "PluginStateManager",
+    "PluginStateUnreadable",
+    "check_state_version",
+    "decode_b64",
+    "encode_b64",
+]
 
 M = TypeVar("M", bound=BaseModel)
 MAX_STATE_VERSION = 255
@@ -40,6 +50,20 @@ def check_state_version(state_version: object) -> int:
         msg = f"state version must be an integer in 0-255, got {state_version!r}"
         raise ValidationFailed(msg)
     return state_version
+
+
+def encode_b64(data: bytes) -> str:
+    """Bytes as ASCII base64 (JSON-able)."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def decode_b64(text: str) -> bytes:
+    """Inverse of :func:`encode_b64`; raises :class:`ValidationFailed` on bad input."""
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        msg = f"plugin state is not valid base64: {exc}"
+        raise ValidationFailed(msg) from exc
 
 
 class PluginStateManager:

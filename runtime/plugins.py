@@ -1,16 +1,10 @@
-"""Plugin lifecycle services: state machines and units of work over event-sourced plugins.
+# Copyright (c) 2026 the phaselog authors. MIT licensed.
+"""Plugin services (``store.plugins``): state machines and state units of work on plugin streams.
 
-``store.plugins`` is a :class:`PluginService`. ``store.plugins.machine(id)``
-returns a :class:`PluginStateMachine` bound to the plugin's stream
-``plugin:<id>`` (created if new); every transition, forced phase, retry
-advance/reset and state write is appended as an event and is durable before
-the method returns. ``store.plugins.handle(id, fn)`` runs ``fn`` with a
-:class:`~phaselog.domain.plugin_state.PluginStateManager` and records the
-state it wrote, if any.
-
-Concurrency is optimistic: a machine (or ``handle``) writing from a version
-another writer already extended raises :class:`ConcurrencyConflict`, records
-nothing, and (for a machine) reloads itself so the caller can retry.
+Every transition, forced phase, retry advance/reset and state write is an event
+of ``plugin:<id>``, durable before the method returns. Concurrency is
+optimistic: a stale writer gets :class:`ConcurrencyConflict`, records nothing,
+and (a machine) reloads itself so the caller can retry.
 """
 
 from __future__ import annotations
@@ -63,15 +57,13 @@ def _as_timedelta(name: str, value: Backoff) -> timedelta:
 
 def _check_reason(reason: object) -> str:
     if not isinstance(reason, str):
-        msg = f"reason must be a string, got {type(reason).__name__}"
-        raise ValidationFailed(msg)
+        raise ValidationFailed(f"reason must be a string, got {type(reason).__name__}")
     return reason
 
 
 def _check_callable(fn: object, what: str) -> None:
     if not callable(fn):
-        msg = f"{what} must be callable, got {fn!r}"
-        raise ValidationFailed(msg)
+        raise ValidationFailed(f"{what} must be callable, got {fn!r}")
 
 
 def _load(store: Store, plugin_id: str) -> PluginAggregate | None:
@@ -84,19 +76,16 @@ def _load(store: Store, plugin_id: str) -> PluginAggregate | None:
 
 
 def _start(plugin_id: str, phase: PluginPhase, policy: RetryPolicy) -> PluginAggregate:
+    stream_id, backoff = plugin_stream_id(plugin_id), policy.initial_backoff
     return PluginAggregate.start(
-        PluginCreated,
-        plugin_stream_id(plugin_id),
-        plugin_id=plugin_id,
-        phase=phase,
-        next_backoff=policy.initial_backoff,
+        PluginCreated, stream_id, plugin_id=plugin_id, phase=phase, next_backoff=backoff
     )
 
 
 def _manager_for(aggregate: PluginAggregate | None) -> PluginStateManager:
-    if aggregate is None:
-        return PluginStateManager(None, 0)
-    return PluginStateManager(aggregate.state, aggregate.state_version)
+    return PluginStateManager(None, 0) if aggregate is None else PluginStateManager(
+        aggregate.state, aggregate.state_version
+    )
 
 
 def _transitions(store: Store, stream_id: str, limit: int | None) -> list[Transition]:
@@ -290,12 +279,7 @@ class PluginStateMachine:
         with self._lock:
             agg = self._current()
             new = self.policy.advanced(agg.retry, utcnow())
-            agg.trigger(
-                RetryAdvanced,
-                attempts=new.attempts,
-                next_backoff=new.next_backoff,
-                last_attempt=new.last_attempt,
-            )
+            agg.trigger(RetryAdvanced, **new.model_dump())
             self._save()
 
     def _reset_retry(self) -> None:
@@ -311,8 +295,7 @@ class PluginStateMachine:
     def _reload(self) -> None:
         loaded = _load(self._store, self._plugin_id)
         if loaded is None:
-            msg = f"plugin {self._plugin_id!r} has no stream"
-            raise NotFound(msg)
+            raise NotFound(f"plugin {self._plugin_id!r} has no stream")
         self._aggregate = loaded
         self._stale = False
 
