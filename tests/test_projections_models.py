@@ -63,10 +63,10 @@ def test_plugin_phases(store: Store, views: Projections) -> None:
 
 
 class _Runner:
-    def on_task_pending(self, ctx: Any, task: Any) -> None:
+    def on_task_pending(self, _ctx: Any, task: Any) -> None:
         task.add_log_entry(logging.INFO, "preparing")
 
-    def on_task_running(self, ctx: Any, task: Any) -> None:
+    def on_task_running(self, _ctx: Any, task: Any) -> None:
         task.set_progress(5, 5)
         task.add_log_entry(logging.WARNING, "all done")
 
