@@ -518,3 +518,45 @@ def test_default_store_and_default_event_manager_are_used(default_store: Store) 
         EventManager.set_default(previous)
     assert get_default_store() is default_store
     assert len(default_store.stream("state:default:dflt")) == 1
+
+
+def test_emit_from_another_thread_reaches_async_listeners() -> None:
+    """emit() called from a non-loop thread is delivered to listeners in the manager's loop."""
+    got: list[bool] = []
+
+    async def listener(data: EventPersistStateData) -> None:
+        got.append(data.is_migrating)
+
+    async def scenario() -> None:
+        async with EventManager(timedelta(hours=1)) as manager:
+            manager.on(event=Event.PERSIST_STATE, listener=listener)
+            await asyncio.to_thread(
+                manager.emit, event=Event.PERSIST_STATE, event_data=EventPersistStateData(is_migrating=True)
+            )
+            await _poll(lambda: got == [True])
+
+    asyncio.run(scenario())
+    assert got == [True, False]  # the emitted one, then the one on close
+
+
+def test_close_timeout_cancels_hanging_listeners_and_sync_with_rejects_active_loop() -> None:
+    """A listener still running after close_timeout is cancelled; `with` on a loop-active manager fails."""
+    cancelled: list[bool] = []
+
+    async def hang() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def scenario() -> None:
+        manager = EventManager(timedelta(hours=1), close_timeout=timedelta(milliseconds=20))
+        manager.on(event=Event.PERSIST_STATE, listener=hang)
+        async with manager:
+            with pytest.raises(PhaselogError, match="async with"), manager:
+                pass
+        await _poll(lambda: cancelled == [True])
+        assert not manager.active
+
+    asyncio.run(scenario())
