@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from conftest import raw_execute
 from projections_support import open_account
 from typer.testing import CliRunner
 
 from phaselog.adapters import open_store
 from phaselog.adapters.cli import main
 from phaselog.adapters.cli_audit import audit_app, projections_app
+
+from conftest import raw_execute
 
 runner = CliRunner()
 
@@ -102,7 +103,7 @@ def test_verify_exit_codes(url: str) -> None:
 
 
 def test_projections_status_and_rebuild(url: str) -> None:
-    """projections rebuild replays the read models; status shows no lag afterwards."""
+    """Projections rebuild replays the read models; status shows no lag afterwards."""
     rebuilt = runner.invoke(projections_app, ["rebuild", "--url", url])
     assert rebuilt.exit_code == 0, rebuilt.output
     assert "rebuilt plugin_phases: 1 rows" in rebuilt.stdout
