@@ -7,8 +7,10 @@ from datetime import timedelta
 
 import pytest
 from pydantic import BaseModel
+from rich.console import Console
 
 from phaselog.adapters import Store, open_store
+from phaselog.adapters.demo_plugins import run_demo
 from phaselog.domain.errors import ConcurrencyConflict, InvalidTransition, NotFound, ValidationFailed
 from phaselog.domain.plugin import (
     PhaseChanged,
@@ -368,3 +370,15 @@ def test_state_survives_reopening_a_durable_store(durable_url: str) -> None:
         assert machine.retry.attempts == 1
         assert second.plugins.handle("keep", lambda mgr: mgr.get(Progress)) == (5, Progress(done=5))
         assert len(machine.history()) == 5
+
+
+def test_demo_hook_shows_a_lifecycle_and_can_run_twice(store: Store) -> None:
+    """run_demo prints the plugin's transition table and works when repeated on one store."""
+    for _ in range(2):
+        console = Console(record=True, width=200)
+        run_demo(store, console)
+        text = console.export_text()
+        assert "Degraded" in text
+        assert "force: operator reconciled" in text
+        assert "phase Stopped" in text
+    assert len(store.plugins.plugin_ids()) == 2
