@@ -1,0 +1,269 @@
+"""Projection rebuild throughput over mixed events, side by side with the raw-driver floor.
+
+``run(url)`` fills a fresh store with mixed plugin, task, plan and state events
+(100,000; 10,000 with ``PHASELOG_BENCH_QUICK``), then measures in events/s:
+
+* ``rebuild_plugin_phases``: phaselog rebuilding one read model (shadow table + swap);
+* ``floor_plugin_phases``: the same fold done with the bare driver (psycopg or
+  sqlite3): one ordered scan, orjson decode, dict fold, one bulk insert;
+* ``rebuild_all``: all four read models rebuilt (each replays the whole log);
+* ``catch_up_all``: a fresh runner folding the log into all four at once;
+* ``verify``: the audit hash-chain check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+
+import orjson
+import psycopg
+from eventsourcing.persistence import StoredEvent
+
+from phaselog.adapters import Store, open_store
+from phaselog.adapters.audit import load_domain_modules, verify
+from phaselog.projections.runner import Projections
+
+PHASES = ["Installing", "Installed", "Validating", "Starting", "Running", "Degraded", "Recovering"]
+
+
+def _events(total: int) -> list[StoredEvent]:
+    """Mixed events: plugin phase changes, task progress/logs, plan steps, state persists."""
+    out: list[StoredEvent] = []
+    ts = "2026-01-01T00:00:00Z"
+    n = 0
+    while len(out) < total:
+        kind = n % 4
+        sid = f"{n // 4}"
+        if kind == 0:
+            out.append(
+                StoredEvent(
+                    f"plugin:p{sid}",
+                    1,
+                    "phaselog.plugin.PluginCreated",
+                    orjson.dumps(
+                        {
+                            "timestamp": ts,
+                            "plugin_id": f"p{sid}",
+                            "phase": "Uninstalled",
+                            "next_backoff": "PT1S",
+                        }
+                    ),
+                )
+            )
+            out.extend(
+                StoredEvent(
+                    f"plugin:p{sid}",
+                    v + 2,
+                    "phaselog.plugin.PhaseChanged",
+                    orjson.dumps(
+                        {
+                            "timestamp": ts,
+                            "from_phase": PHASES[v - 1] if v else "Uninstalled",
+                            "to_phase": phase,
+                            "reason": "bench",
+                        }
+                    ),
+                )
+                for v, phase in enumerate(PHASES[:5])
+            )
+        elif kind == 1:
+            stream = f"task:bench:t{sid}"
+            out.append(
+                StoredEvent(
+                    stream,
+                    1,
+                    "phaselog.task.TaskLaunched",
+                    orjson.dumps(
+                        {"timestamp": ts, "controller": "bench", "task_id": f"t{sid}", "metadata": "{}"}
+                    ),
+                )
+            )
+            out.append(
+                StoredEvent(
+                    stream,
+                    2,
+                    "phaselog.task.TaskStateChanged",
+                    orjson.dumps({"timestamp": ts, "run": 1, "state": 2}),
+                )
+            )
+            out.append(
+                StoredEvent(
+                    stream,
+                    3,
+                    "phaselog.task.TaskLogged",
+                    orjson.dumps({"timestamp": ts, "run": 1, "level": 20, "msg": "working"}),
+                )
+            )
+            out.append(
+                StoredEvent(
+                    stream,
+                    4,
+                    "phaselog.task.TaskStateChanged",
+                    orjson.dumps({"timestamp": ts, "run": 1, "state": 3}),
+                )
+            )
+        elif kind == 2:
+            stream = f"plan:pl{sid}"
+            out.append(StoredEvent(stream, 1, "phaselog.plan.PlanCreated", orjson.dumps({"timestamp": ts})))
+            out.append(
+                StoredEvent(
+                    stream,
+                    2,
+                    "phaselog.plan.RunStarted",
+                    orjson.dumps(
+                        {
+                            "timestamp": ts,
+                            "run": 1,
+                            "layout": [],
+                            "continue_on_error": False,
+                            "limit_seconds": None,
+                        }
+                    ),
+                )
+            )
+            out.append(
+                StoredEvent(
+                    stream,
+                    3,
+                    "phaselog.plan.StepSucceeded",
+                    orjson.dumps({"timestamp": ts, "run": 1, "step": "a", "attempts": 1}),
+                )
+            )
+            out.append(
+                StoredEvent(
+                    stream,
+                    4,
+                    "phaselog.plan.RunFinished",
+                    orjson.dumps({"timestamp": ts, "run": 1, "status": "succeeded"}),
+                )
+            )
+        else:
+            out.extend(
+                StoredEvent(
+                    f"state:default:k{sid}",
+                    v,
+                    "phaselog.state.Persisted",
+                    orjson.dumps(
+                        {
+                            "timestamp": ts,
+                            "kvs": "default",
+                            "key": f"k{sid}",
+                            "value": {"n": v},
+                            "type_name": "M",
+                        }
+                    ),
+                )
+                for v in range(1, 4)
+            )
+        n += 1
+    return out[:total]
+
+
+def _fill(store: Store, total: int) -> None:
+    events = _events(total)
+    for i in range(0, len(events), 2000):
+        store.app.recorder.insert_events(events[i : i + 2000])
+
+
+def _floor(store: Store) -> float:
+    """Seconds for the bare-driver fold of plugin phases: scan, decode, fold, bulk insert."""
+    started = time.perf_counter()
+    rows: dict[str, tuple[str, str | None, str | None]] = {}
+    topics = ("phaselog.plugin.PluginCreated", "phaselog.plugin.PhaseChanged")
+    if store.kind == "postgresql":
+        info = store.location.conninfo
+        schema, table = store.location.schema, "phaselog_events"
+        with psycopg.connect(**info, autocommit=False) as conn:  # type: ignore[arg-type]
+            with conn.cursor(name="scan") as cur:
+                cur.itersize = 5000
+                cur.execute(
+                    f'SELECT originator_id, topic, state FROM "{schema}"."{table}" ORDER BY notification_id'
+                )
+                for oid, topic, state in cur:
+                    if topic in topics:
+                        d = orjson.loads(state)
+                        rows[oid] = (d.get("phase") or d.get("to_phase"), d.get("reason"), d.get("timestamp"))
+            conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{schema}".floor_phases (id text PRIMARY KEY, phase text, '
+                "reason text, since text)"
+            )
+            conn.execute(f'TRUNCATE "{schema}".floor_phases')
+            with conn.cursor() as writer, writer.copy(f'COPY "{schema}".floor_phases FROM STDIN') as copy:
+                for oid, (phase, reason, since) in rows.items():
+                    copy.write_row((oid, phase, reason, since))
+            conn.commit()
+    else:
+        assert store.location.sqlite_path is not None
+        conn2 = sqlite3.connect(store.location.sqlite_path)
+        try:
+            for oid, topic, state in conn2.execute(
+                "SELECT originator_id, topic, state FROM stored_events ORDER BY rowid"
+            ):
+                if topic in topics:
+                    d = orjson.loads(state)
+                    rows[oid] = (d.get("phase") or d.get("to_phase"), d.get("reason"), d.get("timestamp"))
+            conn2.execute(
+                "CREATE TABLE IF NOT EXISTS floor_phases "
+                "(id TEXT PRIMARY KEY, phase TEXT, reason TEXT, since TEXT)"
+            )
+            conn2.execute("DELETE FROM floor_phases")
+            conn2.executemany(
+                "INSERT INTO floor_phases VALUES (?, ?, ?, ?)", [(k, *v) for k, v in rows.items()]
+            )
+            conn2.commit()
+        finally:
+            conn2.close()
+    return time.perf_counter() - started
+
+
+def run(url: str) -> dict[str, object]:
+    """Fill a store at ``url`` with mixed events and measure rebuild throughput (events/s)."""
+    load_domain_modules()
+    total = 10_000 if os.environ.get("PHASELOG_BENCH_QUICK") else 100_000
+    with open_store(url) as store:
+        started = time.perf_counter()
+        _fill(store, total)
+        fill = time.perf_counter() - started
+        views = Projections(store, batch_size=2000)
+        try:
+            started = time.perf_counter()
+            views.catch_up()
+            catch_up = time.perf_counter() - started
+            started = time.perf_counter()
+            views.rebuild("plugin_phases")
+            one = time.perf_counter() - started
+            floor = _floor(store)
+            started = time.perf_counter()
+            counts = views.rebuild()
+            everything = time.perf_counter() - started
+        finally:
+            views.close()
+        started = time.perf_counter()
+        report = verify(store)
+        checked = time.perf_counter() - started
+
+    def rate(seconds: float) -> int:
+        return round(total / seconds)
+
+    return {
+        "events": total,
+        "insert_events_per_s": rate(fill),
+        "catch_up_all_events_per_s": rate(catch_up),
+        "rebuild_plugin_phases_events_per_s": rate(one),
+        "floor_plugin_phases_events_per_s": rate(floor),
+        "rebuild_vs_floor": round(floor / one, 3),
+        "rebuild_all_events_per_s": rate(everything),
+        "verify_events_per_s": rate(checked),
+        "verify_ok": report.ok,
+        "rows": counts,
+    }
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as folder:
+        print(json.dumps(run(f"sqlite:///{folder}/bench-{uuid.uuid4().hex[:6]}.db"), indent=2))
