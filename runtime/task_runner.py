@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from phaselog.domain.errors import ConcurrencyConflict, NotFound, StoreUnavailable, ValidationFailed
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from phaselog.adapters.store import Store
 
-__all__ = ["ActiveTask", "TaskRunner"]
+__all__ = ["ActiveTask", "TaskRunner", "deliver_completion", "drive_run"]
 
 log = logging.getLogger("phaselog.tasks")
 T = TypeVar("T")
@@ -244,3 +245,68 @@ class ActiveTask:
     def _backoff(self, delay: float, persistent: bool) -> None:
         if not persistent or self._closing.wait(delay):
             raise StoreUnavailable(f"task {self.task_id!r}: store unavailable")
+
+
+def _call(task: ActiveTask, hook: Callable[..., Any]) -> tuple[TaskState | None, BaseException | None]:
+    """Run a hook; return (end state, or None to go on; the error it raised)."""
+    try:
+        hook(task.ctx, task)
+    except TaskCanceled as exc:
+        return TaskState.CANCELED, exc
+    except Exception as exc:
+        return TaskState.FAILED, exc
+    return None, None
+
+
+def drive_run(runner: TaskRunner, task: ActiveTask) -> tuple[bool, BaseException | None]:
+    """Run the hooks of ``task`` from its recorded state and record its end state.
+
+    Return ``(ended, error)``: ``ended`` is False when the run was detached
+    (controller closed or claim lost), in which case nothing was written and
+    the task stays resumable. Raises :class:`StaleRun` when a write found the
+    run superseded.
+    """
+    final: TaskState | None = None
+    error: BaseException | None = None
+    if task.state.is_active and task.ctx.cancelled:
+        final = TaskState.CANCELED
+    if final is None and task.state is TaskState.PENDING:
+        final, error = _call(task, runner.on_task_pending)
+        if final is None and task.ctx.reason == "cancel":
+            final = TaskState.CANCELED
+        if final is None and not task.detached:
+            task.change_state(TaskState.RUNNING)
+    if final is None and task.state is TaskState.RUNNING:
+        final, error = _call(task, runner.on_task_running)
+        final = final or TaskState.COMPLETED
+    if task.detached:
+        return False, None
+    if final is not None:
+        text = f"{type(error).__name__}: {error}" if final is TaskState.FAILED else None
+        task.change_state(final, error=text)
+    return True, error
+
+
+def deliver_completion(runner: TaskRunner, task: ActiveTask, error: BaseException | None) -> None:
+    """Call ``on_task_completed`` and the launch callbacks once, then record the delivery."""
+    state = task.state
+    status = task.status()
+    try:
+        args = (error,) if state is TaskState.FAILED and error is not None else ()
+        runner.on_task_completed(task.ctx, task, state, *args)
+    except Exception:
+        log.exception("task %s: on_task_completed raised", task.task_id)
+    callbacks: list[Callable[[], Any]] = []
+    if task.on_status is not None:
+        callbacks.append(partial(task.on_status, status))
+    if task.on_state is not None:
+        callbacks.append(partial(task.on_state, state))
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("task %s: completion callback raised", task.task_id)
+    try:
+        task.mark_delivered()
+    except StaleRun:
+        log.debug("task %s: run %d superseded before its delivery was recorded", task.task_id, task.run)

@@ -15,7 +15,6 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
 from phaselog.domain.errors import (
@@ -31,13 +30,12 @@ from phaselog.domain.task import (
     StaleRun,
     TaskAggregate,
     TaskAlreadyRunning,
-    TaskCanceled,
     TaskClaimHeld,
     TaskState,
     task_stream_id,
 )
 from phaselog.runtime.task_models import TaskStatus, encode_metadata, status_of
-from phaselog.runtime.task_runner import ActiveTask, TaskRunner
+from phaselog.runtime.task_runner import ActiveTask, TaskRunner, deliver_completion, drive_run
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -90,6 +88,9 @@ class TaskController:
         self._lock = threading.Lock()
         self._active: dict[str, ActiveTask] = {}
         self._futures: dict[str, Future[None]] = {}
+        self.max_workers = max_workers
+        self._sweep_soon = threading.Event()
+        self._at_capacity = False
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"task-{name}")
         self._resume(attempts=_RESUME_ATTEMPTS)
         self._housekeeper = threading.Thread(
@@ -159,7 +160,7 @@ class TaskController:
         if local is not None and local.state.is_active:
             local.ctx.cancel("cancel")
         elif agg.state.is_active and not self._closing.is_set():
-            self._adopt(sid)  # an orphan: run it here, it will see the request and end Canceled
+            self._adopt(sid, force=True)  # an orphan: run it here, it will see the request and end Canceled
 
     def list_tasks(self) -> list[str]:
         """Ids of every task this controller name has ever launched, sorted."""
@@ -250,7 +251,12 @@ class TaskController:
 
     def _execute(self, task: ActiveTask) -> None:
         try:
-            self._run_hooks(task)
+            ended, error = drive_run(self.runner, task)
+            if ended:
+                with self._lock:
+                    if self._active.get(task.task_id) is task:
+                        del self._active[task.task_id]  # a completion callback may relaunch the id
+                deliver_completion(self.runner, task, error)
         except StaleRun as exc:
             log.info("task %s: run %d stopped here: %s", task.task_id, task.run, exc)
         except StoreUnavailable as exc:
@@ -260,65 +266,6 @@ class TaskController:
         finally:
             self._forget(task)
 
-    @staticmethod
-    def _call(task: ActiveTask, hook: Callable[..., Any]) -> tuple[TaskState | None, BaseException | None]:
-        """Run a hook; return (end state or None to go on, error)."""
-        try:
-            hook(task.ctx, task)
-        except TaskCanceled as exc:
-            return TaskState.CANCELED, exc
-        except Exception as exc:
-            return TaskState.FAILED, exc
-        return None, None
-
-    def _run_hooks(self, task: ActiveTask) -> None:
-        final: TaskState | None = None
-        error: BaseException | None = None
-        if task.state.is_active and task.ctx.cancelled:
-            final = TaskState.CANCELED
-        if final is None and task.state is TaskState.PENDING:
-            final, error = self._call(task, self.runner.on_task_pending)
-            if final is None and task.ctx.reason == "cancel":
-                final = TaskState.CANCELED
-            if final is None and not task.detached:
-                task.change_state(TaskState.RUNNING)
-        if final is None and task.state is TaskState.RUNNING:
-            final, error = self._call(task, self.runner.on_task_running)
-            final = final or TaskState.COMPLETED
-        if task.detached:
-            return  # closed or taken over: the run stays resumable, nothing is written
-        if final is not None:
-            text = f"{type(error).__name__}: {error}" if final is TaskState.FAILED else None
-            task.change_state(final, error=text)
-        self._deliver(task, error)
-
-    def _deliver(self, task: ActiveTask, error: BaseException | None) -> None:
-        """Call the completion hook and callbacks once, then record the delivery."""
-        with self._lock:
-            if self._active.get(task.task_id) is task:
-                del self._active[task.task_id]  # a callback may relaunch the id
-        state = task.state
-        status = task.status()
-        try:
-            args = (error,) if state is TaskState.FAILED and error is not None else ()
-            self.runner.on_task_completed(task.ctx, task, state, *args)
-        except Exception:
-            log.exception("task %s: on_task_completed raised", task.task_id)
-        callbacks: list[Callable[[], Any]] = []
-        if task.on_status is not None:
-            callbacks.append(partial(task.on_status, status))
-        if task.on_state is not None:
-            callbacks.append(partial(task.on_state, state))
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                log.exception("task %s: completion callback raised", task.task_id)
-        try:
-            task.mark_delivered()
-        except StaleRun:
-            log.debug("task %s: run %d superseded before its delivery was recorded", task.task_id, task.run)
-
     def _forget(self, task: ActiveTask) -> None:
         with self._lock:
             if self._active.get(task.task_id) is task:
@@ -326,6 +273,8 @@ class TaskController:
             fut = self._futures.get(task.task_id)
             if fut is not None and fut.done():
                 del self._futures[task.task_id]
+        if self._at_capacity:
+            self._sweep_soon.set()  # a worker is free and the last sweep left orphans behind
 
     # -- resuming and housekeeping ----------------------------------------------------------
     def _resume(self, *, attempts: int) -> None:
@@ -342,18 +291,24 @@ class TaskController:
                 if self._closing.wait(delay):
                     return
                 delay *= 2
+        self._at_capacity = False
         for sid in stream_ids:
             if self._closing.is_set():
                 return
+            with self._lock:
+                if len(self._active) >= self.max_workers:
+                    self._at_capacity = True  # adopt the rest when a worker frees up
+                    return
             try:
                 self._adopt(sid)
             except Exception as exc:
                 log.warning("controller %s: cannot resume %s now (will retry later): %s", self.name, sid, exc)
 
-    def _adopt(self, sid: str) -> None:
+    def _adopt(self, sid: str, *, force: bool = False) -> None:
+        """Claim and start ``sid`` if it needs work, its claim is free and a worker is idle."""
         task_id = sid.removeprefix(f"task:{self.name}:")
         with self._lock:
-            if task_id in self._active:
+            if task_id in self._active or (not force and len(self._active) >= self.max_workers):
                 return
         agg = self.store.load(sid, TaskAggregate)
         now = utcnow()
@@ -387,7 +342,8 @@ class TaskController:
                     log.warning("task %s: housekeeping write failed: %s", task.task_id, exc)
             if flush:
                 last_flush = now
-            if now - last_sweep >= self.sweep_interval.total_seconds():
+            if self._sweep_soon.is_set() or now - last_sweep >= self.sweep_interval.total_seconds():
+                self._sweep_soon.clear()
                 last_sweep = now
                 try:
                     self._resume(attempts=1)

@@ -57,6 +57,7 @@ POOL_WORKER = textwrap.dedent(
     import os, sys, time
     from datetime import timedelta
     from phaselog.adapters import open_store
+    from phaselog.domain.errors import StoreUnavailable
     from phaselog.domain.task import TaskAggregate
     from phaselog.runtime.tasks import TaskController
 
@@ -80,7 +81,14 @@ POOL_WORKER = textwrap.dedent(
         def on_task_completed(self, ctx, task, state, *args):
             pass
 
-    store = open_store(url)
+    for attempt in range(5):  # open_store on PostgreSQL can hit "deadlock detected" while
+        try:                   # another process runs the same CREATE ... IF NOT EXISTS (foundation issue)
+            store = open_store(url)
+            break
+        except StoreUnavailable:
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
     ctl = TaskController(store, "pool", Runner(), max_workers=4, lease=timedelta(seconds=2),
                          sweep_interval=timedelta(milliseconds=100))
     deadline = time.monotonic() + 60
