@@ -29,7 +29,23 @@ __all__ = ["DEFAULT_SNAPSHOT_INTERVAL", "PhaselogApplication", "Store", "open_st
 log = logging.getLogger("phaselog.store")
 
 DEFAULT_SNAPSHOT_INTERVAL = 100
+# Errors PostgreSQL raises when two processes create the same tables at the same moment.
+_CONCURRENT_DDL = (
+    psycopg.errors.UniqueViolation,
+    psycopg.errors.DuplicateObject,
+    psycopg.errors.DeadlockDetected,
+)
 AggT = TypeVar("AggT", bound=Aggregate)
+
+
+def _is_concurrent_ddl(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) is a clash of two processes creating tables."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _CONCURRENT_DDL):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 class SnapshotFallbackRepository(Repository[str]):
@@ -141,13 +157,11 @@ class Store:
         for attempt in range(5):
             try:
                 with translate_errors(f"opening {self.url}"):
-                    try:
-                        return PhaselogApplication(self.location.env)
-                    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
-                        if attempt == 4:
-                            raise
-                        time.sleep(0.1 * (attempt + 1))  # two processes created tables at once
+                    return PhaselogApplication(self.location.env)
             except (PhaselogError, OSError) as exc:
+                if _is_concurrent_ddl(exc) and attempt < 4:
+                    time.sleep(0.1 * (attempt + 1))  # another process is creating the same tables
+                    continue
                 if isinstance(exc, StoreUnavailable | ValidationFailed):
                     raise
                 msg = f"cannot open {self.url}: {exc}"

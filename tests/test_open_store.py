@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -75,3 +78,11 @@ def test_close_is_idempotent(store_url: str) -> None:
     store = open_store(store_url)
     store.close()
     store.close()
+
+
+def test_many_processes_open_a_new_postgres_schema_at_once(make_url: Callable[[str], str]) -> None:
+    """Processes racing to create the same tables all open the store successfully."""
+    url = make_url("postgresql")
+    script = "import sys; from phaselog.adapters import open_store; open_store(sys.argv[1]).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", script, url]) for _ in range(6)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 6
