@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from phaselog.domain import plan as ev
 from phaselog.domain.errors import ConcurrencyConflict, InvalidTransition, NotFound, ValidationFailed
@@ -66,8 +66,7 @@ class Plan:
     ) -> None:
         if not isinstance(plan_id, str) or not plan_id:
             raise ValidationFailed(f"a plan id is a non-empty string, got {plan_id!r}")
-        self._store = store
-        self._plan_id = plan_id
+        self._store, self._plan_id = store, plan_id
         self._stream = plan_stream_id(plan_id)
         self.continue_on_error = continue_on_error
         self._limit = None if limit_duration is None else to_seconds(limit_duration, "limit_duration")
@@ -77,8 +76,7 @@ class Plan:
         self._items: list[Step | float] = []
         self._steps: dict[str, Step] = {}
         self._lock = threading.RLock()
-        self._busy = False
-        self._agg: PlanRun | None = None
+        self._busy, self._agg = False, cast("PlanRun | None", None)
         self._live_errors: dict[str, BaseException] = {}
         self._live_cleanup_errors: dict[str, BaseException] = {}
         self._refresh()
@@ -164,10 +162,13 @@ class Plan:
             self._agg = agg
             return agg
 
-    def _run_event(self, cls: type[DomainEvent], **fields: Any) -> RunRecord:
-        agg = self._record((cls, {"run": self._run_no(), **fields}))
-        assert agg.current is not None  # noqa: S101 - a run event follows RunStarted
-        return agg.current
+    def _run_event(self, cls: type[DomainEvent], **fields: Any) -> None:
+        self._run_events((cls, fields))
+
+    def _run_events(self, *events: tuple[type[DomainEvent], dict[str, Any]]) -> None:
+        """Record events of the current run atomically (facts of the same instant)."""
+        run = self._run_no()
+        self._record(*((cls, {"run": run, **fields}) for cls, fields in events))
 
     def _run_no(self) -> int:
         return 0 if self._agg is None else self._agg.last_run
@@ -317,31 +318,30 @@ class Plan:
         while not ctx.expired():
             attempt = self._current().attempts.get(name, 0) + 1
             self._run_event(ev.AttemptStarted, step=name, attempt=attempt)
-            failure: BaseException | None = None
             for hook in HOOKS:
                 if hook != "pre_exec" and ctx.expired():
                     return False  # stopping: the attempt is left unfinished, the step not succeeded
                 status, exc, reason = self._call_hook(getattr(step, hook), ctx, f"{name}.{hook}")
+                about = {"step": name, "attempt": attempt, "hook": hook}
                 if status == "abandoned":
-                    self._run_event(ev.HookAbandoned, step=name, attempt=attempt, hook=hook, reason=reason)
+                    self._run_event(ev.HookAbandoned, **about, reason=reason)
                     return False
-                if status == "error":
-                    assert exc is not None  # noqa: S101
-                    self._run_event(
-                        ev.HookFailed, step=name, attempt=attempt, hook=hook, error=ErrorInfo.of(exc))
-                    failure = exc
+                if exc is not None:
                     break
-                self._run_event(ev.HookSucceeded, step=name, attempt=attempt, hook=hook)
-            if failure is None:
-                self._run_event(ev.StepSucceeded, step=name, attempts=attempt)
+                succeeded = (ev.StepSucceeded, {"step": name, "attempts": attempt})
+                self._run_events((ev.HookSucceeded, about), *([succeeded] if hook == "post_exec" else []))
+            if exc is None:
                 return True
-            log.info("plan %s step %s attempt %d failed: %r", self._plan_id, name, attempt, failure)
-            if ctx.cancelled and isinstance(failure, PlanCancelled | PlanTimeout):
+            log.info("plan %s step %s attempt %d failed: %r", self._plan_id, name, attempt, exc)
+            failed = (ev.HookFailed, {**about, "error": ErrorInfo.of(exc)})
+            if ctx.cancelled and isinstance(exc, PlanCancelled | PlanTimeout):
+                self._run_events(failed)
                 return False  # the hook noticed the cancellation: not a step error
-            if ctx.cancelled or self._current().failures.get(name, 0) > retries:
-                self._live_errors[name] = failure
-                self._run_event(ev.StepFailed, step=name, error=ErrorInfo.of(failure))
+            if ctx.cancelled or self._current().failures.get(name, 0) + 1 > retries:
+                self._live_errors[name] = exc
+                self._run_events(failed, (ev.StepFailed, {"step": name, "error": ErrorInfo.of(exc)}))
                 return False
+            self._run_events(failed)
         return False
 
     def _call_hook(self, fn: Callable[[PlanContext, PlanState], object], ctx: PlanContext, what: str
