@@ -93,7 +93,7 @@ def run(url: str) -> dict[str, object]:
     return {
         "steps": steps,
         "steps_per_s": round(steps / step_seconds, 1),
-        "events_per_step": round((events - 5) / steps, 2),
+        "events_per_step": round((events - 4) / steps, 2),  # minus created, started, cleanup, finished
         "state_writes_per_s": round(writes / write_seconds, 1),
         "reload_events": events,
         "reload_ms": round(reload_seconds * 1000, 2),
