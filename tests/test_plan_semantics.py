@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -294,3 +295,46 @@ def test_snapshots_restore_the_plan(make_url: Callable[[str], str]) -> None:
             again = Plan(store, "snap")
             assert again.state["k"] == 1
             assert [r.run for r in again.runs()] == [1, 2]
+
+
+def test_state_writes_from_many_threads_are_all_recorded(store: Store) -> None:
+    """PlanState is thread-safe: concurrent writes from a hook's threads all land as events."""
+
+    def fan_out(_ctx: PlanContext, state: PlanState) -> None:
+        def writer(n: int) -> None:
+            for i in range(10):
+                state[f"w{n}-{i}"] = i
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+
+    plan = Plan(store, "threads").add_step(GenericStep("fan", exec=fan_out))
+    plan.execute()
+    assert len(Plan(store, "threads").state) == 60
+    assert len(events_of(store, "threads", StateWritten)) == 60
+
+
+def test_a_second_executor_of_a_running_plan_is_refused(store: Store) -> None:
+    """While one Plan object runs a plan, another's execute() on the same id raises InvalidTransition."""
+    inside, release = threading.Event(), threading.Event()
+
+    def wait(_ctx: PlanContext, _state: PlanState) -> None:
+        inside.set()
+        release.wait(30)
+
+    first = Plan(store, "busy").add_step(GenericStep("wait", exec=wait))
+    worker = threading.Thread(target=first.execute)
+    worker.start()
+    try:
+        assert inside.wait(30)
+        with pytest.raises(InvalidTransition, match="unfinished"):
+            Plan(store, "busy").add_step(GenericStep("wait")).execute()
+        with pytest.raises(InvalidTransition, match="already executing"):
+            first.execute()
+    finally:
+        release.set()
+        worker.join(30)
+    assert [r.status for r in Plan(store, "busy").runs()] == ["succeeded"]
