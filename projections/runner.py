@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.persistence import Notification
 
 from phaselog.adapters.errors import translate_errors
-from phaselog.domain.errors import PhaselogError, ValidationFailed
+from phaselog.domain.errors import ConcurrencyConflict, PhaselogError, ValidationFailed
 from phaselog.projections.backend import Backend, open_backend
 from phaselog.projections.base import (
     EventData,
@@ -115,6 +115,17 @@ class Projections:
 
     # -- setup ------------------------------------------------------------------------------
     def _setup(self) -> None:
+        for attempt in range(5):
+            try:
+                self._create_tables()
+            except ConcurrencyConflict:  # another process created the same tables at this moment
+                if attempt == 4:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+            else:
+                return
+
+    def _create_tables(self) -> None:
         b = self.backend
         stale: list[Projection] = []
         with translate_errors("creating read-model tables"), b.write([]) as cur:
@@ -208,17 +219,20 @@ class Projections:
                 cur.execute(sql)
             b.set_position(cur, p.shadow, 0)
         position, total = 0, self.store.max_position()
+        topics = sorted(p.topics) if p.topics is not None else []
         if progress:
             progress(0, total)
-        while True:
-            page = self.store.notifications(position + 1, self.batch_size)
-            if not page:
-                break
+        while position < total:  # replay up to the head seen at the start, only the topics folded
+            with translate_errors(f"reading the log for {p.name}"):
+                page = self.store.app.recorder.select_notifications(
+                    position + 1, self.batch_size, stop=total, topics=topics
+                )
             with translate_errors(f"rebuilding {p.name}"), b.write([p.shadow]) as cur:
                 at = b.positions(cur, [p.shadow])[p.shadow]
                 self._apply_page(cur, page, {p: (p.shadow, at)})
-            position = page[-1].id
-            total = max(total, position)
+                position = page[-1].id if len(page) == self.batch_size else total
+                if position > at and (not page or page[-1].id < position):
+                    b.advance(cur, p.shadow, position)  # skipped events of other topics
             if progress:
                 progress(position, total)
         with translate_errors(f"swapping in {p.name}"), b.write([p.table, p.shadow]) as cur:
