@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from phaselog.domain.plan import (
     AttemptStarted,
     CleanupAbandoned,
     CleanupStarted,
+    PauseFinished,
+    PauseStarted,
     PlanFailed,
     RecordedError,
     RunResumed,
@@ -65,7 +68,10 @@ CHILD = textwrap.dedent(
     plan = Plan(store, "crashy")
     plan.add_step(GenericStep("a", exec=lambda ctx, st: (note("a.exec"), st.set("a", 1)),
                               cleanup=noting("a.cleanup")))
-    if mode == "step":
+    if mode == "pause":
+        plan.add_pause(1.0)
+        plan.add_step(GenericStep("b", exec=noting("b.exec"), cleanup=noting("b.cleanup")))
+    elif mode == "step":
         plan.add_step(GenericStep("b", exec=hang("b.exec", "in-b"), cleanup=noting("b.cleanup")))
         plan.add_step(GenericStep("c", exec=noting("c.exec"), cleanup=noting("c.cleanup")))
     else:
@@ -76,8 +82,9 @@ CHILD = textwrap.dedent(
 )
 
 
-def crash_child(url: str, folder: Path, mode: str, marker: str) -> None:
-    """Run the child plan until it touches ``marker``, then kill -9 it."""
+def crash_child(url: str, folder: Path, mode: str, marker: str | Callable[[], bool]) -> None:
+    """Run the child plan until it touches ``marker`` (or ``marker()`` is true), then kill -9 it."""
+    reached = marker if callable(marker) else (folder / marker).exists
     script = folder / "child.py"
     script.write_text(CHILD)
     proc = subprocess.Popen(
@@ -87,7 +94,7 @@ def crash_child(url: str, folder: Path, mode: str, marker: str) -> None:
     )
     try:
         deadline = time.monotonic() + WAIT
-        while not (folder / marker).exists():
+        while not reached():
             if proc.poll() is not None:
                 _, err = proc.communicate(timeout=WAIT)
                 pytest.fail(f"child exited early with {proc.returncode}: {err.decode()[-2000:]}")
@@ -201,3 +208,25 @@ def test_a_resumed_plan_can_run_again_as_a_new_run(durable_url: str, tmp_path: P
         again.execute()
         assert ran == ["a", "b", "c"]
         assert [r.run for r in again.runs()] == [1, 2]
+
+
+def test_resume_after_kill_mid_pause_finishes_the_pause_once(durable_url: str, tmp_path: Path) -> None:
+    """After kill -9 during a pause, resume() finishes that same pause (no new PauseStarted) and goes on."""
+
+    def paused() -> bool:
+        with open_store(durable_url) as store:
+            return store.exists("plan:crashy") and bool(events_of(store, PauseStarted))
+
+    crash_child(durable_url, tmp_path, "pause", paused)
+    ran: list[str] = []
+    with open_store(durable_url) as store:
+        plan = Plan(store, "crashy")
+        plan.add_step(GenericStep("a", exec=lambda _c, _s: ran.append("a")))
+        plan.add_pause(1.0)
+        plan.add_step(GenericStep("b", exec=lambda _c, _s: ran.append("b")))
+        plan.resume()
+        assert ran == ["b"]
+        assert len(events_of(store, PauseStarted)) == 1
+        (finished,) = events_of(store, PauseFinished)
+        assert not finished.interrupted
+        assert calls(tmp_path) == ["a.exec"]
