@@ -56,7 +56,9 @@ def topics(store: Store, task_id: str, name: str = "ctl") -> list[str]:
 
 
 def finished(controller: TaskController, task_id: str) -> bool:
-    return controller.task_status(task_id).state.is_finished and task_id not in controller.active_tasks()
+    """The task's run ended and its completion delivery is recorded."""
+    agg = controller.store.load(f"task:{controller.name}:{task_id}", TaskAggregate)
+    return agg.state.is_finished and agg.delivered
 
 
 def test_completed_run_records_every_state_and_delivers_once(
