@@ -103,7 +103,14 @@ def test_processes_racing_on_one_plugin_have_exactly_one_winner(durable_url: str
         for r in ready
     ]
     try:
-        _wait_for(lambda: all(r.exists() for r in ready), "all racers to load the plugin")
+        def all_ready() -> bool:
+            for proc in procs:
+                if proc.poll() is not None and proc.returncode != 0:
+                    _, err = proc.communicate(timeout=DEADLINE)
+                    pytest.fail(f"a racer died before the race: {err}")
+            return all(r.exists() for r in ready)
+
+        _wait_for(all_ready, "all racers to load the plugin")
         assert {r.read_text() for r in ready} == {str(start_version)}
         go.touch()
         results = []
