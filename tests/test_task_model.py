@@ -15,6 +15,7 @@ from phaselog.domain.task import (
     StaleRun,
     TaskAggregate,
     TaskAlreadyRunning,
+    TaskCanceled,
     TaskClaimHeld,
     TaskState,
 )
@@ -146,3 +147,44 @@ def test_a_completion_callback_may_relaunch_its_task(store: Store) -> None:
     assert errors == []
     assert store.load("task:ctl:again", TaskAggregate).run == 2
     assert runner.completions_of("again") == [TaskState.COMPLETED, TaskState.COMPLETED]
+
+
+def test_canceling_an_orphaned_task_adopts_it_and_ends_it_canceled(store: Store) -> None:
+    """cancel_task on a task whose owner's lease expired ends it Canceled here without calling hooks."""
+    runner = ScriptedRunner()
+    with TaskController(store, "ctl", runner, lease=timedelta(hours=1)) as ctl:  # sweeps every 30 min
+        store.save(TaskAggregate.launch("ctl", "o", "", "dead", utcnow() - timedelta(seconds=1)))
+        ctl.cancel_task("o")
+        wait_for(lambda: store.load("task:ctl:o", TaskAggregate).delivered)
+        assert ctl.task_status("o").state is TaskState.CANCELED
+    assert runner.hooks_of("o") == []
+    assert runner.completions_of("o") == [TaskState.CANCELED]
+
+
+def test_close_returns_while_a_hook_ignores_cancellation_and_its_late_writes_are_dropped(
+    store: Store,
+) -> None:
+    """close(timeout) does not wait for a stuck hook; the hook's later writes record nothing."""
+    gate = threading.Event()
+    late: list[BaseException] = []
+
+    def stubborn(ctx: CancelContext, task: ActiveTask) -> None:
+        gate.wait(15)
+        try:
+            task.add_log_entry(logging.INFO, "too late")
+        except TaskCanceled as exc:
+            late.append(exc)
+
+    runner = ScriptedRunner(running={"s": stubborn})
+    ctl = TaskController(store, "ctl", runner)
+    ctl.launch_task("s")
+    wait_for(lambda: runner.hooks_of("s") == ["pending", "running"])
+    ctl.close(timeout=0.2)
+    assert not gate.is_set()
+    released = len(store.stream("task:ctl:s"))
+    assert type(store.stream("task:ctl:s")[-1]).__name__ == "TaskReleased"
+    gate.set()
+    wait_for(lambda: len(late) == 1, what="the stuck hook to give up")
+    assert len(store.stream("task:ctl:s")) == released
+    assert store.load("task:ctl:s", TaskAggregate).state is TaskState.RUNNING
+    assert runner.completed == []
