@@ -80,6 +80,12 @@ def upcast(cls: type[Any], state: dict[str, Any]) -> dict[str, Any]:
     """Apply ``cls.upcast_vN_vN+1`` hooks to ``state`` from its stored ``class_version``."""
     from_version = int(state.pop("class_version", 1))
     to_version = int(getattr(cls, "class_version", 1))
+    if from_version > to_version:
+        msg = (
+            f"{cls.__qualname__} data was written by class version {from_version}, "
+            f"newer than this code's version {to_version}"
+        )
+        raise ValidationFailed(msg)
     while from_version < to_version:
         hook = getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")
         hook(state)

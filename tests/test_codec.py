@@ -113,3 +113,15 @@ def test_failed_save_of_unencodable_event_writes_nothing(store: Store) -> None:
     with pytest.raises(ValidationFailed, match="cannot be encoded"):
         store.save(counter)
     assert store.max_position() == 0
+
+
+def test_data_from_a_newer_class_version_is_refused() -> None:
+    """An event written by a newer class version than this code raises ValidationFailed, not garbage."""
+    stored = StoredEvent(
+        originator_id="x",
+        originator_version=2,
+        topic="tests.counter.Added",
+        state=b'{"timestamp":"2025-01-01T00:00:00Z","class_version":3,"amount":1,"unit":"kg"}',
+    )
+    with pytest.raises(ValidationFailed, match="newer than this code"):
+        _mapper().to_domain_event(stored)
