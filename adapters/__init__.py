@@ -1,5 +1,21 @@
-"""Adapters: the stores, the codec and the CLI."""
+"""Adapters: opening stores, the codec, the recorders, the audit tools and the CLI."""
 
-from phaselog.adapters.store import Store, open_store
+from phaselog.adapters.audit import (
+    as_of,
+    export_jsonl,
+    timeline,
+    verify,
+)
+from phaselog.adapters.store import (
+    Store,
+    open_store,
+)
 
-__all__ = ["Store", "open_store"]
+__all__ = [
+    "Store",
+    "as_of",
+    "export_jsonl",
+    "open_store",
+    "timeline",
+    "verify",
+]

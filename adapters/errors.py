@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+import psycopg_pool
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import (
+    ConnectionPoolClosedError,
     InterfaceError,
     OperationalError,
     PersistenceError,
@@ -39,6 +41,8 @@ def translate_errors(what: str) -> Iterator[None]:
         raise NotFound(f"{what}: not found") from exc
     except (InterfaceError, OperationalError, psycopg.OperationalError, sqlite3.OperationalError) as exc:
         raise StoreUnavailable(f"{what}: store unavailable: {_first_line(exc)}") from exc
+    except (ConnectionPoolClosedError, psycopg_pool.PoolClosed) as exc:
+        raise StoreUnavailable(f"{what}: the store is closed") from exc
     except (PersistenceError, psycopg.Error, sqlite3.Error) as exc:
         raise StoreUnavailable(f"{what}: database error: {_first_line(exc)}") from exc
 

@@ -1,20 +1,34 @@
 """The one exception tree of phaselog.
 
-Every error phaselog raises on purpose derives from :class:`PhaselogError`::
+Every error phaselog raises on purpose derives from :class:`PhaselogError`
+(classes defined beside the model they belong to are marked with their module)::
 
     PhaselogError
-    ├── InvalidTransition        a phase or state change the model forbids
-    ├── ConcurrencyConflict      another writer recorded first; reload and retry
-    ├── NotFound                 no stream, task, plan or key with that id
-    ├── StateVersionMismatch     stored state cannot be read as the asked version
-    ├── ValidationFailed         malformed input or stored data (also a ValueError)
-    │   └── UnknownEventType     a stored topic no registered class answers to
-    ├── StoreUnavailable         the database cannot be reached or opened
-    ├── IntegrityViolation       the stored history was changed behind our back
-    ├── TaskCanceled             raised inside a task runner to cancel the task
-    ├── PlanCancelled            a plan was cancelled
-    ├── PlanTimeout              a plan exceeded its duration limit
-    └── PlanFailed               one or more plan steps failed (see ``.errors``)
+    ├── InvalidTransition            a phase or state change the model forbids
+    │   └── TaskAlreadyRunning       (task) relaunching an id whose run is still live
+    ├── ConcurrencyConflict          another writer recorded first; reload and retry
+    │   ├── TaskClaimHeld            (task) another controller holds a live lease
+    │   └── StaleRun                 (task) a write from a run that was replaced
+    ├── NotFound                     no stream, task, plan or key with that id (also LookupError)
+    ├── StateVersionMismatch         stored state cannot be read as the asked version
+    │   └── PluginStateUnreadable    (plugin_state) also a ValidationFailed
+    ├── ValidationFailed             malformed input or stored data (also ValueError)
+    │   ├── UnknownEventType         a stored topic no registered class answers to
+    │   ├── UnknownPhase             (plugin) a phase name that does not exist
+    │   ├── StateValidationFailed    (state) stored state no longer fits its model
+    │   └── PluginStateUnreadable    (plugin_state)
+    ├── StoreUnavailable             the database cannot be reached, opened or used
+    ├── IntegrityViolation           the stored history was changed behind our back
+    ├── TaskCanceled                 (task) raised inside a task runner to cancel it
+    ├── ControllerClosed             (task) launching on a closed controller
+    ├── PlanError                    (plan) carries .errors and .cleanup_errors
+    │   ├── PlanCancelled            a plan was cancelled
+    │   ├── PlanTimeout              a plan exceeded its duration limit
+    │   └── PlanFailed               one or more steps failed
+    ├── RecordedError                (plan) an error known only from the log after a crash
+    ├── StateNotInitialized          (state) used before initialize() (also RuntimeError)
+    ├── EventManagerNotActive        (state) emitting on a closed manager (also RuntimeError)
+    └── ProjectionTimeout            (projections.base) wait() gave up (also TimeoutError)
 
 Errors from drivers (sqlite3, psycopg) and from eventsourcing are wrapped in one
 of these with ``raise ... from exc`` so callers never need to import a driver.

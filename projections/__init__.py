@@ -1,3 +1,37 @@
-"""Read models rebuilt from the event log, and their runner."""
+"""Read models rebuilt from the event log, and the runner that keeps them current."""
 
-__all__: list[str] = []
+from phaselog.projections.base import (
+    DictRows,
+    EventData,
+    Projection,
+    ProjectionTimeout,
+    ReadModel,
+    Rows,
+    event_data,
+)
+from phaselog.projections.models import (
+    PlanRuns,
+    PluginPhases,
+    RecoverableStates,
+    TaskStatuses,
+)
+from phaselog.projections.runner import (
+    Projections,
+    default_projections,
+)
+
+__all__ = [
+    "DictRows",
+    "EventData",
+    "PlanRuns",
+    "PluginPhases",
+    "Projection",
+    "ProjectionTimeout",
+    "Projections",
+    "ReadModel",
+    "RecoverableStates",
+    "Rows",
+    "TaskStatuses",
+    "default_projections",
+    "event_data",
+]

@@ -86,3 +86,11 @@ def test_many_processes_open_a_new_postgres_schema_at_once(make_url: Callable[[s
     script = "import sys; from phaselog.adapters import open_store; open_store(sys.argv[1]).close()"
     procs = [subprocess.Popen([sys.executable, "-c", script, url]) for _ in range(6)]
     assert [p.wait(timeout=120) for p in procs] == [0] * 6
+
+
+def test_using_a_closed_store_is_a_phaselog_error(durable_url: str) -> None:
+    """Reading from a store after close() raises StoreUnavailable, not a driver error."""
+    store = open_store(durable_url)
+    store.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        store.max_position()
