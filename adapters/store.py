@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from functools import cached_property
@@ -29,6 +30,7 @@ __all__ = ["DEFAULT_SNAPSHOT_INTERVAL", "PhaselogApplication", "Store", "open_st
 log = logging.getLogger("phaselog.store")
 
 DEFAULT_SNAPSHOT_INTERVAL = 100
+_OPEN_ATTEMPTS = 12
 # Errors PostgreSQL raises when two processes create the same tables at the same moment.
 _CONCURRENT_DDL = (
     psycopg.errors.UniqueViolation,
@@ -39,10 +41,16 @@ AggT = TypeVar("AggT", bound=Aggregate)
 
 
 def _is_concurrent_ddl(exc: BaseException) -> bool:
-    """True when ``exc`` (or what it wraps) is a clash of two processes creating tables."""
+    """True when ``exc`` (or what it wraps) is a clash of two processes creating tables.
+
+    On PostgreSQL that is a duplicate or a deadlock; on SQLite, a new database
+    file that another process holds locked while switching it to WAL mode.
+    """
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, _CONCURRENT_DDL):
+            return True
+        if isinstance(seen, sqlite3.OperationalError) and "locked" in str(seen):
             return True
         seen = seen.__cause__
     return False
@@ -154,13 +162,13 @@ class Store:
             if not parent.is_dir():
                 msg = f"cannot open {self.url}: folder {parent} does not exist"
                 raise StoreUnavailable(msg)
-        for attempt in range(5):
+        for attempt in range(_OPEN_ATTEMPTS):
             try:
                 with translate_errors(f"opening {self.url}"):
                     return PhaselogApplication(self.location.env)
             except (PhaselogError, OSError) as exc:
-                if _is_concurrent_ddl(exc) and attempt < 4:
-                    time.sleep(0.1 * (attempt + 1))  # another process is creating the same tables
+                if _is_concurrent_ddl(exc) and attempt < _OPEN_ATTEMPTS - 1:
+                    time.sleep(0.05 * (attempt + 1))  # another process is creating the same tables
                     continue
                 if isinstance(exc, StoreUnavailable | ValidationFailed):
                     raise

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,3 +95,21 @@ def test_using_a_closed_store_is_a_phaselog_error(durable_url: str) -> None:
     store.close()
     with pytest.raises(StoreUnavailable, match="closed"):
         store.max_position()
+
+
+def test_many_processes_create_one_sqlite_file_at_once(
+    make_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Processes racing to create the same new SQLite store all open it successfully."""
+    url, go = make_url("sqlite"), tmp_path / "go"
+    script = (
+        "import sys, time, pathlib\n"
+        "from phaselog.adapters import open_store\n"
+        "go = pathlib.Path(sys.argv[2])\n"
+        "while not go.exists(): time.sleep(0.001)\n"
+        "open_store(sys.argv[1]).close()\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, url, str(go)]) for _ in range(10)]
+    time.sleep(1.5)  # let every process import phaselog and reach the start line
+    go.touch()
+    assert [p.wait(timeout=120) for p in procs] == [0] * 10
