@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -28,10 +27,13 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phaselog.adapters import Store, open_store
 from phaselog.domain.plugin import PluginAggregate, PluginPhase
 from phaselog.domain.plugin_state import PluginStateManager
 from phaselog.runtime.plugins import PluginStateMachine
+
+from bench_common import latency_summary
 
 P = PluginPhase
 TAIL = 37
@@ -42,16 +44,6 @@ class Checkpoint(BaseModel):
 
     offset: int
     cursor: str
-
-
-def _ms(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
-        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 3),
-        "p95_ms": round(ordered[int(len(ordered) * 0.95)] * 1000, 3),
-        "ops_per_s": round(len(ordered) / sum(ordered), 1),
-    }
 
 
 def _transitions(store: Store, tag: str, n: int) -> dict[str, Any]:
@@ -65,7 +57,7 @@ def _transitions(store: Store, tag: str, n: int) -> dict[str, Any]:
         else:
             machine.force_phase(to, "bench")
         samples.append(time.perf_counter() - started)
-    return {"n": n, **_ms(samples)}
+    return {"n": n, **latency_summary(samples)}
 
 
 def _handle(store: Store, tag: str, n: int) -> dict[str, Any]:
@@ -81,7 +73,7 @@ def _handle(store: Store, tag: str, n: int) -> dict[str, Any]:
         started = time.perf_counter()
         store.plugins.handle(plugin_id, work)
         samples.append(time.perf_counter() - started)
-    return {"n": n, **_ms(samples)}
+    return {"n": n, **latency_summary(samples)}
 
 
 def _build(store: Store, plugin_id: str, total: int) -> None:
@@ -111,7 +103,7 @@ def _load(store: Store, tag: str, sizes: list[int], repeats: int) -> dict[str, A
             machine: PluginStateMachine = store.plugins.machine(plugin_id)
             samples.append(time.perf_counter() - started)
             assert machine.version == size + TAIL
-        results[str(size + TAIL)] = _ms(samples)
+        results[str(size + TAIL)] = latency_summary(samples)
     return results
 
 
@@ -125,7 +117,7 @@ def _full_replay(store: Store, tag: str, size: int, repeats: int) -> dict[str, A
             agg = event.mutate(agg)
         samples.append(time.perf_counter() - started)
         assert agg.version == size + TAIL
-    return {"events": size + TAIL, **_ms(samples)}
+    return {"events": size + TAIL, **latency_summary(samples)}
 
 
 def _history(store: Store, tag: str, size: int, repeats: int) -> dict[str, Any]:
@@ -135,7 +127,7 @@ def _history(store: Store, tag: str, size: int, repeats: int) -> dict[str, Any]:
         started = time.perf_counter()
         count = len(machine.history())
         samples.append(time.perf_counter() - started)
-    return {"events": size + TAIL, "transitions": count, **_ms(samples)}
+    return {"events": size + TAIL, "transitions": count, **latency_summary(samples)}
 
 
 def run(url: str) -> dict[str, object]:

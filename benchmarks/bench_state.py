@@ -20,18 +20,21 @@ import asyncio
 import json
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phaselog.adapters import Store, open_store
 from phaselog.runtime.recoverable import EventManager, RecoverableState, SyncRecoverableState
+
+from bench_common import latency_summary
 
 log = logging.getLogger("bench.state")
 
@@ -63,16 +66,6 @@ def _state(store: Store, key: str, manager: EventManager | None = None) -> Recov
     )
 
 
-def _ms(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
-        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 3),
-        "p95_ms": round(ordered[int(len(ordered) * 0.95)] * 1000, 3),
-        "ops_per_s": round(len(ordered) / sum(ordered), 1),
-    }
-
-
 async def _persist_changed(store: Store, tag: str, n: int) -> dict[str, Any]:
     state = _state(store, f"changed-{tag}")
     stats = await state.initialize()
@@ -82,7 +75,7 @@ async def _persist_changed(store: Store, tag: str, n: int) -> dict[str, Any]:
         started = time.perf_counter()
         await state.persist_state()
         samples.append(time.perf_counter() - started)
-    return {"n": n, **_ms(samples), "events": len(store.stream(state.stream_id))}
+    return {"n": n, **latency_summary(samples), "events": len(store.stream(state.stream_id))}
 
 
 async def _persist_unchanged(store: Store, tag: str, n: int) -> dict[str, Any]:
@@ -136,7 +129,7 @@ async def _recover(store: Store, tag: str, history: int) -> dict[str, Any]:
         value = await reader.initialize()
         samples.append(time.perf_counter() - started)
         assert value == stats
-    return {"history_events": history, **_ms(samples)}
+    return {"history_events": history, **latency_summary(samples)}
 
 
 def _sync_persist(store: Store, tag: str, n: int) -> dict[str, Any]:
@@ -155,7 +148,7 @@ def _sync_persist(store: Store, tag: str, n: int) -> dict[str, Any]:
         started = time.perf_counter()
         state.persist_state()
         samples.append(time.perf_counter() - started)
-    return {"n": n, **_ms(samples)}
+    return {"n": n, **latency_summary(samples)}
 
 
 def run(url: str) -> dict[str, object]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 import pytest
@@ -14,6 +16,7 @@ from phaselog.adapters import Store, open_store
 
 from pgserver import PostgresNotAvailable, PostgresServer
 
+ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 ALL_KINDS = ["memory", "sqlite", "postgresql"]
 DURABLE_KINDS = ["sqlite", "postgresql"]
@@ -99,3 +102,13 @@ def raw_execute(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tup
         conn.execute(f'SET search_path TO "{schema}"')
         cur = conn.execute(sql.encode(), params)
         return list(cur.fetchall()) if cur.description else []
+
+
+def load_script(folder: str, name: str) -> ModuleType:
+    """Import ``ROOT/folder/name.py`` (an example or a benchmark) as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -38,7 +38,7 @@ MAX_MODULE_LINES = 400
 
 
 def _isort_key(name: str) -> tuple[int, str]:
-    """ruff's RUF022 order: CONSTANTS, then Classes, then functions."""
+    """The order ruff's RUF022 keeps: CONSTANTS, then Classes, then functions."""
     return (0 if name.isupper() else 1 if name[:1].isupper() else 2, name)
 
 

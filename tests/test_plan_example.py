@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import importlib.util
 import io
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from rich.console import Console
@@ -13,16 +11,9 @@ from rich.console import Console
 from phaselog.adapters import Store, open_store
 from phaselog.adapters.demo_plans import run_demo
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load(folder: str, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -46,7 +37,7 @@ def test_example_records_both_runs_in_the_given_store(
     durable_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """On a given store URL the example records a failed then a succeeded run of one plan stream."""
-    assert _load("examples", "deploy_plan").main([durable_url]) == 0
+    assert load_script("examples", "deploy_plan").main([durable_url]) == 0
     out = capsys.readouterr().out
     assert "smoke:     attempt 3: connection refused" in out
     assert "attempt 2: 200 OK" in out
@@ -73,7 +64,7 @@ def test_demo_runs_repeatedly_on_one_store(durable_store: Store) -> None:
 def test_benchmark_reports_its_figures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """benchmarks/bench_plans.run returns positive JSON-able figures (quick mode)."""
     monkeypatch.setenv("PHASELOG_BENCH_QUICK", "1")
-    bench = _load("benchmarks", "bench_plans")
+    bench = load_script("benchmarks", "bench_plans")
     figures = bench.run(f"sqlite:///{tmp_path / 'bench.db'}")
     assert figures["events_per_step"] == 7.0
     for key in ("steps_per_s", "state_writes_per_s", "reload_ms", "cancel_latency_ms_median"):

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import importlib.util
 import io
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from rich.console import Console
@@ -14,16 +12,9 @@ from phaselog.adapters import Store, open_store
 from phaselog.adapters.demo_state import run_demo
 from phaselog.domain.state import StatePersisted
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("crawler_stats", ROOT / "examples" / "crawler_stats.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -44,7 +35,7 @@ def test_example_keeps_counting_across_invocations_on_one_store(
     durable_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Running the example twice on the same store URL recovers the statistics of all earlier runs."""
-    example = _example()
+    example = load_script("examples", "crawler_stats")
     example.main([durable_url])
     example.main([durable_url])
     out = capsys.readouterr().out
