@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from phaselog.adapters.cli import main
+
+
+def _phaselog(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("phaselog")
+    cmd = [exe] if exe else [sys.executable, "-m", "phaselog.adapters.cli"]
+    return subprocess.run(
+        [*cmd, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+    )
+
+
+@pytest.mark.slow
+def test_demo_on_the_default_sqlite_store_twice(tmp_path: Path) -> None:
+    """`phaselog demo` with no URL uses ./phaselog.db, shows every section, and recovers state on run 2."""
+    first = _phaselog("demo", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "phaselog.db").exists()
+    for section in ("Plugins", "Tasks", "Plans", "Recoverable state", "Projections", "Audit timeline"):
+        assert section in first.stdout
+    second = _phaselog("demo", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "recovered from a previous run" in second.stdout
+    verify = _phaselog("audit", "verify", cwd=tmp_path)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+@pytest.mark.slow
+def test_demo_on_postgresql(make_url: Callable[[str], str], tmp_path: Path) -> None:
+    """`phaselog demo --url postgresql://…` runs every section against a real PostgreSQL."""
+    url = make_url("postgresql")
+    result = _phaselog("demo", "--url", url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Audit timeline of plugin:" in result.stdout
+
+
+def test_phaselog_errors_are_one_red_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A PhaselogError (here a bad URL) exits 1 with one line, not a traceback."""
+    assert main(["demo", "--url", "mysql://nowhere"]) == 1
+    out = capsys.readouterr().out
+    assert "error:" in out
+    assert "Traceback" not in out
+    assert len(out.strip().splitlines()) <= 2
