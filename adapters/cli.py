@@ -73,21 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a PhaselogError prints one red line and exits with status 1."""
     _mount_subcommands()
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="phaselog")
     except PhaselogError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1
-    except typer.Abort:
-        return 1
-    except typer.Exit as exc:
-        return int(exc.exit_code or 0)
-    except Exception as exc:  # click usage errors and the like
-        import click  # noqa: PLC0415
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except SystemExit as exc:  # typer's standalone mode ends every run with one
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
 
 
