@@ -95,6 +95,19 @@ def task_stream_id(controller: str, task_id: str) -> str:
 
 
 # -- events ---------------------------------------------------------------------------------
+def _begin_run(agg: TaskAggregate, run: int, metadata: str, at: datetime) -> None:
+    """Start run ``run`` Pending and unclaimed (logs and transitions are the caller's choice)."""
+    agg.run = run
+    agg.metadata = metadata
+    agg.state = TaskState.PENDING
+    agg.progress = None
+    agg.transitions.append((TaskState.PENDING, at))
+    agg.owner = None
+    agg.lease_expires = None
+    agg.cancel_requested = False
+    agg.delivered = False
+
+
 class TaskLaunched(CreationEvent):
     """The first launch of a task id: run 1 starts Pending."""
 
@@ -112,16 +125,9 @@ class TaskLaunched(CreationEvent):
         agg: TaskAggregate = aggregate
         agg.controller = self.controller
         agg.task_id = self.task_id
-        agg.metadata = self.metadata
-        agg.run = 1
-        agg.state = TaskState.PENDING
-        agg.progress = None
         agg.logs = []
-        agg.transitions = [(TaskState.PENDING, self.timestamp)]
-        agg.owner = None
-        agg.lease_expires = None
-        agg.cancel_requested = False
-        agg.delivered = False
+        agg.transitions = []
+        _begin_run(agg, 1, self.metadata, self.timestamp)
 
 
 class TaskRelaunched(DomainEvent):
@@ -135,18 +141,10 @@ class TaskRelaunched(DomainEvent):
 
     def apply(self, aggregate: Any) -> None:  # noqa: D102 - documented by the class
         agg: TaskAggregate = aggregate
-        agg.run = self.run
-        agg.metadata = self.metadata
-        agg.state = TaskState.PENDING
-        agg.progress = None
         if not self.keep_history:
             agg.logs = []
             agg.transitions = []
-        agg.transitions.append((TaskState.PENDING, self.timestamp))
-        agg.owner = None
-        agg.lease_expires = None
-        agg.cancel_requested = False
-        agg.delivered = False
+        _begin_run(agg, self.run, self.metadata, self.timestamp)
 
 
 class TaskClaimed(DomainEvent):
