@@ -8,7 +8,6 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from functools import cached_property
-from itertools import chain
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 import psycopg
@@ -69,7 +68,7 @@ class SnapshotFallbackRepository(Repository[str]):
         version: int | None,
         projector_func: ProjectorFunction[Any, Any],
     ) -> Any:
-        snapshots: list[Any] = []
+        restored: Any = None
         gt: int | None = None
         if self.snapshot_store is not None:
             try:
@@ -77,12 +76,11 @@ class SnapshotFallbackRepository(Repository[str]):
                     self.snapshot_store.get(aggregate_id, desc=True, limit=1, lte=version)
                 )
                 if found:
-                    found[0].mutate(None)  # proves the snapshot can be restored
-                    snapshots, gt = found, found[0].originator_version
+                    restored, gt = found[0].mutate(None), found[0].originator_version
             except PhaselogError as exc:
                 log.warning("ignoring unreadable snapshot of %s, replaying all events: %s", aggregate_id, exc)
         events = self.event_store.get(aggregate_id, gt=gt, lte=version)
-        aggregate = projector_func(None, chain(snapshots, events))
+        aggregate = projector_func(restored, events)
         if aggregate is None:
             msg = f"no stream {aggregate_id!r}" + ("" if version is None else f" at version {version}")
             raise NotFound(msg)
