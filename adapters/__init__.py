@@ -10,6 +10,9 @@ from phaselog.adapters.store import (
     Store,
     open_store,
 )
+from phaselog.runtime.ports import register_default_store_factory
+
+register_default_store_factory(open_store)
 
 __all__ = [
     "Store",

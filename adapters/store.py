@@ -20,6 +20,7 @@ from phaselog.adapters.sql import stream_ids
 from phaselog.adapters.urls import StoreURL, parse_url
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
+from phaselog.runtime.plugins import PluginService
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -263,10 +264,8 @@ class Store:
 
     # -- lifecycle -------------------------------------------------------------------------
     @cached_property
-    def plugins(self) -> Any:
+    def plugins(self) -> PluginService:
         """Plugin lifecycles and versioned plugin state (:mod:`phaselog.runtime`)."""
-        from phaselog.runtime.plugins import PluginService  # noqa: PLC0415 - runtime sits above adapters
-
         return PluginService(self)
 
     @cached_property

@@ -35,7 +35,7 @@ from phaselog.runtime.plan_state import HookResult, PlanContext, PlanState, Step
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from phaselog.adapters.store import Store
+    from phaselog.runtime.ports import EventStore as Store
 
 __all__ = ["Plan"]
 

@@ -35,7 +35,7 @@ from phaselog.domain.plugin import (
 from phaselog.domain.plugin_state import PluginStateManager
 
 if TYPE_CHECKING:
-    from phaselog.adapters.store import Store
+    from phaselog.runtime.ports import EventStore as Store
 
 __all__ = ["Observer", "PluginService", "PluginStateMachine", "RetryState"]
 

@@ -27,13 +27,14 @@ from phaselog.domain.state import (
     kvs_label,
     state_stream_id,
 )
+from phaselog.runtime.ports import default_store_factory
 from phaselog.runtime.recoverable_events import Event, EventManager, EventPersistStateData, Listener
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-    from phaselog.adapters.store import Store
+    from phaselog.runtime.ports import EventStore as Store
 
 __all__ = [
     "Event",
@@ -66,10 +67,8 @@ def get_default_store() -> Store:
     global _default_store  # noqa: PLW0603
     with _default_store_lock:
         if _default_store is None:
-            # Late binding: runtime receives stores; only this fallback opens one itself.
-            from phaselog.adapters.store import open_store  # noqa: PLC0415
-
-            _default_store = open_store()
+            # Runtime receives stores; only this fallback opens one, through the registered factory.
+            _default_store = default_store_factory()()
             atexit.register(_default_store.close)
         return _default_store
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import timedelta
 
-    from phaselog.adapters.store import Store
+    from phaselog.runtime.ports import EventStore as Store
 
 __all__ = ["ActiveTask", "TaskRunner", "deliver_completion", "drive_run"]
 

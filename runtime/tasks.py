@@ -40,7 +40,7 @@ from phaselog.runtime.task_runner import ActiveTask, TaskRunner, deliver_complet
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from phaselog.adapters.store import Store
+    from phaselog.runtime.ports import EventStore as Store
 
 __all__ = ["TaskController"]
 

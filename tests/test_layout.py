@@ -43,7 +43,7 @@ def _isort_key(name: str) -> tuple[int, str]:
 
 
 def _modules(folder: str) -> list[Path]:
-    return sorted((ROOT / folder).glob("*.py"))
+    return sorted((ROOT / folder).rglob("*.py"))
 
 
 def _imports(path: Path) -> set[str]:
@@ -66,6 +66,13 @@ def test_domain_imports_no_outer_layer_and_no_io(path: Path) -> None:
         if name == banned or name.startswith(banned + ".")
     )
     assert bad == [], f"{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("path", _modules("runtime"), ids=lambda p: p.name)
+def test_runtime_depends_on_its_own_store_port_not_on_adapters(path: Path) -> None:
+    """runtime/ imports no adapter: it types stores with its own port (runtime/ports.py)."""
+    bad = sorted(n for n in _imports(path) if n == "phaselog.adapters" or n.startswith("phaselog.adapters."))
+    assert bad == [], f"runtime/{path.name} imports {bad}"
 
 
 def test_runtime_and_projections_do_not_import_the_cli() -> None:

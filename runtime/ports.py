@@ -1,0 +1,83 @@
+"""The port the runtime services need from an event store.
+
+``phaselog.runtime`` owns this protocol and depends on nothing else of a store;
+``phaselog.adapters.Store`` (and any test double of the same shape) implements it.
+Keeping the port here lets the services be typed, tested and reused without
+importing the adapters layer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from phaselog.domain.errors import StoreUnavailable
+from phaselog.domain.events import Aggregate
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from phaselog.domain.events import DomainEvent
+
+__all__ = ["EventStore", "default_store_factory", "register_default_store_factory"]
+
+AggT = TypeVar("AggT", bound=Aggregate)
+
+
+class EventStore(Protocol):
+    """What the runtime services call on a store: append, load and read streams."""
+
+    @property
+    def kind(self) -> str:
+        """``"memory"``, ``"sqlite"`` or ``"postgresql"``."""
+        ...
+
+    def save(self, *aggregates: Aggregate) -> Sequence[object]:
+        """Append the pending events of ``aggregates`` atomically (``ConcurrencyConflict`` on a race)."""
+        ...
+
+    def load(self, aggregate_id: str, aggregate_type: type[AggT], *, version: int | None = None) -> AggT:
+        """Load an aggregate (``NotFound`` when the stream is missing or of another type)."""
+        ...
+
+    def exists(self, aggregate_id: str) -> bool:
+        """True when the stream has at least one event."""
+        ...
+
+    def stream_ids(self, prefix: str = "") -> list[str]:
+        """Ids of all streams starting with ``prefix``, sorted."""
+        ...
+
+    def stream(
+        self, aggregate_id: str, *, gt: int | None = None, lte: int | None = None
+    ) -> list[DomainEvent]:
+        """All events of one stream, oldest first."""
+        ...
+
+    def close(self) -> None:
+        """Release the store's resources."""
+        ...
+
+
+_factory: Callable[[], EventStore] | None = None
+_factory_lock = threading.Lock()
+# The composition root that registers the default factory when it is imported.
+_COMPOSITION_ROOT = "phaselog.adapters"
+
+
+def register_default_store_factory(factory: Callable[[], EventStore]) -> None:
+    """Name how to open the process-wide default store (the adapters layer registers ``open_store``)."""
+    global _factory  # noqa: PLW0603 - one process-wide registry, set by the composition root
+    with _factory_lock:
+        _factory = factory
+
+
+def default_store_factory() -> Callable[[], EventStore]:
+    """The registered default-store factory, importing the composition root once if none is yet."""
+    if _factory is None:
+        importlib.import_module(_COMPOSITION_ROOT)  # registers itself on import
+    if _factory is None:  # pragma: no cover - only without the adapters layer installed
+        msg = f"no default store: import {_COMPOSITION_ROOT} or pass store=..."
+        raise StoreUnavailable(msg)
+    return _factory
