@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+import bench_scale  # noqa: E402
 import bench_store  # noqa: E402
 from pgserver import PostgresServer  # noqa: E402
 
@@ -63,6 +64,11 @@ def main() -> int:
                     }
                 except Exception:  # one broken benchmark must not hide the others' figures
                     report[name.removeprefix("bench_")] = {"error": traceback.format_exc(limit=3)}
+            started = time.perf_counter()
+            try:  # PostgreSQL only: several service processes sharing one server
+                report["scale"] = {**bench_scale.run(dsn), "seconds": round(time.perf_counter() - started, 1)}
+            except Exception:  # one broken benchmark must not hide the others' figures
+                report["scale"] = {"error": traceback.format_exc(limit=3)}
     finally:
         if server is not None:
             server.stop()
