@@ -13,11 +13,20 @@ overwrite a newer one.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import IntEnum
 from typing import Any, ClassVar
 
-from phaselog.domain.errors import ConcurrencyConflict, InvalidTransition, PhaselogError
+from phaselog.domain.errors import InvalidTransition
 from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
+from phaselog.domain.task_state import (
+    _ALLOWED,
+    RELAUNCH_RESETS,
+    ControllerClosed,
+    StaleRun,
+    TaskAlreadyRunning,
+    TaskCanceled,
+    TaskClaimHeld,
+    TaskState,
+)
 
 __all__ = [
     "ControllerClosed",
@@ -42,65 +51,21 @@ __all__ = [
 INFO = 20  # logging.INFO, without importing logging into the pure model
 
 
-class TaskCanceled(PhaselogError):
-    """Raised inside a task runner to cancel the task (the controller maps it to Canceled)."""
-
-
-class TaskAlreadyRunning(InvalidTransition):
-    """A launch of a task id whose current run is still Pending or Running."""
-
-
-class TaskClaimHeld(ConcurrencyConflict):
-    """Another controller holds an unexpired claim (lease) on the task."""
-
-
-class StaleRun(ConcurrencyConflict):
-    """A write by a run that is no longer the task's current run or owner."""
-
-
-class ControllerClosed(PhaselogError):
-    """The task controller was closed; it launches and runs nothing more."""
-
-
-class TaskState(IntEnum):
-    """The state of a task's current run."""
-
-    UNKNOWN = 0
-    PENDING = 1
-    RUNNING = 2
-    COMPLETED = 3
-    FAILED = 4
-    CANCELED = 6
-
-    @property
-    def is_finished(self) -> bool:
-        """True for the end states Completed, Failed and Canceled."""
-        return self in {TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELED}
-
-    @property
-    def is_active(self) -> bool:
-        """True for Pending and Running (the run still has work to do)."""
-        return self in {TaskState.PENDING, TaskState.RUNNING}
-
-
-_ALLOWED: dict[TaskState, frozenset[TaskState]] = {
-    TaskState.PENDING: frozenset({TaskState.RUNNING, TaskState.FAILED, TaskState.CANCELED}),
-    TaskState.RUNNING: frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELED}),
-}
-
-
 def task_stream_id(controller: str, task_id: str) -> str:
     """Return the stream id of ``task_id`` in ``controller``."""
     return f"task:{controller}:{task_id}"
 
 
 # -- events ---------------------------------------------------------------------------------
-def _begin_run(agg: TaskAggregate, run: int, metadata: str, at: datetime) -> None:
+def _begin_run(
+    agg: TaskAggregate, run: int, metadata: str, at: datetime, *, keep_progress: bool = False
+) -> None:
     """Start run ``run`` Pending and unclaimed (logs and transitions are the caller's choice)."""
     agg.run = run
     agg.metadata = metadata
     agg.state = TaskState.PENDING
-    agg.progress = None
+    if not keep_progress:
+        agg.progress = None
     agg.transitions.append((TaskState.PENDING, at))
     agg.owner = None
     agg.lease_expires = None
@@ -131,20 +96,26 @@ class TaskLaunched(CreationEvent):
 
 
 class TaskRelaunched(DomainEvent):
-    """A new run of a finished task; ``keep_history`` keeps logs and transitions (after Failed)."""
+    """A new run of a finished task, reset by :data:`RELAUNCH_RESETS` for the state it ended in.
+
+    ``keep_history`` keeps logs and transitions (after Failed); ``keep_progress``
+    keeps the progress (after Canceled, so a runner can resume from it). Events
+    recorded before ``keep_progress`` existed read as False, which is what they did.
+    """
 
     TOPIC: ClassVar[str] = "phaselog.task.TaskRelaunched"
 
     run: int
     metadata: str
     keep_history: bool
+    keep_progress: bool = False
 
     def apply(self, aggregate: Any) -> None:  # noqa: D102 - documented by the class
         agg: TaskAggregate = aggregate
         if not self.keep_history:
             agg.logs = []
             agg.transitions = []
-        _begin_run(agg, self.run, self.metadata, self.timestamp)
+        _begin_run(agg, self.run, self.metadata, self.timestamp, keep_progress=self.keep_progress)
 
 
 class TaskClaimed(DomainEvent):
@@ -273,24 +244,26 @@ class TaskAggregate(Aggregate):
         agg.trigger(TaskClaimed, run=agg.run, owner=owner, expires_at=expires_at)
         return agg
 
-    def relaunch(self, metadata: str | None, owner: str, expires_at: datetime) -> None:
-        """Start the next run of a finished task, claimed by ``owner``.
+    def relaunch(self, metadata: str, owner: str, expires_at: datetime) -> None:
+        """Start the next run of a finished task, claimed by ``owner``, with the new launch's ``metadata``.
 
-        After Failed the logs and transitions are kept and a "restarting task"
-        entry is added; after Completed or Canceled the status starts afresh.
-        ``metadata=None`` keeps the previous run's metadata.
+        What the new run keeps follows the original controller's reset table
+        (:data:`RELAUNCH_RESETS`): after Failed the logs (plus a "restarting task"
+        entry) and transitions; after Canceled the progress; after Completed nothing.
         """
         if not self.state.is_finished:
             raise TaskAlreadyRunning(
                 f"task {self.task_id!r} of controller {self.controller!r} is "
                 f"{self.state.name.title()} (run {self.run}); it cannot be launched again until it finishes"
             )
-        keep = self.state is TaskState.FAILED
+        reset = RELAUNCH_RESETS[self.state]
+        keep = reset.logs == "keep+append"
         self.trigger(
             TaskRelaunched,
             run=self.run + 1,
-            metadata=self.metadata if metadata is None else metadata,
+            metadata=metadata,
             keep_history=keep,
+            keep_progress=reset.progress == "keep",
         )
         if keep:
             self.trigger(TaskLogged, run=self.run, level=INFO, msg="restarting task")

@@ -109,11 +109,12 @@ class TaskController:
     ) -> None:
         """Record a new run of ``task_id`` (Pending, claimed by this controller) and start it.
 
-        ``metadata`` is a pydantic model, a dict or a JSON string (None keeps a
-        relaunched task's previous metadata). ``on_status``/``on_state`` receive
-        the final status/state once. Raises :class:`ValidationFailed` for bad
-        input and :class:`TaskAlreadyRunning` when the id's run is still active;
-        nothing is written then.
+        ``metadata`` is a pydantic model, a dict or a JSON string (None for none:
+        a relaunch takes the new launch's metadata, as the original controller
+        does). ``on_status``/``on_state`` receive the final status/state once.
+        Raises :class:`ValidationFailed` for bad input and
+        :class:`TaskAlreadyRunning` when the id's run is still active; nothing
+        is written then.
         """
         self._check_open()
         self._check_id(task_id)
@@ -130,7 +131,7 @@ class TaskController:
             except NotFound:
                 agg = TaskAggregate.launch(self.name, task_id, md, self.owner, now + self.lease)
             else:
-                agg.relaunch(md if metadata is not None else None, self.owner, now + self.lease)
+                agg.relaunch(md, self.owner, now + self.lease)
             try:
                 self.store.save(agg)
                 break

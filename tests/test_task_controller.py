@@ -192,7 +192,7 @@ def test_relaunch_after_failed_keeps_logs_and_after_completed_starts_afresh(
     assert msgs[0] == "attempt 1"
     assert "restarting task" in msgs
     assert msgs[-1] == "attempt 2"
-    assert status.metadata == '{"n":1}'  # metadata=None keeps the previous run's
+    assert status.metadata == ""  # a relaunch takes the new launch's metadata: none here, as in the original
     controller.launch_task("f", metadata='{"n": 2}')
     wait_for(lambda: len(attempts) == 3 and finished(controller, "f"))
     status = controller.task_status("f")

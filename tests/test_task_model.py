@@ -48,7 +48,7 @@ def test_writes_from_another_owner_or_an_older_run_are_stale() -> None:
         agg.set_progress(2, "a", 1, 2)
     agg.change_state(1, "a", TaskState.RUNNING)
     agg.change_state(1, "a", TaskState.COMPLETED)
-    agg.relaunch(None, "a", utcnow() + timedelta(seconds=10))
+    agg.relaunch("", "a", utcnow() + timedelta(seconds=10))
     assert agg.run == 2
     with pytest.raises(StaleRun):
         agg.change_state(1, "a", TaskState.RUNNING)
@@ -74,7 +74,7 @@ def test_only_the_allowed_state_changes_are_accepted() -> None:
     with pytest.raises(InvalidTransition):
         agg.change_state(1, "a", TaskState.PENDING)
     with pytest.raises(TaskAlreadyRunning):
-        agg.relaunch(None, "a", utcnow())
+        agg.relaunch("", "a", utcnow())
     agg.change_state(1, "a", TaskState.FAILED)
     with pytest.raises(InvalidTransition):
         agg.change_state(1, "a", TaskState.RUNNING)
