@@ -87,11 +87,15 @@ class PluginStateManager:
         self._written = False
 
     def get_state_version(self) -> int:
-        """Return the version of the previous round's state (0 when there is none)."""
-        return self._prev_version if self._prev_state is not None else 0
+        """Return the version the previous round's state was given (as the original: even with no bytes)."""
+        return self._prev_version
 
     def get(self, model_type: type[M]) -> tuple[int, M | None]:
-        """Decode the previous state as ``model_type``: ``(version, model)``, or ``(0, None)`` if none.
+        """Decode the previous state as ``model_type``: ``(version, model)``, or ``(version, None)`` if none.
+
+        "None" is no bytes or empty bytes, as in the original (which leaves the
+        target untouched then); the store records a missing state as version 0,
+        so a plugin with no state reads ``(0, None)``.
 
         Raises :class:`PluginStateUnreadable` (a :class:`StateVersionMismatch`
         and :class:`ValidationFailed`) when the bytes do not decode as
@@ -101,8 +105,8 @@ class PluginStateManager:
         if not isinstance(candidate, type) or not issubclass(candidate, BaseModel):
             msg = f"get() needs a pydantic model class, got {model_type!r}"
             raise ValidationFailed(msg)
-        if self._prev_state is None:
-            return 0, None
+        if not self._prev_state:  # None or b"": no previous state
+            return self._prev_version, None
         try:
             value = model_type.model_validate_json(self._prev_state)
         except ValidationError as exc:

@@ -95,6 +95,8 @@ class EventManager:
         self._listeners: dict[Event, dict[Listener, int]] = {}
         self._lock = threading.RLock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: set[asyncio.Task[Any]] = set()  # listener tasks inside a wait
+        self._wakers: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._refs = 0
@@ -181,15 +183,66 @@ class EventManager:
         *,
         timeout: timedelta | None = None,  # noqa: ASYNC109 - the original's signature
     ) -> None:
-        """Wait for running listeners; cancel those still running after ``timeout``."""
+        """Wait for running listeners; cancel those still running after ``timeout``.
+
+        Raises :class:`EventManagerNotActive` on a manager that is not entered. A
+        listener that waits does not wait for itself nor for other listeners that
+        are waiting too, so two listeners waiting for "all the others" finish
+        instead of waiting for each other. Cancelling the wait cancels the
+        listener tasks it was waiting for, as the original does.
+        """
+        if not self.active:
+            msg = "cannot wait for listeners: the event manager is not active (enter it first)"
+            raise EventManagerNotActive(msg)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout.total_seconds()
         current = asyncio.current_task()
-        tasks = [t for t in self._tasks if t is not current]
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=None if timeout is None else timeout.total_seconds())
+        is_listener = current in self._tasks
+        if is_listener:
+            self._enter_waiting(current)
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                skip = self._waiting if is_listener else set()
+                pending = {t for t in self._tasks if t is not current and t not in skip and not t.done()}
+                remaining = None if deadline is None else deadline - loop.time()
+                if not pending or (remaining is not None and remaining <= 0):
+                    break
+                woken: asyncio.Future[None] = loop.create_future()
+                self._wakers.add(woken)
+                try:  # wake up when a listener ends, or when another one starts waiting
+                    await asyncio.wait(
+                        {*pending, woken}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    self._wakers.discard(woken)
+                    woken.cancel()
+        except asyncio.CancelledError:
+            for task in pending:
+                task.cancel()
+            raise
+        finally:
+            if is_listener:
+                self._leave_waiting(current)
         for task in pending:
             log.warning("cancelling listener task %s still running after %s", task.get_name(), timeout)
             task.cancel()
+
+    def _enter_waiting(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None:
+            self._waiting.add(task)
+        self._wake_waiters()
+
+    def _leave_waiting(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None:
+            self._waiting.discard(task)
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        """Let every wait recompute whom it waits for (the set of waiting listeners changed)."""
+        for woken in list(self._wakers):
+            if not woken.done():
+                woken.set_result(None)
 
     async def _tick(self) -> None:
         while True:
@@ -227,6 +280,11 @@ class EventManager:
             with self._lock:
                 self._refs -= 1
                 if self._refs == 0:
+                    # As the original: the last exit removes every listener and pending listener task.
+                    self._listeners.clear()
+                    for task in self._tasks:
+                        task.cancel()
+                    self._tasks.clear()
                     self._loop = None
 
     # -- sync lifecycle (own loop in a daemon thread) -----------------------------------

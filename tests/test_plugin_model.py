@@ -142,6 +142,19 @@ def test_manager_without_previous_state_reads_zero_none() -> None:
     assert mgr.get_new_state() == (None, 0, False)
 
 
+def test_manager_treats_empty_bytes_as_no_state() -> None:
+    """As the original, empty previous bytes mean no state: get returns (version, None) instead of raising."""
+    assert PluginStateManager(b"", 0).get(Counter) == (0, None)
+    assert PluginStateManager(b"", 4).get(Counter) == (4, None)
+
+
+def test_manager_reports_the_version_it_was_given_even_without_state() -> None:
+    """get_state_version returns the previous version as given, with or without previous bytes."""
+    mgr = PluginStateManager(None, 3)
+    assert mgr.get_state_version() == 3
+    assert mgr.get(Counter) == (3, None)
+
+
 def test_manager_reads_previous_round_not_this_rounds_put() -> None:
     """Get decodes the previous state; a put in the same round is not visible to get; last put wins."""
     mgr = PluginStateManager(orjson.dumps({"count": 1}), 7)
