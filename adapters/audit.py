@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
-import orjson
 from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.recorders import CHAIN_TABLE, GENESIS_DIGEST, chain_digest
+from phaselog.domain.encoding import dump_json, load_json
 from phaselog.domain.errors import NotFound, ValidationFailed
 from phaselog.domain.events import Aggregate
 from phaselog.projections.base import EventData, event_data
@@ -122,7 +122,7 @@ def export_jsonl(store: Store, out: IO[bytes], *, start: int = 1) -> int:
     for note in store.iter_notifications(start):
         event = event_data(mapper, note)
         out.write(
-            orjson.dumps(
+            dump_json(
                 {
                     "position": event.position,
                     "stream_id": event.stream_id,
@@ -170,7 +170,7 @@ def as_of(store: Store, stream_id: str, *, version: int | None = None, at: datet
     first: Any = events[0]
     aggregate_type: type[Aggregate] = type(first.mutate(None))
     aggregate = store.load(stream_id, aggregate_type, version=version)
-    state = orjson.loads(orjson.dumps(aggregate.snapshot_state(), default=str))
+    state = load_json(dump_json(aggregate.snapshot_state(), fallback=str))
     return AsOf(
         stream_id=stream_id,
         version=aggregate.version,

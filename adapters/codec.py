@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
+from phaselog.domain.encoding import dump_json, load_json
 from phaselog.domain.errors import ValidationFailed
 from phaselog.domain.events import DomainEvent, resolve_topic, topic_of, upcast
 
@@ -18,23 +18,20 @@ _ENVELOPE = {"originator_id", "originator_version"}
 
 
 class OrjsonTranscoder(Transcoder):
-    """Encode JSON-able Python values to bytes with orjson (and back)."""
+    """Encode JSON-able Python values to bytes by phaselog's encoding policy (and back).
+
+    The name is kept for stored settings and imports; the policy
+    (:mod:`phaselog.domain.encoding`) keeps non-finite floats and big integers,
+    which orjson cannot.
+    """
 
     def encode(self, obj: Any) -> bytes:
         """Serialise ``obj``; ValidationFailed when JSON cannot represent it."""
-        try:
-            return orjson.dumps(obj)
-        except TypeError as exc:
-            msg = f"value is not JSON-serialisable: {exc}"
-            raise ValidationFailed(msg) from exc
+        return dump_json(obj)
 
     def decode(self, data: bytes) -> Any:
         """Parse stored bytes; ValidationFailed when they are not JSON."""
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            msg = f"stored bytes are not valid JSON: {exc}"
-            raise ValidationFailed(msg) from exc
+        return load_json(data)
 
 
 class PydanticMapper(Mapper[str]):

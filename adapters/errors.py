@@ -1,4 +1,9 @@
-"""Translate driver and eventsourcing errors into the phaselog exception tree."""
+"""Translate driver and eventsourcing errors into the phaselog exception tree.
+
+A driver error caused by the data (psycopg's and SQLite's ``DataError``, and
+eventsourcing's) is a :class:`ValidationFailed`; one caused by the database
+being unreachable or failing is a :class:`StoreUnavailable`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import psycopg_pool
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import (
     ConnectionPoolClosedError,
+    DataError,
     InterfaceError,
     OperationalError,
     PersistenceError,
@@ -22,6 +28,7 @@ from phaselog.domain.errors import (
     NotFound,
     PhaselogError,
     StoreUnavailable,
+    ValidationFailed,
 )
 
 __all__ = ["translate_errors"]
@@ -39,6 +46,9 @@ def translate_errors(what: str) -> Iterator[None]:
         raise ConcurrencyConflict(msg) from exc
     except AggregateNotFoundError as exc:
         raise NotFound(f"{what}: not found") from exc
+    except (DataError, psycopg.DataError, sqlite3.DataError) as exc:
+        # Caused by the data, not the database: bad input, whatever the store.
+        raise ValidationFailed(f"{what}: the store cannot hold this data: {_first_line(exc)}") from exc
     except (InterfaceError, OperationalError, psycopg.OperationalError, sqlite3.OperationalError) as exc:
         raise StoreUnavailable(f"{what}: store unavailable: {_first_line(exc)}") from exc
     except (ConnectionPoolClosedError, psycopg_pool.PoolClosed) as exc:

@@ -1,5 +1,9 @@
 """The pure domain model of phaselog: events, aggregates, rules and errors; no I/O."""
 
+from phaselog.domain.encoding import (
+    dump_json,
+    load_json,
+)
 from phaselog.domain.errors import (
     ConcurrencyConflict,
     IntegrityViolation,
@@ -16,6 +20,11 @@ from phaselog.domain.events import (
     CreationEvent,
     DomainEvent,
     Snapshot,
+)
+from phaselog.domain.ids import (
+    MAX_ID_LENGTH,
+    InvalidStreamId,
+    check_id,
 )
 from phaselog.domain.plan import (
     PlanCancelled,
@@ -71,9 +80,15 @@ from phaselog.domain.task import (
     TaskState,
     task_stream_id,
 )
+from phaselog.domain.task_state import (
+    RELAUNCH_RESETS,
+    RelaunchReset,
+)
 
 __all__ = [
     "FORCE_PREFIX",
+    "MAX_ID_LENGTH",
+    "RELAUNCH_RESETS",
     "Aggregate",
     "ConcurrencyConflict",
     "ControllerClosed",
@@ -81,6 +96,7 @@ __all__ = [
     "DomainEvent",
     "EventManagerNotActive",
     "IntegrityViolation",
+    "InvalidStreamId",
     "InvalidTransition",
     "KeyedState",
     "NotFound",
@@ -100,6 +116,7 @@ __all__ = [
     "PluginStateUnreadable",
     "PluginStateWritten",
     "RecordedError",
+    "RelaunchReset",
     "RetryAdvanced",
     "RetryPolicy",
     "RetryReset",
@@ -124,7 +141,10 @@ __all__ = [
     "UnknownEventType",
     "UnknownPhase",
     "ValidationFailed",
+    "check_id",
+    "dump_json",
     "is_valid_transition",
+    "load_json",
     "parse_phase",
     "plan_stream_id",
     "plugin_stream_id",

@@ -13,6 +13,7 @@ Every error phaselog raises on purpose derives from :class:`PhaselogError`
     ├── StateVersionMismatch         stored state cannot be read as the asked version
     │   └── PluginStateUnreadable    (plugin_state) also a ValidationFailed
     ├── ValidationFailed             malformed input or stored data (also ValueError)
+    │   ├── InvalidStreamId          (ids) an id breaking the stream-id rule (empty, > 200, controls)
     │   ├── UnknownEventType         a stored topic no registered class answers to
     │   ├── UnknownPhase             (plugin) a phase name that does not exist
     │   ├── StateValidationFailed    (state) stored state no longer fits its model

@@ -96,7 +96,8 @@ def upcast(cls: type[Any], state: dict[str, Any]) -> dict[str, Any]:
 class DomainEvent(BaseModel):
     """An immutable fact about one aggregate, at one version, at one time."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # ser_json_inf_nan: the encoding policy (phaselog.domain.encoding) keeps nan and the infinities.
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
 
     TOPIC: ClassVar[str] = ""
     class_version: ClassVar[int] = 1

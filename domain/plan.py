@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from phaselog.domain.errors import PhaselogError, ValidationFailed
 from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
+from phaselog.domain.ids import check_id
 
 __all__ = [
     "AttemptInterrupted", "AttemptStarted", "CleanupAbandoned", "CleanupFinished", "CleanupPhaseStarted",
@@ -29,8 +30,8 @@ RunStatus = Literal["running", "cleaning", "succeeded", "failed", "cancelled", "
 
 
 def plan_stream_id(plan_id: str) -> str:
-    """The stream id of a plan: ``plan:<plan_id>``."""
-    return f"plan:{plan_id}"
+    """The stream id of a plan: ``plan:<plan_id>`` (the id checked by the stream-id rule)."""
+    return f"plan:{check_id(plan_id, 'plan id')}"
 
 
 class StepError(NamedTuple):

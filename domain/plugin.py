@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from phaselog.domain.errors import ValidationFailed
 from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
+from phaselog.domain.ids import InvalidStreamId, check_id
 from phaselog.domain.plugin_state import MAX_STATE_VERSION, decode_b64, encode_b64
 
 __all__ = [
@@ -129,11 +130,11 @@ def is_valid_transition(from_: PluginPhase | str, to: PluginPhase | str) -> bool
 
 
 def plugin_stream_id(plugin_id: str) -> str:
-    """Return the stream id of a plugin (``plugin:<plugin_id>``); reject empty or non-string ids."""
-    if not isinstance(plugin_id, str) or not plugin_id.strip():
-        msg = f"plugin id must be a non-empty string, got {plugin_id!r}"
-        raise ValidationFailed(msg)
-    return f"plugin:{plugin_id}"
+    """Return the stream id of a plugin (``plugin:<plugin_id>``); the id must follow the stream-id rule."""
+    if isinstance(plugin_id, str) and not plugin_id.strip():
+        msg = f"plugin id must not be blank, got {plugin_id!r}"
+        raise InvalidStreamId(msg)
+    return f"plugin:{check_id(plugin_id, 'plugin id')}"
 
 
 class Transition(BaseModel):

@@ -5,7 +5,7 @@ A :class:`PluginStateManager` is created with the state recorded by the previous
 round (bytes and a version 0-255). The plugin reads it with :meth:`get` and may
 write a replacement with :meth:`put` or clear it with :meth:`reset`; at the end
 :meth:`get_new_state` says what (if anything) to record. States are pydantic
-models encoded as JSON bytes (orjson). Pure: no I/O.
+models encoded as JSON bytes (:mod:`phaselog.domain.encoding`). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import base64
 import binascii
 from typing import TypeVar
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
+from phaselog.domain.encoding import dump_model
 from phaselog.domain.errors import PhaselogError, StateVersionMismatch, ValidationFailed
 
 __all__ = [
@@ -129,7 +129,7 @@ class PluginStateManager:
             msg = f"plugin state must be a pydantic model instance, got {type(given).__name__}"
             raise ValidationFailed(msg)
         try:
-            data = orjson.dumps(value.model_dump(mode="json"))
+            data = dump_model(value)
         except (TypeError, ValueError, PhaselogError) as exc:
             msg = f"plugin state {type(value).__name__} cannot be encoded: {exc}"
             raise ValidationFailed(msg) from exc

@@ -18,8 +18,10 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar
 
+from phaselog.domain.encoding import same_json
 from phaselog.domain.errors import PhaselogError, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent
+from phaselog.domain.ids import check_id
 
 __all__ = [
     "DEFAULT_KVS",
@@ -65,23 +67,19 @@ def kvs_label(kvs_name: str | None = None, kvs_id: str | None = None) -> str:
         msg = "give persist_state_kvs_name or persist_state_kvs_id, not both"
         raise ValidationFailed(msg)
     if kvs_name is not None:
-        if not kvs_name or kvs_name.startswith("id:"):
+        check_id(kvs_name, "key-value store name")
+        if kvs_name.startswith("id:"):
             msg = f"invalid key-value store name {kvs_name!r}: it must be non-empty and not start with 'id:'"
             raise ValidationFailed(msg)
         return kvs_name
     if kvs_id is not None:
-        if not kvs_id:
-            msg = "the key-value store id must not be empty"
-            raise ValidationFailed(msg)
-        return f"id:{kvs_id}"
+        return f"id:{check_id(kvs_id, 'key-value store id')}"
     return DEFAULT_KVS
 
 
 def state_stream_id(key: str, kvs_name: str | None = None, kvs_id: str | None = None) -> str:
     """Stream id ``state:<kvs>:<key>`` of ``key`` in the key-value store named or identified."""
-    if not key:
-        msg = "the persist_state_key must not be empty"
-        raise ValidationFailed(msg)
+    check_id(key, "persist_state_key")
     return f"{STREAM_PREFIX}{kvs_label(kvs_name, kvs_id)}:{key}"
 
 
@@ -186,7 +184,7 @@ class KeyedState(Aggregate):
 
     def persist(self, value: Any, type_name: str, type_version: int) -> bool:
         """Record ``value`` unless it equals what is stored; return whether an event was triggered."""
-        if self.version > 0 and value == self.value and type_version == self.type_version:
+        if self.version > 0 and same_json(value, self.value) and type_version == self.type_version:
             return False
         self.trigger(
             StatePersisted,

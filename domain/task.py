@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from phaselog.domain.errors import InvalidTransition
 from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
+from phaselog.domain.ids import check_id
 from phaselog.domain.task_state import (
     _ALLOWED,
     RELAUNCH_RESETS,
@@ -52,8 +53,8 @@ INFO = 20  # logging.INFO, without importing logging into the pure model
 
 
 def task_stream_id(controller: str, task_id: str) -> str:
-    """Return the stream id of ``task_id`` in ``controller``."""
-    return f"task:{controller}:{task_id}"
+    """Return the stream id of ``task_id`` in ``controller`` (both follow the stream-id rule)."""
+    return f"task:{check_id(controller, 'task controller name')}:{check_id(task_id, 'task id')}"
 
 
 # -- events ---------------------------------------------------------------------------------

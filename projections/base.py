@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import orjson
 from typing_extensions import override
 
+from phaselog.domain.encoding import dump_json, load_json
 from phaselog.domain.errors import PhaselogError, UnknownEventType, ValidationFailed
 from phaselog.domain.events import resolve_topic, upcast
 
@@ -64,7 +64,7 @@ def event_data(mapper: Any, notification: Any) -> EventData:
         raw = mapper.cipher.decrypt(raw)
     if mapper.compressor:
         raw = mapper.compressor.decompress(raw)
-    data = orjson.loads(raw)
+    data = load_json(raw)
     if not isinstance(data, dict):
         data = {"value": data}
     try:
@@ -192,8 +192,26 @@ def _roundtrip(kind: str, value: Any) -> Any:
     if kind == "int":
         return int(value)
     if kind == "json":
-        return orjson.loads(orjson.dumps(value))
+        return load_json(dump_json(value))
     return str(value)
+
+
+# Text that holds NUL (which PostgreSQL's text type cannot store) is stored as this marker plus the
+# text's JSON form, on every backend alike; so is text that happens to start with the marker, which
+# keeps the escape reversible. The marker is a Unicode noncharacter, which no real text starts with.
+_ESCAPED_TEXT = "\ufdd0json:"
+
+
+def store_text(value: str) -> str:
+    """A text column value as stored: itself, or escaped when it holds NUL (reversible)."""
+    if "\x00" in value or value.startswith(_ESCAPED_TEXT):
+        return _ESCAPED_TEXT + dump_json(value).decode()
+    return value
+
+
+def load_text(value: str) -> str:
+    """The text column value :func:`store_text` stored."""
+    return str(load_json(value[len(_ESCAPED_TEXT) :])) if value.startswith(_ESCAPED_TEXT) else value
 
 
 def encode_row(projection: Projection, row: Mapping[str, Any]) -> list[Any]:
@@ -203,11 +221,11 @@ def encode_row(projection: Projection, row: Mapping[str, Any]) -> list[Any]:
         value = row.get(name)
         if value is not None:
             if kind == "json":
-                value = orjson.dumps(value).decode()
+                value = dump_json(value).decode()
             elif kind == "int":
                 value = int(value)
             else:
-                value = str(value)
+                value = store_text(str(value))
         values.append(value)
     return values
 
@@ -218,9 +236,11 @@ def decode_row(projection: Projection, row: Mapping[str, Any]) -> dict[str, Any]
     for name, kind in projection.columns.items():
         value = row[name]
         if value is not None and kind == "json":
-            value = orjson.loads(value)
+            value = load_json(value)
         elif value is not None and kind == "int":
             value = int(value)
+        elif isinstance(value, str):
+            value = load_text(value)
         out[name] = value
     return out
 
@@ -339,7 +359,7 @@ class ReadModel:
 def _param(kind: str, value: Any) -> Any:
     raw = getattr(value, "value", value)  # enums filter by their stored value
     if kind == "json":
-        return orjson.dumps(raw).decode()
+        return dump_json(raw).decode()
     if kind == "int":
         return int(raw)
-    return str(raw)
+    return store_text(str(raw))

@@ -9,8 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
-import orjson
-
+from phaselog.domain.encoding import dump_json, load_json
 from phaselog.domain.errors import ValidationFailed
 from phaselog.domain.plan import PlanCancelled, PlanTimeout
 
@@ -186,14 +185,11 @@ class GenericStep:
 def check_json(value: object, where: str = "value") -> object:
     """Return a private copy of ``value`` if it is plain JSON, else raise :class:`ValidationFailed`.
 
-    Plain JSON: None, bool, int, finite float, str, lists/tuples of those and
-    dicts with string keys. Tuples come back as lists.
+    Plain JSON: None, bool, int, float (``nan`` and the infinities included: the
+    encoding policy keeps them), str, lists/tuples of those and dicts with
+    string keys. Tuples come back as lists.
     """
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValidationFailed(f"{where}: {value!r} is not a JSON number")
+    if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, list | tuple):
         return [check_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
@@ -283,9 +279,9 @@ class PlanState(MutableMapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         with self._backend.state_lock():
             value = self._backend.state_values()[key]
-        return value if value is None or isinstance(value, bool | int | float | str) else orjson.loads(
-            orjson.dumps(value)
-        )
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        return load_json(dump_json(value))
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.update({key: value})
@@ -328,7 +324,7 @@ class PlanState(MutableMapping[str, Any]):
     def snapshot(self) -> dict[str, Any]:
         """A copy of all values."""
         with self._backend.state_lock():
-            return dict(orjson.loads(orjson.dumps(self._backend.state_values())))
+            return dict(load_json(dump_json(self._backend.state_values())))
 
     def __repr__(self) -> str:
         return f"PlanState({self.snapshot()!r})"

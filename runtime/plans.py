@@ -64,10 +64,8 @@ class Plan:
         cleanup_limit: timedelta | None = None,
         grace: timedelta = timedelta(seconds=1),
     ) -> None:
-        if not isinstance(plan_id, str) or not plan_id:
-            raise ValidationFailed(f"a plan id is a non-empty string, got {plan_id!r}")
+        self._stream = plan_stream_id(plan_id)  # the stream-id rule: InvalidStreamId before anything else
         self._store, self._plan_id = store, plan_id
-        self._stream = plan_stream_id(plan_id)
         self.continue_on_error = continue_on_error
         self._limit = None if limit_duration is None else to_seconds(limit_duration, "limit_duration")
         cleanup = cleanup_limit if cleanup_limit is not None else limit_duration

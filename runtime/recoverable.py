@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from phaselog.domain.encoding import jsonable_model, same_json
 from phaselog.domain.errors import ConcurrencyConflict, NotFound, ValidationFailed
 from phaselog.domain.state import (
     KeyedState,
@@ -201,14 +202,14 @@ class RecoverableState(Generic[TStateModel]):
             self._log.debug("persistence of %r is not enabled - not doing anything", self._key)
             return None
         self._log.debug("persisting state %r (event_data=%s)", self._key, event_data)
-        return state.model_dump(mode="json", by_alias=True)
+        return jsonable_model(state, by_alias=True)
 
     def _reset_in_memory(self) -> Any:
         if self._enabled and self._state is None:
             msg = f"recoverable state {self._key!r} has not been initialized (await initialize() first)"
             raise StateNotInitialized(msg)
         self._state = self._default.model_copy(deep=True)
-        return self._state.model_dump(mode="json", by_alias=True) if self._enabled else None
+        return jsonable_model(self._state, by_alias=True) if self._enabled else None
 
     def _read(self) -> KeyedState | None:
         with self._io_lock:
@@ -230,7 +231,7 @@ class RecoverableState(Generic[TStateModel]):
             return False  # a write is under way: let _write decide after it
         try:
             agg = self._agg
-            return agg is not None and agg.version > 0 and agg.value == dump and (
+            return agg is not None and agg.version > 0 and same_json(agg.value, dump) and (
                 agg.type_version == self._type_info()[1]
             )
         finally:

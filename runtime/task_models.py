@@ -6,9 +6,9 @@ import threading
 from datetime import datetime
 from typing import Literal, TypeVar
 
-import orjson
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from phaselog.domain.encoding import dump_json, dump_model, load_json
 from phaselog.domain.errors import ValidationFailed
 from phaselog.domain.task import TaskAggregate, TaskCanceled, TaskState
 
@@ -88,16 +88,16 @@ def encode_metadata(metadata: object) -> str:
     if metadata is None:
         return ""
     if isinstance(metadata, BaseModel):
-        return metadata.model_dump_json()
+        return dump_model(metadata).decode()
     if isinstance(metadata, dict):
         try:
-            return orjson.dumps(metadata).decode()
-        except TypeError as exc:
+            return dump_json(metadata).decode()
+        except ValidationFailed as exc:
             raise ValidationFailed(f"task metadata is not JSON-serialisable: {exc}") from exc
     if isinstance(metadata, str):
         try:
-            orjson.loads(metadata)
-        except orjson.JSONDecodeError as exc:
+            load_json(metadata)
+        except ValidationFailed as exc:
             raise ValidationFailed(f"task metadata is not valid JSON: {exc}") from exc
         return metadata
     raise ValidationFailed(

@@ -25,6 +25,7 @@ from phaselog.domain.errors import (
     ValidationFailed,
 )
 from phaselog.domain.events import utcnow
+from phaselog.domain.ids import InvalidStreamId, check_id
 from phaselog.domain.task import (
     ControllerClosed,
     StaleRun,
@@ -71,8 +72,9 @@ class TaskController:
         progress_interval: timedelta = DEFAULT_PROGRESS_INTERVAL,
         sweep_interval: timedelta | None = None,
     ) -> None:
-        if not name or ":" in name:
-            raise ValidationFailed(f"controller name must be non-empty and contain no ':', got {name!r}")
+        check_id(name, "task controller name")
+        if ":" in name:
+            raise InvalidStreamId(f"task controller name must contain no ':', got {name!r}")
         if max_workers < 1:
             raise ValidationFailed(f"max_workers must be at least 1, got {max_workers}")
         if lease <= timedelta(0) or progress_interval < timedelta(0):
@@ -223,8 +225,7 @@ class TaskController:
 
     @staticmethod
     def _check_id(task_id: object) -> None:
-        if not isinstance(task_id, str) or not task_id or not task_id.isprintable():
-            raise ValidationFailed(f"task id must be a non-empty printable string, got {task_id!r}")
+        check_id(task_id, "task id")
 
     def _start(
         self,

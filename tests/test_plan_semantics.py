@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -180,7 +181,17 @@ def test_state_reads_are_copies(store: Store) -> None:
     assert plan.state["items"] == [1]
 
 
-@pytest.mark.parametrize("bad", [{1, 2}, object(), float("nan"), {"k": b"bytes"}, {3: "int key"}])
+def test_non_finite_floats_and_big_ints_in_plan_state_recover_equal(store: Store) -> None:
+    """Plan state keeps nan, inf, -inf and integers beyond 64 bits exactly across a reload."""
+    plan = Plan(store, "floats")
+    plan.state.update({"f": [float("inf"), -float("inf"), 0.1], "n": float("nan"), "big": 2**80})
+    again = Plan(store, "floats").state
+    assert again["f"] == [float("inf"), -float("inf"), 0.1]
+    assert math.isnan(again["n"])
+    assert again["big"] == 2**80
+
+
+@pytest.mark.parametrize("bad", [{1, 2}, object(), {"k": b"bytes"}, {3: "int key"}, "lone \ud800"])
 def test_non_json_state_values_are_rejected_before_anything_is_written(store: Store, bad: object) -> None:
     """A non-JSON value raises ValidationFailed and records nothing (also inside a multi-key update)."""
     plan = Plan(store, "badstate")

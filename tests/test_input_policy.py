@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import math
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from pydantic import BaseModel
+from task_helpers import ScriptedRunner
+
+from phaselog.adapters import Store, export_jsonl, open_store
+from phaselog.adapters.errors import translate_errors
+from phaselog.domain import MAX_ID_LENGTH, InvalidStreamId, PluginPhase, ValidationFailed
+from phaselog.domain.encoding import load_json
+from phaselog.runtime import Plan, RecoverableState, TaskController
+
+BAD_IDS = ["", "a\x00b", "x" * (MAX_ID_LENGTH + 1), "tab\tid", "new\nline", "del\x7f", "c1\x85", "lone\ud800"]
+GOOD_IDS = ["x" * MAX_ID_LENGTH, "q'uote\";--", "🦄 astral id", "spaces are fine", "ünïcode/ok:1"]
+TEXT = "nul\x00 tab\t newline\n astral 🦄 quote' backslash\\ \ufdd0json:marker"
+
+
+class Reading(BaseModel):
+    """A state holding the floats JSON alone cannot."""
+
+    values: list[float]
+    extra: dict[str, Any] = {}
+    big: int = 0
+    label: str = ""
+
+
+def _writes_nothing(store: Store, action: Any) -> None:
+    before = store.max_position()
+    with pytest.raises(InvalidStreamId):
+        action()
+    assert store.max_position() == before
+
+
+@pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
+def test_bad_ids_are_refused_everywhere_before_any_write(store: Store, bad: str) -> None:
+    """Every entry point refuses an empty, too long or control-character id, writing nothing."""
+    _writes_nothing(store, lambda: store.plugins.machine(bad))
+    _writes_nothing(store, lambda: store.plugins.handle(bad, lambda mgr: mgr.put(1, Reading(values=[]))))
+    _writes_nothing(store, lambda: Plan(store, bad))
+    _writes_nothing(
+        store,
+        lambda: RecoverableState(
+            default_state=Reading(values=[]),
+            persist_state_key=bad,
+            persistence_enabled=True,
+            logger=logging.getLogger("t"),
+            store=store,
+        ),
+    )
+    with TaskController(store, "ctl", ScriptedRunner(), lease=timedelta(seconds=5)) as ctl:
+        _writes_nothing(store, lambda: ctl.launch_task(bad))
+        _writes_nothing(store, lambda: ctl.task_status(bad))
+        _writes_nothing(store, lambda: ctl.cancel_task(bad))
+    _writes_nothing(store, lambda: TaskController(store, bad, ScriptedRunner()).close())
+
+
+def test_a_non_string_id_is_refused(store: Store) -> None:
+    """An id that is not a str raises InvalidStreamId, not a TypeError or a driver error."""
+    _writes_nothing(store, lambda: store.plugins.machine(42))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("good", GOOD_IDS, ids=repr)
+def test_ids_within_the_rule_are_stored_and_listed_identically(store: Store, good: str) -> None:
+    """Ids up to 200 characters with quotes, astral characters and spaces round-trip through the store."""
+    store.plugins.machine(good).transition_to(PluginPhase.INSTALLING, "ok")
+    assert good in store.plugins.plugin_ids()
+    assert store.plugins.machine(good).phase is PluginPhase.INSTALLING
+
+
+def test_text_with_nul_reads_back_identical_from_events_snapshots_projections_and_export(
+    store_url: str,
+) -> None:
+    """A reason holding NUL, astral characters and the escape marker is identical everywhere it is read."""
+    with open_store(store_url, snapshot_interval=2) as store:
+        machine = store.plugins.machine("p")
+        machine.transition_to(PluginPhase.INSTALLING, TEXT)
+        machine.transition_to(PluginPhase.INSTALLED, TEXT)  # crosses the snapshot interval
+        assert [t.reason for t in machine.history()] == [TEXT, TEXT]
+        assert store.plugins.machine("p").history()[-1].reason == TEXT  # loaded from the snapshot
+        store.projections.wait(store.max_position(), timeout=30)
+        assert store.projections.plugin_phases.get("p")["reason"] == TEXT
+        assert [row["plugin_id"] for row in store.projections.plugin_phases.list(reason=TEXT)] == ["p"]
+        out = io.BytesIO()
+        export_jsonl(store, out)
+        lines = [load_json(line) for line in out.getvalue().splitlines()]
+        assert [line["data"]["reason"] for line in lines if "reason" in line["data"]][-2:] == [TEXT, TEXT]
+
+
+def test_non_finite_floats_and_big_ints_round_trip_through_plugin_state_and_snapshots(store_url: str) -> None:
+    """Plugin state with nan, inf, -inf and a 90-bit integer reads back equal, also from a snapshot."""
+    state = Reading(values=[math.inf, -math.inf, 0.1], extra={"n": [math.nan]}, big=2**90, label=TEXT)
+    with open_store(store_url, snapshot_interval=1) as store:
+        store.plugins.handle("p", lambda mgr: mgr.put(3, state))
+        version, got = store.plugins.handle("p", lambda mgr: mgr.get(Reading))
+    assert version == 3
+    assert got is not None
+    assert got.values == [math.inf, -math.inf, 0.1]
+    assert math.isnan(got.extra["n"][0])
+    assert (got.big, got.label) == (2**90, TEXT)
+
+
+def test_recoverable_state_with_non_finite_floats_recovers_after_a_restart(durable_url: str) -> None:
+    """A RecoverableState holding nan and infinities initializes again, equal, in a new store instance."""
+
+    async def run(url: str, value: Reading | None) -> Reading:
+        with open_store(url) as store:
+            state = RecoverableState(
+                default_state=Reading(values=[]),
+                persist_state_key="readings",
+                persistence_enabled=True,
+                logger=logging.getLogger("t"),
+                store=store,
+            )
+            current = await state.initialize()
+            if value is not None:
+                current.values, current.extra = value.values, value.extra
+                await state.persist_state()
+            await state.teardown()
+            return current.model_copy(deep=True)
+
+    asyncio.run(run(durable_url, Reading(values=[math.nan, math.inf], extra={"x": -math.inf})))
+    recovered = asyncio.run(run(durable_url, None))
+    assert math.isnan(recovered.values[0])
+    assert recovered.values[1] == math.inf
+    assert recovered.extra == {"x": -math.inf}
+
+
+def test_a_lone_surrogate_in_text_is_refused_and_writes_nothing(store: Store) -> None:
+    """A reason holding a lone surrogate raises ValidationFailed and records nothing."""
+    machine = store.plugins.machine("p")
+    before = store.max_position()
+    with pytest.raises(ValidationFailed):
+        machine.transition_to(PluginPhase.INSTALLING, "lone \ud800")
+    assert store.max_position() == before
+    assert machine.phase is PluginPhase.UNINSTALLED
+
+
+def test_a_driver_data_error_is_a_validation_failure(pg_dsn: str) -> None:
+    """A psycopg DataError (NUL in a text parameter, on a real server) becomes ValidationFailed."""
+    with (
+        psycopg.connect(pg_dsn) as conn,
+        pytest.raises(ValidationFailed) as caught,
+        translate_errors("writing text"),
+    ):
+        conn.execute("SELECT %s::text", ("a\x00b",))
+    assert isinstance(caught.value.__cause__, psycopg.DataError)
