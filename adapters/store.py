@@ -35,6 +35,8 @@ _OPEN_ATTEMPTS = 12
 _CONCURRENT_DDL = (
     psycopg.errors.UniqueViolation,
     psycopg.errors.DuplicateObject,
+    psycopg.errors.DuplicateTable,
+    psycopg.errors.DuplicateFunction,
     psycopg.errors.DeadlockDetected,
 )
 AggT = TypeVar("AggT", bound=Aggregate)
