@@ -10,7 +10,9 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
-__all__ = ["stream_ids"]
+from phaselog.runtime.ports import StreamHead
+
+__all__ = ["stream_heads", "stream_ids"]
 
 
 def stream_ids(recorder: ApplicationRecorder, prefix: str) -> list[str]:
@@ -37,3 +39,21 @@ def stream_ids(recorder: ApplicationRecorder, prefix: str) -> list[str]:
             return [str(row["originator_id"]) for row in rows]
     msg = f"unsupported recorder {type(recorder).__name__}"
     raise TypeError(msg)
+
+
+def stream_heads(recorder: ApplicationRecorder, prefix: str, *, open_only: bool = False) -> list[StreamHead]:
+    """The head of every stream starting with ``prefix``, sorted by stream id.
+
+    Recorders that keep a stream index (``select_stream_heads``) answer from it;
+    others fall back to scanning their events, with every stream counted as open.
+    """
+    select = getattr(recorder, "select_stream_heads", None)
+    if select is not None:
+        heads: list[StreamHead] = select(prefix, open_only=open_only)
+        return heads
+    found: list[StreamHead] = []
+    for sid in stream_ids(recorder, prefix):
+        last = recorder.select_events(sid, desc=True, limit=1)
+        if last:
+            found.append(StreamHead(sid, last[0].originator_version, 0, open=True))
+    return found

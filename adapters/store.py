@@ -16,11 +16,12 @@ from eventsourcing.persistence import Notification, Recording
 
 from phaselog.adapters.codec import OrjsonTranscoder, PydanticMapper
 from phaselog.adapters.errors import translate_errors
-from phaselog.adapters.sql import stream_ids
+from phaselog.adapters.sql import stream_heads, stream_ids
 from phaselog.adapters.urls import StoreURL, parse_url
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
 from phaselog.runtime.plugins import PluginService
+from phaselog.runtime.ports import StreamHead
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -187,7 +188,10 @@ class Store:
         """
         versions = [(agg, agg.version - len(agg.pending_events)) for agg in aggregates]
         with translate_errors("saving events"):
-            recordings = self.app.save(*aggregates)
+            # stream_open reaches the recorder (eventsourcing passes save kwargs through), which
+            # keeps the stream index in the append's own transaction.
+            open_flags = {agg.id: agg.stream_open for agg in aggregates}
+            recordings = self.app.save(*aggregates, stream_open=open_flags)
         for agg, before in versions:
             crossed = agg.version // self.snapshot_interval > before // self.snapshot_interval
             if crossed and getattr(agg, "SNAPSHOTS", False):
@@ -230,6 +234,11 @@ class Store:
         """Ids of all streams starting with ``prefix`` (e.g. ``"task:billing:"``), sorted."""
         with translate_errors(f"listing streams {prefix!r}"):
             return stream_ids(self.app.recorder, prefix)
+
+    def stream_heads(self, prefix: str = "", *, open_only: bool = False) -> list[StreamHead]:
+        """The head (version, position, open flag) of every stream starting with ``prefix``, by id."""
+        with translate_errors(f"listing stream heads {prefix!r}"):
+            return stream_heads(self.app.recorder, prefix, open_only=open_only)
 
     def stream(
         self, aggregate_id: str, *, gt: int | None = None, lte: int | None = None

@@ -182,6 +182,11 @@ class Aggregate:
         return self._id
 
     @property
+    def stream_open(self) -> bool:
+        """Whether this stream may still need work; the store indexes open streams (default: always)."""
+        return True
+
+    @property
     def version(self) -> int:
         """The version of the last event applied (0 before the first)."""
         return self._version

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
 
 from phaselog.domain.errors import StoreUnavailable
 from phaselog.domain.events import Aggregate
@@ -20,9 +20,23 @@ if TYPE_CHECKING:
 
     from phaselog.domain.events import DomainEvent
 
-__all__ = ["EventStore", "default_store_factory", "register_default_store_factory"]
+__all__ = ["EventStore", "StreamHead", "default_store_factory", "register_default_store_factory"]
 
 AggT = TypeVar("AggT", bound=Aggregate)
+
+
+class StreamHead(NamedTuple):
+    """The newest event of one stream, as the store's stream index records it.
+
+    ``open`` is what the stream's aggregate said (its ``stream_open`` property)
+    when it was last saved: an index of the streams that may still need work,
+    kept in the append's own transaction.
+    """
+
+    stream_id: str
+    version: int
+    position: int
+    open: bool
 
 
 class EventStore(Protocol):
@@ -47,6 +61,10 @@ class EventStore(Protocol):
 
     def stream_ids(self, prefix: str = "") -> list[str]:
         """Ids of all streams starting with ``prefix``, sorted."""
+        ...
+
+    def stream_heads(self, prefix: str = "", *, open_only: bool = False) -> list[StreamHead]:
+        """The head of every stream whose id starts with ``prefix`` (only open ones if asked), by id."""
         ...
 
     def stream(
