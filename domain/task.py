@@ -279,6 +279,19 @@ class TaskAggregate(Aggregate):
         """True while the current run is active or its completion was not yet delivered."""
         return self.state.is_active or not self.delivered
 
+    @property
+    def stream_open(self) -> bool:
+        """True exactly while some controller may still have to do something for this task.
+
+        That is :attr:`needs_work`, the very predicate a sweep acts on: a Pending
+        or Running run (claimed, orphaned or with a cancel request, which only an
+        active run can carry) or a finished run whose completion is not delivered
+        yet. The store indexes open streams, so a sweep reads only these; the
+        delivery closes the stream and a relaunch (a new run, undelivered)
+        re-opens it.
+        """
+        return self.needs_work
+
     def claim(self, owner: str, expires_at: datetime, now: datetime) -> None:
         """Take (or renew) the claim on the current run; :class:`TaskClaimHeld` if another holds it."""
         if self.owner != owner and not self.claim_is_free(now):

@@ -37,6 +37,7 @@ from phaselog.domain.task import (
 )
 from phaselog.runtime.task_models import TaskStatus, encode_metadata, status_of
 from phaselog.runtime.task_runner import ActiveTask, TaskRunner, deliver_completion, drive_run
+from phaselog.runtime.task_sweep import SweepMemo
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -94,6 +95,10 @@ class TaskController:
         self._sweep_soon = threading.Event()
         self._at_capacity = False
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"task-{name}")
+        self._memo = SweepMemo()
+        # How often the runs here are tended (leases renewed, progress flushed), also mid-sweep.
+        self._tick = max(0.01, min(self.progress_interval.total_seconds(), lease.total_seconds() / 3) / 2)
+        self._last_tend = self._last_flush = time.monotonic()
         self._resume(attempts=_RESUME_ATTEMPTS)
         self._housekeeper = threading.Thread(
             target=self._housekeeping, name=f"task-{name}-housekeeping", daemon=True
@@ -280,11 +285,17 @@ class TaskController:
 
     # -- resuming and housekeeping ----------------------------------------------------------
     def _resume(self, *, attempts: int) -> None:
-        """Adopt every task of this name that needs work and whose claim is free or expired."""
+        """Adopt every open task of this name whose claim is free or expired (see ``docs/tasks.md``).
+
+        Only the streams the store's index lists as open are candidates, and of
+        those only the ones :class:`SweepMemo` cannot rule out are loaded. Leases
+        of the runs already here are renewed between adoptions, so a long sweep
+        never lets them lapse.
+        """
         delay = 0.2
         for attempt in range(attempts):
             try:
-                stream_ids = self.store.stream_ids(f"task:{self.name}:")
+                heads = self.store.stream_heads(f"task:{self.name}:", open_only=True)
                 break
             except PhaselogError as exc:
                 if attempt == attempts - 1:
@@ -294,7 +305,7 @@ class TaskController:
                     return
                 delay *= 2
         self._at_capacity = False
-        for sid in stream_ids:
+        for sid in self._memo.candidates(heads, utcnow()):
             if self._closing.is_set():
                 return
             with self._lock:
@@ -302,19 +313,27 @@ class TaskController:
                     self._at_capacity = True  # adopt the rest when a worker frees up
                     return
             try:
-                self._adopt(sid)
+                self._adopt(sid, memo=self._memo)
             except Exception as exc:
                 log.warning("controller %s: cannot resume %s now (will retry later): %s", self.name, sid, exc)
+            if time.monotonic() - self._last_tend >= self._tick:
+                self._tend()
 
-    def _adopt(self, sid: str, *, force: bool = False) -> None:
-        """Claim and start ``sid`` if it needs work, its claim is free and a worker is idle."""
+    def _adopt(self, sid: str, *, force: bool = False, memo: SweepMemo | None = None) -> None:
+        """Claim and start ``sid`` if it is open, its claim is free and a worker is idle."""
         task_id = sid.removeprefix(f"task:{self.name}:")
         with self._lock:
             if task_id in self._active or (not force and len(self._active) >= self.max_workers):
                 return
         agg = self.store.load(sid, TaskAggregate)
         now = utcnow()
-        if not agg.needs_work or not agg.claim_is_free(now):
+        if not agg.stream_open:
+            if memo is not None:
+                memo.closed(sid, agg.version)
+            return
+        if not agg.claim_is_free(now):
+            if memo is not None and agg.lease_expires is not None:
+                memo.claimed(sid, agg.version, agg.lease_expires)
             return
         try:
             agg.claim(self.owner, now + self.lease, now)
@@ -324,26 +343,30 @@ class TaskController:
         log.info("controller %s: resuming task %s (%s, run %d)", self.name, task_id, agg.state.name, agg.run)
         self._start(agg)
 
+    def _tend(self) -> None:
+        """Renew the due leases of the runs here, and flush their progress when it is time."""
+        now = time.monotonic()
+        flush = now - self._last_flush >= self.progress_interval.total_seconds()
+        with self._lock:
+            tasks = list(self._active.values())
+        for task in tasks:
+            try:
+                if flush:
+                    task.flush_progress()
+                task.renew_if_due()
+            except StaleRun as exc:
+                log.warning("task %s: lost its claim: %s", task.task_id, exc)
+            except PhaselogError as exc:
+                log.warning("task %s: housekeeping write failed: %s", task.task_id, exc)
+        if flush:
+            self._last_flush = now
+        self._last_tend = time.monotonic()
+
     def _housekeeping(self) -> None:
-        tick = max(0.01, min(self.progress_interval.total_seconds(), self.lease.total_seconds() / 3) / 2)
-        flush_every = self.progress_interval.total_seconds()
-        last_flush = last_sweep = time.monotonic()
-        while not self._closing.wait(tick):
+        last_sweep = time.monotonic()
+        while not self._closing.wait(self._tick):
+            self._tend()
             now = time.monotonic()
-            with self._lock:
-                tasks = list(self._active.values())
-            flush = now - last_flush >= flush_every
-            for task in tasks:
-                try:
-                    if flush:
-                        task.flush_progress()
-                    task.renew_if_due()
-                except StaleRun as exc:
-                    log.warning("task %s: lost its claim: %s", task.task_id, exc)
-                except PhaselogError as exc:
-                    log.warning("task %s: housekeeping write failed: %s", task.task_id, exc)
-            if flush:
-                last_flush = now
             if self._sweep_soon.is_set() or now - last_sweep >= self.sweep_interval.total_seconds():
                 self._sweep_soon.clear()
                 last_sweep = now
