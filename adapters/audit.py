@@ -20,7 +20,7 @@ from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 
 from phaselog.adapters.errors import translate_errors
-from phaselog.adapters.recorders import CHAIN_TABLE, GENESIS_DIGEST, chain_digest
+from phaselog.adapters.integrity import Problem, Seal, VerifyReport, seal, verify
 from phaselog.domain.encoding import dump_json, load_json
 from phaselog.domain.errors import NotFound, ValidationFailed
 from phaselog.domain.events import Aggregate
@@ -32,11 +32,13 @@ if TYPE_CHECKING:
 __all__ = [
     "AsOf",
     "Problem",
+    "Seal",
     "VerifyReport",
     "as_of",
     "export_jsonl",
     "load_domain_modules",
     "parse_time",
+    "seal",
     "timeline",
     "verify",
 ]
@@ -178,119 +180,3 @@ def as_of(store: Store, stream_id: str, *, version: int | None = None, at: datet
         aggregate=aggregate_type.__name__,
         state=state,
     )
-
-
-# -- verify ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Problem:
-    """One place where the stored history differs from its hash chain."""
-
-    position: int
-    kind: str  # "changed" | "removed" | "inserted"
-    stream_id: str
-    version: int
-    detail: str
-
-
-@dataclass
-class VerifyReport:
-    """The outcome of :func:`verify`."""
-
-    supported: bool
-    checked: int = 0
-    head_position: int = 0
-    head_digest: str = GENESIS_DIGEST
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when every stored event matches the chain."""
-        return self.supported and not self.problems
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {**asdict(self), "ok": self.ok}
-
-
-def _chain(store: Store) -> dict[int, tuple[str, int, str]]:
-    recorder = store.app.recorder
-    if isinstance(recorder, PostgresApplicationRecorder):
-        sql = f'SELECT * FROM "{recorder.datastore.schema}"."{CHAIN_TABLE}" ORDER BY position'
-    else:
-        sql = f"SELECT * FROM {CHAIN_TABLE} ORDER BY position"
-    with translate_errors("reading the audit chain"), recorder.datastore.transaction(commit=False) as cur:  # type: ignore[attr-defined]
-        cur.execute(sql)
-        return {
-            int(r["position"]): (str(r["originator_id"]), int(r["originator_version"]), str(r["digest"]))
-            for r in cur.fetchall()
-        }
-
-
-def verify(store: Store) -> VerifyReport:
-    """Recompute the hash chain over every stored event and report each mismatch by position."""
-    if store.kind == "memory":
-        return VerifyReport(supported=False)
-    chain = _chain(store)
-    report = VerifyReport(supported=True)
-    pending = iter(sorted(chain))
-    next_chained = next(pending, None)
-    previous = GENESIS_DIGEST
-
-    def removed_before(position: int | None) -> Iterator[int]:
-        nonlocal next_chained
-        while next_chained is not None and (position is None or next_chained < position):
-            yield next_chained
-            next_chained = next(pending, None)
-
-    for note in store.iter_notifications():
-        for gone in removed_before(note.id):
-            oid, ver, previous = chain[gone]
-            report.problems.append(
-                Problem(gone, "removed", oid, ver, "the chain records an event here; it is gone")
-            )
-        report.checked += 1
-        report.head_position = note.id
-        oid = str(note.originator_id)
-        if next_chained != note.id:
-            report.problems.append(
-                Problem(
-                    note.id,
-                    "inserted",
-                    oid,
-                    note.originator_version,
-                    "stored event has no chain record: written outside phaselog",
-                )
-            )
-            continue
-        next_chained = next(pending, None)
-        chained_oid, chained_ver, digest = chain[note.id]
-        actual = chain_digest(previous, note.id, oid, note.originator_version, note.topic, note.state)
-        if (chained_oid, chained_ver) != (oid, note.originator_version):
-            report.problems.append(
-                Problem(
-                    note.id,
-                    "changed",
-                    oid,
-                    note.originator_version,
-                    f"the chain records {chained_oid}@{chained_ver} at this position",
-                )
-            )
-        elif actual != digest:
-            report.problems.append(
-                Problem(
-                    note.id,
-                    "changed",
-                    oid,
-                    note.originator_version,
-                    "topic or state differs from what was recorded",
-                )
-            )
-        previous = digest
-        report.head_digest = digest
-    for gone in removed_before(None):
-        oid, ver, previous = chain[gone]
-        report.problems.append(
-            Problem(gone, "removed", oid, ver, "the chain records an event here; it is gone")
-        )
-    report.problems.sort(key=lambda p: p.position)
-    return report

@@ -151,7 +151,9 @@ class Store:
         """Connect once directly, so an unreachable server fails fast with its real reason."""
         with (
             translate_errors(f"opening {self.url}"),
-            psycopg.connect(**self.location.conninfo, connect_timeout=5, autocommit=True) as conn,  # type: ignore[arg-type]
+            psycopg.connect(
+                **self.location.conninfo, connect_timeout=self.location.connect_timeout, autocommit=True
+            ) as conn,
         ):
             if self.location.schema != "public":
                 create = psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}")

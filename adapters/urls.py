@@ -5,13 +5,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+import orjson
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from phaselog.domain.errors import ValidationFailed
 
-__all__ = ["DEFAULT_URL", "StoreURL", "parse_url"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "DEFAULT_URL", "PHASELOG_PARAMETERS", "StoreURL", "parse_url"]
 
 DEFAULT_URL = "sqlite:///phaselog.db"
+DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024
+DEFAULT_CONNECT_TIMEOUT_S = 5
 _SCHEMA_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
@@ -25,6 +31,8 @@ class StoreURL:
     sqlite_path: Path | None = None
     conninfo: dict[str, str] = field(default_factory=dict)
     schema: str = "public"
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT_S
 
 
 def parse_url(url: str | None) -> StoreURL:
@@ -33,17 +41,33 @@ def parse_url(url: str | None) -> StoreURL:
     parts = urlsplit(raw)
     scheme = parts.scheme.lower()
     if scheme == "memory":
+        limit = _int_param(_own_params(raw, parts.query), "max_event_bytes", DEFAULT_MAX_EVENT_BYTES, minimum=1)
         return StoreURL(
             kind="memory",
             display="memory://",
-            env={"PERSISTENCE_MODULE": "eventsourcing.popo"},
+            env={"PERSISTENCE_MODULE": "phaselog.adapters.memory:MemoryFactory"},
+            max_event_bytes=limit,
         )
     if scheme == "sqlite":
-        return _sqlite(raw, parts.netloc, parts.path)
-    if scheme in {"postgresql", "postgres"}:
-        return _postgres(parts.username, parts.password, parts.hostname, parts.port, parts.path, parts.query)
+        limit = _int_param(_own_params(raw, parts.query), "max_event_bytes", DEFAULT_MAX_EVENT_BYTES, minimum=1)
+        found = _sqlite(raw, parts.netloc, parts.path)
+        return StoreURL(
+            kind=found.kind, display=found.display, env=found.env, sqlite_path=found.sqlite_path, max_event_bytes=limit
+        )
+    if scheme in _POSTGRES_SCHEMES:
+        return _postgres(raw)
     msg = f"unsupported store URL {raw!r}: use sqlite:///FILE, postgresql://USER@HOST/DB or memory://"
     raise ValidationFailed(msg)
+
+
+def _own_params(raw: str, query: str) -> dict[str, str]:
+    """The query parameters of a memory or SQLite URL: only ``max_event_bytes`` is known."""
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(params) - {"max_event_bytes"})
+    if unknown:
+        msg = f"unknown URL parameter {unknown[0]!r} in {raw!r} (known: max_event_bytes)"
+        raise ValidationFailed(msg)
+    return params
 
 
 def _sqlite(raw: str, netloc: str, path: str) -> StoreURL:
@@ -60,52 +84,101 @@ def _sqlite(raw: str, netloc: str, path: str) -> StoreURL:
             "SQLITE_DBNAME": str(file),
             "SQLITE_LOCK_TIMEOUT": "30",
             "ORIGINATOR_ID_TYPE": "text",
-            "APPLICATION_RECORDER_TOPIC": ("phaselog.adapters.recorders:AppendOnlySQLiteApplicationRecorder"),
+            "APPLICATION_RECORDER_TOPIC": ("phaselog.adapters.sqlite:PhaselogSQLiteApplicationRecorder"),
         },
     )
 
 
-def _postgres(  # noqa: PLR0913, PLR0917 - the six parts of one URL
-    user: str | None,
-    password: str | None,
-    host: str | None,
-    port: int | None,
-    path: str,
-    query: str,
-) -> StoreURL:
-    dbname = unquote(path.lstrip("/"))
-    if not dbname:
+# phaselog's own query parameters; every other one goes to libpq (sslmode, host, port, options, ...).
+PHASELOG_PARAMETERS = frozenset({"schema", "pool_min", "pool_max", "statement_timeout", "max_event_bytes"})
+DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+_POSTGRES_SCHEMES = ("postgresql+psycopg", "postgresql", "postgres")
+
+
+def _int_param(params: dict[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        msg = f"invalid URL parameter {name}={raw!r}: expected a whole number of at least {minimum}"
+        raise ValidationFailed(msg)
+    return value
+
+
+def _postgres(raw: str) -> StoreURL:
+    """Parse a PostgreSQL URL with libpq's own parser (psycopg.conninfo), phaselog's parameters split out."""
+    scheme, _, rest = raw.partition("://")
+    base, _, query = rest.partition("?")
+    ours: dict[str, str] = {}
+    theirs: list[tuple[str, str]] = []
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        (ours.__setitem__(key, value) if key in PHASELOG_PARAMETERS else theirs.append((key, value)))
+    libpq_url = "postgresql://" + base + ("?" + urlencode(theirs) if theirs else "")
+    try:
+        conninfo = {k: str(v) for k, v in conninfo_to_dict(libpq_url).items() if v is not None}
+    except psycopg.ProgrammingError as exc:
+        msg = f"invalid PostgreSQL URL {_redact(raw)!r}: {str(exc).strip().splitlines()[0]}"
+        raise ValidationFailed(msg) from exc
+    if not conninfo.get("dbname"):
         msg = "invalid PostgreSQL URL: the database name is missing (postgresql://USER@HOST:PORT/DB)"
         raise ValidationFailed(msg)
-    params = parse_qs(query)
-    schema = params.get("schema", ["public"])[0]
+    del scheme
+    schema = ours.get("schema", "public")
     if not schema or not set(schema) <= _SCHEMA_CHARS or schema[0].isdigit():
-        msg = f"invalid schema name {schema!r}: use lowercase letters, digits and underscores"
+        msg = f"invalid schema name {schema!r}: use lowercase letters, digits and underscores (not first)"
         raise ValidationFailed(msg)
-    conninfo = {
-        "dbname": dbname,
-        "host": host or "localhost",
-        "port": str(port or 5432),
-        "user": unquote(user or os.environ.get("PGUSER", "postgres")),
-        "password": unquote(password or ""),
-    }
+    pool_min = _int_param(ours, "pool_min", 4, minimum=1)
+    pool_max = _int_param(ours, "pool_max", max(12, pool_min), minimum=pool_min)
+    statement_timeout = _int_param(ours, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT_MS, minimum=0)
+    max_event_bytes = _int_param(ours, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES, minimum=1)
+    conninfo.setdefault("host", "localhost")
+    conninfo.setdefault("port", "5432")
+    conninfo.setdefault("user", os.environ.get("PGUSER", "postgres"))
+    connect_timeout = _int_param(conninfo, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_S, minimum=1)
+    conninfo.pop("connect_timeout", None)  # callers pass it explicitly (StoreURL.connect_timeout)
+    options = conninfo.get("options", "")
+    conninfo["options"] = f"{options} -c statement_timeout={statement_timeout}".strip()
+    extra = {k: v for k, v in conninfo.items() if k not in {"dbname", "host", "port", "user", "password"}}
+    extra["connect_timeout"] = str(connect_timeout)
     env = {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": "phaselog.adapters.postgres:PhaselogPostgresFactory",
         "POSTGRES_DBNAME": conninfo["dbname"],
         "POSTGRES_HOST": conninfo["host"],
         "POSTGRES_PORT": conninfo["port"],
         "POSTGRES_USER": conninfo["user"],
-        "POSTGRES_PASSWORD": conninfo["password"],
+        "POSTGRES_PASSWORD": conninfo.get("password", ""),
         "POSTGRES_SCHEMA": schema,
-        "POSTGRES_CONNECT_TIMEOUT": "5",
-        "POSTGRES_POOL_SIZE": "4",
-        "POSTGRES_MAX_OVERFLOW": "8",
-        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_CONNECT_TIMEOUT": str(connect_timeout),
+        "POSTGRES_POOL_SIZE": str(pool_min),
+        "POSTGRES_MAX_OVERFLOW": str(pool_max - pool_min),
+        "POSTGRES_PRE_PING": "n",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "ORIGINATOR_ID_TYPE": "text",
-        "APPLICATION_RECORDER_TOPIC": ("phaselog.adapters.recorders:AppendOnlyPostgresApplicationRecorder"),
+        "APPLICATION_RECORDER_TOPIC": "phaselog.adapters.postgres:PhaselogPostgresApplicationRecorder",
+        "PHASELOG_POSTGRES_CONNINFO": orjson.dumps(extra).decode(),
+        "PHASELOG_MAX_EVENT_BYTES": str(max_event_bytes),
     }
-    display = f"postgresql://{conninfo['user']}@{conninfo['host']}:{conninfo['port']}/{dbname}"
+    display = f"postgresql://{conninfo['user']}@{conninfo['host']}:{conninfo['port']}/{conninfo['dbname']}"
     if schema != "public":
         display += f"?schema={schema}"
-    return StoreURL(kind="postgresql", display=display, env=env, conninfo=conninfo, schema=schema)
+    return StoreURL(
+        kind="postgresql",
+        display=display,
+        env=env,
+        conninfo=conninfo,
+        schema=schema,
+        max_event_bytes=max_event_bytes,
+        connect_timeout=connect_timeout,
+    )
+
+
+def _redact(raw: str) -> str:
+    """``raw`` with any password replaced by ``***``."""
+    parts = urlsplit(raw)
+    if parts.password:
+        return raw.replace(f":{parts.password}@", ":***@", 1)
+    return raw

@@ -1,0 +1,327 @@
+"""Tamper evidence: ``verify`` the stored history against its chains and seals, and ``seal`` it.
+
+``verify`` walks every stored event and every chain row in position order and
+names each position where an event was **changed** (its stream, version, topic
+or state no longer matches its chain row), **removed** (a chain row without its
+event), **inserted** (an event without a chain row) or **reordered** (an event
+found at another position than the one its chain row records). Chain rows
+written by the wave-1 recorder (``link`` NULL) are checked against the global
+chain they form; newer ones against the previous digest of their own stream.
+
+A rewrite of events *and* chain rows together passes those checks; seals catch
+it: each seal records a digest over every chain digest up to its horizon,
+chained to the previous seal, and with ``PHASELOG_AUDIT_KEY`` set it is
+HMAC-signed, so a forged seal shows as a bad signature.
+"""
+
+from __future__ import annotations
+
+import hmac
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from eventsourcing.postgres import PostgresApplicationRecorder
+
+from phaselog.adapters.chain import GENESIS_DIGEST, audit_key, chain_digest, seal_digest, sign_seal
+from phaselog.adapters.errors import translate_errors
+from phaselog.adapters.postgres.schema import CHAIN_TABLE, SEALS_TABLE
+
+from phaselog.domain.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from phaselog.adapters.store import Store
+
+__all__ = ["Problem", "Seal", "VerifyReport", "seal", "verify"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One place where the stored history differs from its chain or its seals."""
+
+    position: int
+    kind: str  # "changed" | "removed" | "inserted" | "reordered" | "unsealed" | "bad-signature" | "unsigned"
+    stream_id: str
+    version: int
+    detail: str
+
+
+@dataclass(frozen=True)
+class Seal:
+    """A sealed checkpoint: every chain digest up to ``horizon``, digested and chained."""
+
+    id: int
+    horizon: int
+    events: int
+    digest: str
+    signed: bool
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of :func:`verify`."""
+
+    supported: bool
+    checked: int = 0
+    head_position: int = 0
+    head_digest: str = GENESIS_DIGEST
+    seals: int = 0
+    sealed_position: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every stored event matches its chain row and every seal matches."""
+        return self.supported and not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {**asdict(self), "ok": self.ok}
+
+
+@dataclass(frozen=True)
+class _Link:
+    stream_id: str
+    version: int
+    digest: str
+    link: int | None
+
+
+# -- reading the integrity tables ---------------------------------------------------------------
+def _chain(read: Reader) -> dict[int, _Link]:
+    rows = read(
+        "SELECT position, originator_id, originator_version, digest, link "
+        f"FROM {read.table(CHAIN_TABLE)} ORDER BY position"
+    )
+    return {
+        int(r[0]): _Link(str(r[1]), int(r[2]), str(r[3]), None if r[4] is None else int(r[4])) for r in rows
+    }
+
+
+def _seals(read: Reader) -> list[tuple[Seal, str | None]]:
+    rows = read(f"SELECT id, horizon, events, digest, signature FROM {read.table(SEALS_TABLE)} ORDER BY id")
+    return [
+        (
+            Seal(int(r[0]), int(r[1]), int(r[2]), str(r[3]), signed=r[4] is not None),
+            None if r[4] is None else str(r[4]),
+        )
+        for r in rows
+    ]
+
+
+# -- sealing ----------------------------------------------------------------------------------------
+def seal(store: Store) -> Seal | None:
+    """Record a seal over everything committed up to the commit horizon; None on a memory store.
+
+    Sealing with nothing new since the last seal returns the last seal. Of two
+    sealers racing for the same checkpoint one records it; the other returns it.
+    """
+    if store.kind == "memory":
+        return None
+    recorder: Any = store.app.recorder
+    for _ in range(5):
+        with translate_errors("sealing the history"):
+            horizon = int(recorder.horizon_position())
+            try:
+                return _seal_up_to(store, horizon)
+            except _LostRace:
+                continue
+    msg = "sealing kept racing with other sealers"  # pragma: no cover - five lost races in a row
+    raise StoreUnavailable(msg)
+
+
+class _LostRace(Exception):
+    """Another sealer recorded the same checkpoint first."""
+
+
+def _seal_up_to(store: Store, horizon: int) -> Seal:
+    with _snapshot(store, write=True) as read:
+        seals = _seals(read)
+        last = seals[-1][0] if seals else None
+        if last is not None and last.horizon >= horizon:
+            return last
+        after = last.horizon if last is not None else 0
+        rows = read(
+            f"SELECT digest FROM {read.table(CHAIN_TABLE)} WHERE position > {read.param} AND position <= {read.param} "
+            "ORDER BY position",
+            (after, horizon),
+        )
+        digest, count = seal_digest(last.digest if last else GENESIS_DIGEST, horizon, (str(r[0]) for r in rows))
+        key = audit_key()
+        signature = sign_seal(digest, key) if key is not None else None
+        new_id = (last.id if last is not None else 0) + 1
+        p = read.param
+        try:
+            list(
+                read(
+                    f"INSERT INTO {read.table(SEALS_TABLE)} (id, horizon, events, digest, signature) "
+                    f"VALUES ({p}, {p}, {p}, {p}, {p})",
+                    (new_id, horizon, count, digest, signature),
+                )
+            )
+        except (psycopg.errors.UniqueViolation, sqlite3.IntegrityError) as exc:
+            raise _LostRace from exc
+        return Seal(new_id, horizon, count, digest, signed=signature is not None)
+
+
+# -- verifying --------------------------------------------------------------------------------------
+def verify(store: Store) -> VerifyReport:
+    """Check every stored event against its chain row, and the chain against the seals.
+
+    Events, chain rows and seals are read in ONE read-only snapshot, so appends
+    running meanwhile can never look like removed or inserted events.
+    """
+    if store.kind == "memory":
+        return VerifyReport(supported=False)
+    with translate_errors("verifying the history"), _snapshot(store) as read:
+        chain = _chain(read)
+        found_at = {(sid, version): int(p) for p, sid, version in read(_events_sql(read, states=False))}
+        report = VerifyReport(supported=True, checked=len(found_at), head_position=max(found_at.values(), default=0))
+        where = {(c.stream_id, c.version): p for p, c in chain.items()}
+        previous_global = GENESIS_DIGEST
+        notes = iter(read(_events_sql(read, states=True)))
+        note = next(notes, None)
+        for position in sorted(set(chain) | set(found_at.values())):
+            link = chain.get(position)
+            here = note if note is not None and int(note[0]) == position else None
+            if here is not None:
+                note = next(notes, None)
+            expected_previous = ""
+            if link is not None and link.link is None:
+                expected_previous, previous_global = previous_global, link.digest
+            elif link is not None:
+                before = where.get((link.stream_id, link.version - 1))
+                expected_previous = chain[before].digest if before is not None and link.version > 1 else GENESIS_DIGEST
+            problem = _check(position, link, here, expected_previous, where, found_at)
+            if problem is not None:
+                report.problems.append(problem)
+        _check_seals(_seals(read), chain, report)
+    report.problems.sort(key=lambda p: p.position)
+    return report
+
+
+class Reader:
+    """Runs queries of :func:`verify` and :func:`seal` in one snapshot, rows as tuples, streamed."""
+
+    def __init__(self, store: Store, query: Callable[[str, tuple[Any, ...]], Iterator[Any]]) -> None:
+        recorder: Any = store.app.recorder
+        self.postgres = isinstance(recorder, PostgresApplicationRecorder)
+        self.schema = recorder.datastore.schema if self.postgres else ""
+        self.events = recorder.events_table_name
+        self.position = "notification_id" if self.postgres else "rowid"
+        self.param = "%s" if self.postgres else "?"
+        self._query = query
+
+    def table(self, name: str) -> str:
+        """``name`` qualified with the store's schema."""
+        return f'"{self.schema}"."{name}"' if self.postgres else name
+
+    def __call__(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[Any]:
+        return self._query(sql, params)
+
+
+@contextmanager
+def _snapshot(store: Store, *, write: bool = False) -> Iterator[Reader]:
+    """A :class:`Reader` over one repeatable-read snapshot of the store (read-only unless ``write``)."""
+    recorder: Any = store.app.recorder
+    if isinstance(recorder, PostgresApplicationRecorder):
+        with recorder.datastore.get_connection() as conn, conn.transaction():
+            mode = "READ WRITE" if write else "READ ONLY"
+            conn.execute(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ {mode}")
+
+            def read_pg(sql: str, params: tuple[Any, ...]) -> Iterator[Any]:
+                if sql.lstrip().upper().startswith("INSERT"):
+                    conn.execute(sql, params)
+                    return
+                with conn.cursor(name=f"audit_{uuid.uuid4().hex[:12]}", row_factory=tuple_row) as cur:
+                    cur.itersize = 5000
+                    cur.execute(sql, params)
+                    yield from cur
+
+            yield Reader(store, read_pg)
+        return
+    with recorder.datastore.transaction(commit=write) as cursor:
+        raw: sqlite3.Cursor = cursor.sqlite_cursor  # one read transaction: a consistent snapshot in WAL mode
+
+        def read_sqlite(sql: str, params: tuple[Any, ...]) -> Iterator[Any]:
+            raw.execute(sql, params)  # verify and seal run one query at a time on it
+            yield from (tuple(row) for row in raw)
+
+        yield Reader(store, read_sqlite)
+
+
+def _events_sql(read: Reader, *, states: bool) -> str:
+    extra = ", topic, state" if states else ""
+    return (
+        f"SELECT {read.position}, originator_id, originator_version{extra} "
+        f"FROM {read.table(read.events)} ORDER BY {read.position}"
+    )
+
+
+def _check(  # noqa: PLR0913, PLR0917 - one position's chain row, event and the lookups
+    position: int,
+    link: _Link | None,
+    note: tuple[Any, ...] | None,
+    expected_previous: str,
+    where: dict[tuple[str, int], int],
+    found_at: dict[tuple[str, int], int],
+) -> Problem | None:
+    if link is None:
+        assert note is not None
+        sid, version = str(note[1]), int(note[2])
+        if (sid, version) in where:
+            return Problem(position, "reordered", sid, version, f"the chain records this event at {where[sid, version]}")
+        return Problem(position, "inserted", sid, version, "stored event has no chain record: written outside phaselog")
+    if note is None:
+        moved = found_at.get((link.stream_id, link.version))
+        if moved is not None:
+            return Problem(position, "reordered", link.stream_id, link.version, f"this event now sits at {moved}")
+        return Problem(position, "removed", link.stream_id, link.version, "the chain records an event here; it is gone")
+    sid, version = str(note[1]), int(note[2])
+    if (sid, version) != (link.stream_id, link.version):
+        if (sid, version) in where:
+            return Problem(position, "reordered", sid, version, f"the chain records this event at {where[sid, version]}")
+        detail = f"the chain records {link.stream_id}@{link.version} at this position"
+        return Problem(position, "changed", sid, version, detail)
+    actual = chain_digest(expected_previous, position, sid, version, str(note[3]), note[4])
+    if actual != link.digest:
+        return Problem(position, "changed", sid, version, "topic or state differs from what was recorded")
+    return None
+
+
+def _check_seals(seals: list[tuple[Seal, str | None]], chain: dict[int, _Link], report: VerifyReport) -> None:
+    key = audit_key()
+    positions = sorted(chain)
+    previous, after, index = GENESIS_DIGEST, 0, 0
+    for sealed, signature in seals:
+        covered: list[str] = []
+        while index < len(positions) and positions[index] <= sealed.horizon:
+            covered.append(chain[positions[index]].digest)
+            index += 1
+        digest, count = seal_digest(previous, sealed.horizon, covered)
+        first = after + 1
+        if (digest, count) != (sealed.digest, sealed.events):
+            detail = (
+                f"seal #{sealed.id} covered {sealed.events} events up to {sealed.horizon}; "
+                f"the chain now holds {count} there with other digests: rewritten behind phaselog's back"
+            )
+            report.problems.append(Problem(first, "unsealed", "", 0, detail))
+        if key is not None:
+            if signature is None:
+                report.problems.append(
+                    Problem(first, "unsigned", "", 0, f"seal #{sealed.id} has no signature but an audit key is set")
+                )
+            elif not hmac.compare_digest(signature, sign_seal(sealed.digest, key)):
+                detail = f"seal #{sealed.id} is not signed by the audit key: the seals were rewritten"
+                report.problems.append(Problem(first, "bad-signature", "", 0, detail))
+        previous, after = sealed.digest, sealed.horizon
+        report.seals += 1
+        report.sealed_position = sealed.horizon
+    rest = [chain[p].digest for p in positions[index:]]
+    report.head_digest = seal_digest(previous, report.head_position, rest)[0]

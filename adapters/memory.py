@@ -1,0 +1,56 @@
+"""The memory store: eventsourcing's POPO recorders plus phaselog's stream index.
+
+Selected with ``PERSISTENCE_MODULE=phaselog.adapters.memory:MemoryFactory``
+(eventsourcing's infrastructure-factory extension point). Nothing outside the
+process can change memory, so there is no hash chain and no seal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
+from typing_extensions import override
+
+from phaselog.runtime.ports import StreamHead
+
+__all__ = ["MemoryApplicationRecorder", "MemoryFactory"]
+
+
+class MemoryApplicationRecorder(POPOApplicationRecorder):
+    """eventsourcing's in-memory application recorder that also keeps stream heads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._heads: dict[str, StreamHead] = {}
+
+    @override
+    def _update_table(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        ids = super()._update_table(stored_events, **kwargs)  # called under the database lock
+        opens: dict[Any, bool] = kwargs.get("stream_open") or {}
+        for position, event in zip(ids or (), stored_events, strict=True):
+            sid = str(event.originator_id)
+            self._heads[sid] = StreamHead(
+                sid, event.originator_version, position, open=bool(opens.get(event.originator_id, True))
+            )
+        return ids
+
+    def horizon_position(self) -> int:
+        """The newest position (memory commits in position order)."""
+        return self.max_notification_id() or 0
+
+    def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> list[StreamHead]:
+        """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
+        with self._database_lock:
+            heads = [h for sid, h in self._heads.items() if sid.startswith(prefix) and (h.open or not open_only)]
+        return sorted(heads)
+
+
+class MemoryFactory(POPOFactory):
+    """eventsourcing's POPO factory with phaselog's memory application recorder."""
+
+    @override
+    def application_recorder(self) -> ApplicationRecorder:
+        return MemoryApplicationRecorder()

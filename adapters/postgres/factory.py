@@ -1,0 +1,30 @@
+"""eventsourcing's PostgreSQL infrastructure factory, given every libpq option of the store URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from eventsourcing.postgres import PostgresFactory
+from eventsourcing.utils import Environment, EnvType
+
+__all__ = ["CONNINFO_ENV", "PhaselogPostgresFactory"]
+
+CONNINFO_ENV = "PHASELOG_POSTGRES_CONNINFO"  # JSON object of extra libpq keywords (sslmode, options, ...)
+
+
+class PhaselogPostgresFactory(PostgresFactory):
+    """A PostgresFactory whose pool connects with all the URL's libpq options.
+
+    eventsourcing builds its pool from host, port, user, password and dbname;
+    the rest of the URL (``sslmode``, ``options`` carrying ``statement_timeout``,
+    ``application_name``, ``connect_timeout``, ``target_session_attrs``, ...) is
+    added to the pool's connection keywords before the pool is opened.
+    """
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        super().__init__(env)
+        extra: dict[str, Any] = orjson.loads(self.env.get(CONNINFO_ENV) or "{}")
+        kwargs = self.datastore.pool.kwargs
+        if isinstance(kwargs, dict):
+            kwargs.update(extra)

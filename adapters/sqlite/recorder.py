@@ -1,0 +1,158 @@
+"""phaselog's SQLite application recorder: append-only events, per-stream chains, heads and seals.
+
+SQLite has one writer at a time, so positions (``rowid``) are in commit order
+and the global order needs no horizon. Each append writes, in its own
+transaction, the events, one chain row per event (linked to the previous event
+of its stream, as on PostgreSQL) and the stream heads. Triggers reject UPDATE
+and DELETE of events, chain rows and seals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+from typing_extensions import override
+
+from phaselog.adapters.chain import GENESIS_DIGEST, STREAM_LINK, chain_digest
+from phaselog.adapters.postgres.recorder import prefix_range
+from phaselog.adapters.postgres.schema import (
+    APPEND_ONLY_MESSAGE,
+    CHAIN_TABLE,
+    HEADS_TABLE,
+    META_TABLE,
+    SCHEMA_VERSION,
+    SEALS_TABLE,
+)
+from phaselog.runtime.ports import StreamHead
+
+__all__ = ["PhaselogSQLiteApplicationRecorder"]
+
+
+class PhaselogSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    """The SQLite application recorder behind every phaselog store."""
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name)
+
+    @override
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        statements += [
+            f"CREATE TABLE IF NOT EXISTS {CHAIN_TABLE} (position INTEGER PRIMARY KEY, "
+            "originator_id TEXT NOT NULL, originator_version INTEGER NOT NULL, digest TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {HEADS_TABLE} (stream_id TEXT PRIMARY KEY, version INTEGER NOT NULL, "
+            "position INTEGER NOT NULL, open INTEGER NOT NULL, digest TEXT NOT NULL, updated_at TEXT NOT NULL "
+            "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))",
+            f"CREATE INDEX IF NOT EXISTS {HEADS_TABLE}_open_idx ON {HEADS_TABLE} (stream_id) WHERE open",
+            f"CREATE TABLE IF NOT EXISTS {SEALS_TABLE} (id INTEGER PRIMARY KEY, horizon INTEGER NOT NULL, "
+            "events INTEGER NOT NULL, digest TEXT NOT NULL, signature TEXT, sealed_at TEXT NOT NULL "
+            "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))",
+            f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ]
+        for table in (self.events_table_name, CHAIN_TABLE, SEALS_TABLE):
+            for action in ("UPDATE", "DELETE"):
+                statements.append(
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} BEFORE {action} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END"
+                )
+        return statements
+
+    @override
+    def _create_table(self, c: SQLiteCursor) -> None:
+        super()._create_table(c)
+        c.execute(f"PRAGMA table_info({CHAIN_TABLE})")
+        if "link" not in {str(row[1]) for row in c.fetchall()}:
+            c.execute(f"ALTER TABLE {CHAIN_TABLE} ADD COLUMN link INTEGER")  # a wave-1 store: old rows NULL
+        c.execute(f"SELECT 1 FROM {HEADS_TABLE} LIMIT 1")
+        if c.fetchone() is None:  # index the streams a wave-1 store already holds (counted open)
+            c.execute(
+                f"INSERT INTO {HEADS_TABLE} (stream_id, version, position, open, digest) "
+                f"SELECT e.originator_id, e.originator_version, e.rowid, 1, coalesce(c.digest, ?) "
+                f"FROM {self.events_table_name} e LEFT JOIN {CHAIN_TABLE} c ON c.position = e.rowid "
+                f"WHERE e.originator_version = (SELECT max(originator_version) FROM {self.events_table_name} x "
+                "WHERE x.originator_id = e.originator_id)",
+                (GENESIS_DIGEST,),
+            )
+        c.execute(
+            f"INSERT INTO {META_TABLE} (key, value) VALUES ('schema_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+
+    @override
+    def _insert_events(
+        self,
+        c: SQLiteCursor,
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        if not ids:
+            return ids
+        opens: dict[Any, bool] = kwargs.get("stream_open") or {}
+        links: list[tuple[int, str, int, str, int]] = []
+        heads: dict[str, tuple[str, int, int, int, str]] = {}
+        last: dict[str, tuple[int, str]] = {}
+        for position, event in zip(ids, stored_events, strict=True):
+            sid, version = str(event.originator_id), event.originator_version
+            previous = self._previous_digest(c, sid, version, last.get(sid))
+            digest = chain_digest(previous, position, sid, version, event.topic, event.state)
+            last[sid] = (version, digest)
+            links.append((position, sid, version, digest, STREAM_LINK))
+            heads[sid] = (sid, version, position, int(bool(opens.get(event.originator_id, True))), digest)
+        c.executemany(
+            f"INSERT INTO {CHAIN_TABLE} (position, originator_id, originator_version, digest, link) "
+            "VALUES (?, ?, ?, ?, ?)",
+            links,
+        )
+        c.executemany(
+            f"INSERT INTO {HEADS_TABLE} (stream_id, version, position, open, digest) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, position = excluded.position, "
+            "open = excluded.open, digest = excluded.digest, "
+            "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE version < excluded.version",
+            list(heads.values()),
+        )
+        return ids
+
+    def _previous_digest(self, c: SQLiteCursor, sid: str, version: int, pending: tuple[int, str] | None) -> str:
+        """The digest of the event before ``version`` in its stream (genesis for the first)."""
+        if version <= 1:
+            return GENESIS_DIGEST
+        if pending is not None and pending[0] == version - 1:
+            return pending[1]
+        c.execute(f"SELECT version, digest FROM {HEADS_TABLE} WHERE stream_id = ?", (sid,))
+        row = c.fetchone()
+        if row is not None and int(row[0]) == version - 1:
+            return str(row[1])
+        c.execute(
+            f"SELECT c.digest FROM {self.events_table_name} e JOIN {CHAIN_TABLE} c ON c.position = e.rowid "
+            "WHERE e.originator_id = ? AND e.originator_version = ?",
+            (sid, version - 1),
+        )
+        row = c.fetchone()
+        return str(row[0]) if row is not None else GENESIS_DIGEST
+
+    def horizon_position(self) -> int:
+        """The newest position: SQLite's single writer commits in position order."""
+        return self.max_notification_id() or 0
+
+    def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> list[StreamHead]:
+        """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
+        low, high = prefix_range(prefix)  # a range the (partial) index can serve
+        sql = f"SELECT stream_id, version, position, open FROM {HEADS_TABLE} WHERE stream_id >= ?"
+        params: list[Any] = [low]
+        if high is not None:
+            sql += " AND stream_id < ?"
+            params.append(high)
+        if open_only:
+            sql += " AND open"
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql + " ORDER BY stream_id", params)
+            return [
+                StreamHead(str(r[0]), int(r[1]), int(r[2]), bool(r[3]))
+                for r in c.fetchall()
+                if str(r[0]).startswith(prefix)
+            ]
