@@ -6,6 +6,9 @@ from phaselog.adapters.audit import (
     timeline,
     verify,
 )
+from phaselog.adapters.codec import (
+    MAX_EVENT_BYTES,
+)
 from phaselog.adapters.store import (
     Store,
     open_store,
@@ -15,6 +18,7 @@ from phaselog.runtime.ports import register_default_store_factory
 register_default_store_factory(open_store)
 
 __all__ = [
+    "MAX_EVENT_BYTES",
     "Store",
     "as_of",
     "export_jsonl",

@@ -1,18 +1,26 @@
-"""The pydantic + orjson codec, plugged into eventsourcing's Mapper and Transcoder."""
+"""The pydantic + orjson codec, plugged into eventsourcing's Mapper and Transcoder.
+
+:data:`MAX_EVENT_BYTES` bounds the encoded payload of one event or snapshot
+(both go through :class:`PydanticMapper`): a larger one raises
+:class:`PayloadTooLarge` before any I/O, so nothing is written.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.persistence import Cipher, Compressor, Mapper, StoredEvent, Transcoder
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from phaselog.domain.encoding import dump_json, load_json
-from phaselog.domain.errors import ValidationFailed
+from phaselog.domain.errors import PayloadTooLarge, ValidationFailed
 from phaselog.domain.events import DomainEvent, resolve_topic, topic_of, upcast
 
-__all__ = ["OrjsonTranscoder", "PydanticMapper"]
+__all__ = ["MAX_EVENT_BYTES", "OrjsonTranscoder", "PydanticMapper"]
+
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+"""The default bound on one event's or snapshot's encoded payload (JSON bytes, before compression)."""
 
 _ENVELOPE = {"originator_id", "originator_version"}
 
@@ -40,7 +48,24 @@ class PydanticMapper(Mapper[str]):
     The stored state is the model's JSON dump without the envelope fields
     (id and version live in their own columns), plus ``class_version`` when
     it is above 1, so upcasters can evolve old records on the way back in.
+    An event whose encoded state (the JSON bytes, before compression and
+    encryption) is larger than ``max_event_bytes`` raises
+    :class:`PayloadTooLarge`.
     """
+
+    def __init__(
+        self,
+        transcoder: Transcoder,
+        compressor: Compressor | None = None,
+        cipher: Cipher | None = None,
+        *,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+    ) -> None:
+        super().__init__(transcoder, compressor=compressor, cipher=cipher)
+        if isinstance(max_event_bytes, bool) or not isinstance(max_event_bytes, int) or max_event_bytes < 1:
+            msg = f"max_event_bytes must be a positive integer, got {max_event_bytes!r}"
+            raise ValidationFailed(msg)
+        self.max_event_bytes = max_event_bytes
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         """Encode one domain event under its stable topic."""
@@ -48,15 +73,23 @@ class PydanticMapper(Mapper[str]):
             msg = f"not a phaselog domain event: {domain_event!r}"
             raise ValidationFailed(msg)
         cls = type(domain_event)
+        where = f"{domain_event.originator_id}@{domain_event.originator_version}"
         try:
-            state = domain_event.model_dump(mode="json", exclude=_ENVELOPE)
-        except PydanticSerializationError as exc:
-            where = f"{domain_event.originator_id}@{domain_event.originator_version}"
+            # Python mode, then the policy's encoder: pydantic's JSON mode replaces a lone surrogate
+            # in a dict key with U+FFFD (silently changing the data) where the encoder refuses it.
+            state = domain_event.model_dump(mode="python", exclude=_ENVELOPE)
+            if cls.class_version > 1:
+                state["class_version"] = cls.class_version
+            data = self.transcoder.encode(state)
+        except (PydanticSerializationError, ValidationFailed) as exc:
             msg = f"{cls.__name__} {where} cannot be encoded: {exc}"
             raise ValidationFailed(msg) from exc
-        if cls.class_version > 1:
-            state["class_version"] = cls.class_version
-        data = self.transcoder.encode(state)
+        if len(data) > self.max_event_bytes:
+            msg = (
+                f"{cls.__name__} {where} encodes to {len(data)} bytes, "
+                f"more than the limit of {self.max_event_bytes} bytes (max_event_bytes)"
+            )
+            raise PayloadTooLarge(msg, size=len(data), limit=self.max_event_bytes)
         if self.compressor:
             data = self.compressor.compress(data)
         if self.cipher:

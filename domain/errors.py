@@ -14,6 +14,7 @@ Every error phaselog raises on purpose derives from :class:`PhaselogError`
     │   └── PluginStateUnreadable    (plugin_state) also a ValidationFailed
     ├── ValidationFailed             malformed input or stored data (also ValueError)
     │   ├── InvalidStreamId          (ids) an id breaking the stream-id rule (empty, > 200, controls)
+    │   ├── PayloadTooLarge          an event or snapshot encodes to more than max_event_bytes
     │   ├── UnknownEventType         a stored topic no registered class answers to
     │   ├── UnknownPhase             (plugin) a phase name that does not exist
     │   ├── StateValidationFailed    (state) stored state no longer fits its model
@@ -42,6 +43,7 @@ __all__ = [
     "IntegrityViolation",
     "InvalidTransition",
     "NotFound",
+    "PayloadTooLarge",
     "PhaselogError",
     "StateVersionMismatch",
     "StoreUnavailable",
@@ -72,6 +74,18 @@ class StateVersionMismatch(PhaselogError):
 
 class ValidationFailed(PhaselogError, ValueError):
     """Input or stored data failed validation."""
+
+
+class PayloadTooLarge(ValidationFailed):
+    """An event or snapshot whose encoded payload exceeds the store's ``max_event_bytes``.
+
+    ``size`` is the encoded size in bytes and ``limit`` the bound it broke.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
 
 
 class UnknownEventType(ValidationFailed):
