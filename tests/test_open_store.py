@@ -12,6 +12,8 @@ from phaselog.adapters import open_store
 from phaselog.adapters.urls import parse_url
 from phaselog.domain.errors import PhaselogError, StoreUnavailable, ValidationFailed
 
+from support_events import Counter, open_counter
+
 
 @pytest.mark.parametrize(
     "url",
@@ -21,6 +23,8 @@ from phaselog.domain.errors import PhaselogError, StoreUnavailable, ValidationFa
         "sqlite:///",
         "postgresql://u@h/",
         "postgresql://u@h/db?schema=Bad-Name",
+        "postgresql://u@h/db?schema=1abc",  # an unquoted SQL identifier cannot start with a digit
+        "postgresql://u@h/db?schema=9",
     ],
 )
 def test_malformed_urls_are_rejected(url: str) -> None:
@@ -75,10 +79,19 @@ def test_invalid_snapshot_interval_is_rejected() -> None:
 
 
 def test_close_is_idempotent(store_url: str) -> None:
-    """Closing a store twice is harmless."""
+    """Closing a store twice raises nothing, leaves it closed, and loses nothing that was saved."""
     store = open_store(store_url)
+    store.save(open_counter("counter:closed"))
     store.close()
     store.close()
+    if store_url.startswith("memory"):
+        return  # a closed memory store has no connections to refuse; its data goes with it
+    with pytest.raises(StoreUnavailable, match="closed"):
+        store.max_position()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        store.load("counter:closed", Counter)
+    with open_store(store_url) as again:
+        assert again.load("counter:closed", Counter).version == 1
 
 
 def test_many_processes_open_a_new_postgres_schema_at_once(make_url: Callable[[str], str]) -> None:
@@ -103,13 +116,24 @@ def test_many_processes_create_one_sqlite_file_at_once(
     """Processes racing to create the same new SQLite store all open it successfully."""
     url, go = make_url("sqlite"), tmp_path / "go"
     script = (
-        "import sys, time, pathlib\n"
+        "import os, sys, time, pathlib\n"
         "from phaselog.adapters import open_store\n"
-        "go = pathlib.Path(sys.argv[2])\n"
-        "while not go.exists(): time.sleep(0.001)\n"
+        "go, ready = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])\n"
+        "tmp = ready.with_suffix('.tmp')\n"
+        "tmp.write_text('ready')\n"
+        "os.replace(tmp, ready)\n"  # atomic: the parent never sees a half-written file
+        "deadline = time.monotonic() + 120\n"
+        "while not go.exists():\n"
+        "    if time.monotonic() > deadline: sys.exit('never got the go signal')\n"
+        "    time.sleep(0.001)\n"
         "open_store(sys.argv[1]).close()\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", script, url, str(go)]) for _ in range(10)]
-    time.sleep(1.5)  # let every process import phaselog and reach the start line
+    ready = [tmp_path / f"ready-{n}" for n in range(10)]
+    procs = [subprocess.Popen([sys.executable, "-c", script, url, str(go), str(r)]) for r in ready]
+    deadline = time.monotonic() + 120
+    while not all(r.exists() for r in ready):  # every process imported phaselog and reached the start line
+        assert time.monotonic() < deadline, "the racers never reached the start line"
+        assert all(p.poll() in {None, 0} for p in procs), "a racer died before the start"
+        time.sleep(0.01)
     go.touch()
     assert [p.wait(timeout=120) for p in procs] == [0] * 10

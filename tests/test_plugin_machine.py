@@ -202,16 +202,18 @@ def test_observers_run_outside_the_machine_lock(store: Store) -> None:
     """An observer can wait on another thread that uses the same machine: no lock is held."""
     machine = store.plugins.machine("p")
     results: list[PluginPhase] = []
+    worker_stuck: list[bool] = []  # checked outside the observer, whose exceptions are swallowed
 
     def observer(_pid: str, t: Transition) -> None:
         if t.to is P.INSTALLING:
             worker = threading.Thread(target=lambda: results.append(machine.transition_to(P.INSTALLED).to))
             worker.start()
             worker.join(timeout=20)
-            assert not worker.is_alive(), "the observer ran while the machine lock was held"
+            worker_stuck.append(worker.is_alive())
 
     machine.add_observer(observer)
     machine.transition_to(P.INSTALLING)
+    assert worker_stuck == [False], "the observer ran while the machine lock was held"
     assert results == [P.INSTALLED]
     assert machine.phase is P.INSTALLED
 
@@ -232,6 +234,23 @@ def test_stale_machine_gets_conflict_records_nothing_and_reloads(store: Store) -
     first.retry.advance()
     assert [t.reason for t in first.history()] == ["first", "second, after reload"]
     assert store.plugins.get("p").retry.attempts == 1
+
+
+def test_observers_are_not_notified_when_the_save_fails_with_a_conflict(store: Store) -> None:
+    """A transition or forced phase whose save raises ConcurrencyConflict reaches no observer."""
+    first = store.plugins.machine("p")
+    stale = store.plugins.machine("p")
+    seen: list[Transition] = []
+    stale.add_observer(lambda _pid, t: seen.append(t))
+    first.transition_to(P.INSTALLING, "first")
+    with pytest.raises(ConcurrencyConflict):
+        stale.transition_to(P.INSTALLING, "stale")
+    first.transition_to(P.INSTALLED, "first again")
+    with pytest.raises(ConcurrencyConflict):
+        stale.force_phase(P.FAILED, "stale force")
+    assert seen == []
+    stale.transition_to(P.VALIDATING, "after reload")  # the machine reloaded itself: it notifies again
+    assert [(t.from_, t.to) for t in seen] == [(P.INSTALLED, P.VALIDATING)]
 
 
 def test_threads_racing_from_one_version_have_one_winner(store: Store) -> None:

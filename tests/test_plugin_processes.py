@@ -23,7 +23,7 @@ DEADLINE = 60.0
 
 RACER = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from pathlib import Path
     from phaselog.adapters import open_store
     from phaselog.domain.errors import ConcurrencyConflict
@@ -31,7 +31,9 @@ RACER = textwrap.dedent(
     url, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     with open_store(url) as store:
         machine = store.plugins.machine("shared")
-        ready.write_text(str(machine.version))
+        tmp = ready.with_suffix(".tmp")
+        tmp.write_text(str(machine.version))
+        os.replace(tmp, ready)  # atomic: the parent sees no file or the whole version, never an empty one
         deadline = time.monotonic() + 60
         while not go.exists():
             if time.monotonic() > deadline:
@@ -84,6 +86,15 @@ def _wait_for(predicate: Any, what: str, timeout: float = DEADLINE) -> None:
         time.sleep(0.01)
 
 
+def _read_ready(path: Path) -> str | None:
+    """The version a racer announced, or None while it has not announced one (no file, or no text yet)."""
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
 @pytest.mark.slow
 def test_processes_racing_on_one_plugin_have_exactly_one_winner(durable_url: str, tmp_path: Path) -> None:
     """Four processes at the same version transition at once: one wins, three get ConcurrencyConflict."""
@@ -108,10 +119,10 @@ def test_processes_racing_on_one_plugin_have_exactly_one_winner(durable_url: str
                 if proc.poll() is not None and proc.returncode != 0:
                     _, err = proc.communicate(timeout=DEADLINE)
                     pytest.fail(f"a racer died before the race: {err}")
-            return all(r.exists() for r in ready)
+            return all(_read_ready(r) is not None for r in ready)
 
         _wait_for(all_ready, "all racers to load the plugin")
-        assert {r.read_text() for r in ready} == {str(start_version)}
+        assert {_read_ready(r) for r in ready} == {str(start_version)}
         go.touch()
         results = []
         for proc in procs:

@@ -181,7 +181,9 @@ def test_explicit_only_persists_only_on_explicit_calls(store: Store) -> None:
             state = make_state(store, enabled="explicit_only", manager=manager)
             (await state.initialize()).requests = 1
             assert not manager.has_listener(event=Event.PERSIST_STATE, listener=state.persist_state)
-            await asyncio.sleep(0.05)
+            manager.emit(event=Event.PERSIST_STATE, event_data=EventPersistStateData(is_migrating=False))
+            await asyncio.wait_for(manager.wait_for_all_listeners_to_complete(), 10)
+            assert not store.exists(state.stream_id)  # the PERSIST_STATE above reached no listener of it
             await state.teardown()
         assert not store.exists(state.stream_id)
         again = make_state(store, enabled="explicit_only")
@@ -440,6 +442,31 @@ def test_sync_facade_with_sync_event_manager(store: Store) -> None:
         again.reset()
         again.persist_state()
     assert [type(e) for e in store.stream("state:default:sync")][-1] is StateReset
+
+
+def test_sync_facade_teardown_with_persistence_persists_once_and_stops_listening(store: Store) -> None:
+    """Sync teardown (persistence on) records the last value and unregisters; explicit_only does not."""
+    manager = EventManager(timedelta(hours=1))
+    state = SyncRecoverableState(
+        default_state=Stats(), persist_state_key="sync-down", persistence_enabled=True,
+        logger=LOG, store=store, event_manager=manager,
+    )
+    state.initialize().requests = 7
+    assert manager.has_listener(event=Event.PERSIST_STATE, listener=state.persist_state)
+    state.teardown()
+    assert not manager.has_listener(event=Event.PERSIST_STATE, listener=state.persist_state)
+    (persisted,) = store.stream("state:default:sync-down")
+    assert isinstance(persisted, StatePersisted)
+    fresh = SyncRecoverableState(
+        default_state=Stats(), persist_state_key="sync-down", persistence_enabled="explicit_only",
+        logger=LOG, store=store,
+    )
+    assert fresh.initialize().requests == 7
+    fresh.current_value.requests = 8
+    fresh.teardown()  # explicit_only: teardown does not persist
+    assert len(store.stream("state:default:sync-down")) == 1
+    state.teardown()  # nothing changed since the last persist: nothing more is recorded
+    assert len(store.stream("state:default:sync-down")) == 1
 
 
 def test_sync_facade_inside_a_running_loop_blocks_but_works(store: Store) -> None:

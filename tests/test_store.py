@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
 
 import pytest
 
@@ -12,7 +10,7 @@ from phaselog.adapters import Store, open_store
 from phaselog.domain.errors import ConcurrencyConflict, NotFound, PhaselogError
 
 from conftest import raw_execute
-from support_events import Added, Counter, open_counter
+from support_events import Counter, open_counter
 
 
 def test_save_and_load_round_trip(store: Store) -> None:
@@ -71,23 +69,6 @@ def test_stream_ids_by_prefix(store: Store) -> None:
     assert store.stream_ids() == ["plugin:p", "task:x:1", "task:x:2", "task:y:1"]
 
 
-def test_snapshot_taken_at_interval_and_used(store_url: str) -> None:
-    """A SNAPSHOTS aggregate is snapshotted every interval and loads from the snapshot."""
-    with open_store(store_url, snapshot_interval=5) as store:
-        counter = open_counter("counter:s")
-        for _ in range(11):
-            counter.add(1)
-        store.save(counter)
-        assert store.app.snapshots is not None
-        snaps = list(store.app.snapshots.get("counter:s"))
-        assert [s.originator_version for s in snaps] == [12]
-        loaded = store.load("counter:s", Counter)
-        assert (loaded.total, loaded.version) == (11, 12)
-        loaded.add(1)
-        store.save(loaded)
-        assert store.load("counter:s", Counter).total == 12
-
-
 def test_historic_version_loads(store: Store) -> None:
     """load(version=N) rebuilds the aggregate as it was at version N."""
     counter = open_counter("counter:h")
@@ -118,21 +99,6 @@ def test_event_table_is_append_only(durable_url: str, statement: str) -> None:
         assert store.load("counter:a", Counter).version == 1
 
 
-def test_unreadable_snapshot_falls_back_to_replay(durable_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    """A corrupt snapshot is logged and skipped: the state comes from a full replay."""
-    with open_store(durable_url, snapshot_interval=2) as store:
-        counter = open_counter("counter:c")
-        counter.add(5)
-        counter.add(6)
-        store.save(counter)
-        table = "stored_snapshots" if store.kind == "sqlite" else "phaselog_snapshots"
-    raw_execute(durable_url, f"UPDATE {table} SET state = ?".replace("?", "'{broken'"))
-    with open_store(durable_url, snapshot_interval=2) as store, caplog.at_level(logging.WARNING):
-        loaded = store.load("counter:c", Counter)
-    assert loaded.total == 11
-    assert "unreadable snapshot" in caplog.text
-
-
 def test_two_processes_share_one_store(durable_url: str) -> None:
     """Two processes appending to one store both land, in one global order."""
     script = textwrap.dedent(
@@ -153,27 +119,3 @@ def test_two_processes_share_one_store(durable_url: str) -> None:
         assert len(positions) == 40
         assert positions == sorted(positions)
         assert len(store.stream_ids("counter:p:")) == 20
-
-
-def test_snapshot_upcast_from_older_aggregate_version(make_url: Callable[[str], str]) -> None:
-    """A snapshot written by an older aggregate class version is upcast when loaded."""
-    url = make_url("sqlite")
-    with open_store(url, snapshot_interval=1) as store:
-        store.save(open_counter("counter:u", label="old"))
-    raw_execute(url, "DELETE FROM stored_snapshots")
-    raw_execute(
-        url,
-        "INSERT INTO stored_snapshots VALUES (?, ?, ?, ?)",
-        (
-            "counter:u",
-            1,
-            "phaselog.Snapshot",
-            (
-                b'{"timestamp":"2026-01-01T00:00:00Z","topic":"tests.counter.Counter",'
-                b'"state":{"name":"renamed","total":0}}'
-            ),
-        ),
-    )
-    with open_store(url) as store:
-        assert store.load("counter:u", Counter).label == "renamed"
-    assert Added.class_version == 2
