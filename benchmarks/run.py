@@ -65,6 +65,12 @@ def main() -> int:
                 except Exception:  # one broken benchmark must not hide the others' figures
                     report[name.removeprefix("bench_")] = {"error": traceback.format_exc(limit=3)}
             started = time.perf_counter()
+            try:  # PostgreSQL only: sweeps with 0 and with many finished tasks
+                sweep = importlib.import_module("bench_sweep").run(dsn)
+                report["sweep"] = {**sweep, "seconds": round(time.perf_counter() - started, 1)}
+            except Exception:  # one broken benchmark must not hide the others' figures
+                report["sweep"] = {"error": traceback.format_exc(limit=3)}
+            started = time.perf_counter()
             try:  # PostgreSQL only: several service processes sharing one server
                 report["scale"] = {**bench_scale.run(dsn), "seconds": round(time.perf_counter() - started, 1)}
             except Exception:  # one broken benchmark must not hide the others' figures

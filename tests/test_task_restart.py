@@ -204,11 +204,14 @@ def test_a_live_controller_takes_over_when_the_claim_holder_stops_renewing(durab
 def test_construction_does_not_block_on_storage_errors_and_resumes_later(
     durable_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """With the event table unreadable the controller still starts; once it is back, tasks resume."""
+    """With the event and stream-index tables unreadable the controller starts; once back, tasks resume."""
     with open_store(durable_url) as store:
         store.save(TaskAggregate.launch("svc", "later", "", "gone", utcnow() - timedelta(seconds=1)))
-        table = "stored_events" if durable_url.startswith("sqlite") else "phaselog_events"
-        raw_execute(durable_url, f"ALTER TABLE {table} RENAME TO {table}_away")
+        # A sweep lists open tasks from the stream index (phaselog_streams), then loads their events.
+        events = "stored_events" if durable_url.startswith("sqlite") else "phaselog_events"
+        tables = [events, "phaselog_streams"]
+        for table in tables:
+            raw_execute(durable_url, f"ALTER TABLE {table} RENAME TO {table}_away")
         runner = ScriptedRunner()
         try:
             ctl = TaskController(store, "svc", runner, lease=timedelta(seconds=1),
@@ -216,7 +219,8 @@ def test_construction_does_not_block_on_storage_errors_and_resumes_later(
             assert ctl.active_tasks() == []
             assert "cannot list tasks" in caplog.text
         finally:
-            raw_execute(durable_url, f"ALTER TABLE {table}_away RENAME TO {table}")
+            for table in tables:
+                raw_execute(durable_url, f"ALTER TABLE {table}_away RENAME TO {table}")
         with ctl:
             wait_for(lambda: _agg(store, "later").delivered, timeout=20, what="resume after recovery")
         assert runner.hooks_of("later") == ["pending", "running"]
