@@ -289,6 +289,9 @@ def _check(  # noqa: PLR0913, PLR0917 - one position's chain row, event and the 
             return Problem(position, "reordered", sid, version, f"the chain records this event at {where[sid, version]}")
         detail = f"the chain records {link.stream_id}@{link.version} at this position"
         return Problem(position, "changed", sid, version, detail)
+    if not isinstance(note[4], bytes | bytearray | memoryview):
+        detail = f"stored state is {type(note[4]).__name__}, not the bytes phaselog wrote"
+        return Problem(position, "changed", sid, version, detail)
     actual = chain_digest(expected_previous, position, sid, version, str(note[3]), note[4])
     if actual != link.digest:
         return Problem(position, "changed", sid, version, "topic or state differs from what was recorded")

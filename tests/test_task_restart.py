@@ -209,6 +209,7 @@ def test_construction_does_not_block_on_storage_errors_and_resumes_later(
         store.save(TaskAggregate.launch("svc", "later", "", "gone", utcnow() - timedelta(seconds=1)))
         table = "stored_events" if durable_url.startswith("sqlite") else "phaselog_events"
         raw_execute(durable_url, f"ALTER TABLE {table} RENAME TO {table}_away")
+        raw_execute(durable_url, "ALTER TABLE phaselog_streams RENAME TO phaselog_streams_away")  # the index
         runner = ScriptedRunner()
         try:
             ctl = TaskController(store, "svc", runner, lease=timedelta(seconds=1),
@@ -217,6 +218,7 @@ def test_construction_does_not_block_on_storage_errors_and_resumes_later(
             assert "cannot list tasks" in caplog.text
         finally:
             raw_execute(durable_url, f"ALTER TABLE {table}_away RENAME TO {table}")
+            raw_execute(durable_url, "ALTER TABLE phaselog_streams_away RENAME TO phaselog_streams")
         with ctl:
             wait_for(lambda: _agg(store, "later").delivered, timeout=20, what="resume after recovery")
         assert runner.hooks_of("later") == ["pending", "running"]

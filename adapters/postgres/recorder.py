@@ -86,7 +86,9 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
             "append": Identifier(append_function_name(self.events_table_name)),
         }
         self.names = names
-        self._append = SQL("SELECT * FROM {schema}.{append}(%s, %s, %s, %s, %s)").format(**names)
+        self._append = SQL(
+            "SELECT * FROM {schema}.{append}(%s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::boolean[])"
+        ).format(**names)
         self._select_own = SQL(
             "SELECT notification_id, topic, state FROM {schema}.{events} "
             "WHERE originator_id = %s AND originator_version = %s"
