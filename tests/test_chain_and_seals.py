@@ -131,7 +131,10 @@ def _rewrite_event_and_chain(url: str, store: Store) -> None:
     assert state != target.state
     previous = raw_execute(
         url,
-        _sql(url, "SELECT digest FROM phaselog_audit_chain WHERE originator_id = %s AND originator_version = %s"),
+        _sql(
+            url,
+            "SELECT digest FROM phaselog_audit_chain WHERE originator_id = %s AND originator_version = %s",
+        ),
         ("acct:b", 2),
     )[0][0]
     digest = chain_digest(str(previous), target.id, "acct:b", 3, target.topic, state)

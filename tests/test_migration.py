@@ -1,4 +1,4 @@
-"""Stores written by the wave-1 recorder (global chain, table lock) open, verify and grow with today's code."""
+"""Stores written by the wave-1 recorder (global chain, table lock) open, verify and grow today."""
 
 from __future__ import annotations
 
@@ -67,7 +67,10 @@ def test_a_wave1_store_indexes_its_existing_streams(wave1_url: str) -> None:
     """The stream index of a migrated store lists the streams written before it existed."""
     with open_store(wave1_url) as store:
         heads = {h.stream_id: h.version for h in store.stream_heads("plugin:")}
-        assert heads == {"plugin:alpha": len(store.stream("plugin:alpha")), "plugin:beta": len(store.stream("plugin:beta"))}
+        assert heads == {
+            "plugin:alpha": len(store.stream("plugin:alpha")),
+            "plugin:beta": len(store.stream("plugin:beta")),
+        }
 
 
 def test_new_events_on_a_wave1_store_chain_per_stream_and_verify(wave1_url: str) -> None:

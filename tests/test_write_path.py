@@ -38,14 +38,17 @@ def _raw(url: str) -> psycopg.Connection[tuple[object, ...]]:
 def _append_raw(conn: psycopg.Connection[tuple[object, ...]], stream: str) -> int:
     """Call the append function in the connection's open transaction (as a slow writer would)."""
     row = conn.execute(
-        f"SELECT * FROM {append_function_name('phaselog_events')}(%s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::boolean[])",
+        f"SELECT * FROM {append_function_name('phaselog_events')}"
+        "(%s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::boolean[])",
         ([stream], [1], ["tests.support.Opened"], [b"{}"], [True]),
     ).fetchone()
     assert row is not None
     return int(str(row[0]))
 
 
-def test_appends_do_not_wait_for_an_open_writer_and_readers_stop_below_it(make_url: Callable[[str], str]) -> None:
+def test_appends_do_not_wait_for_an_open_writer_and_readers_stop_below_it(
+    make_url: Callable[[str], str],
+) -> None:
     """A writer holding its transaction open blocks no other append; followers do not pass its position."""
     url = make_url("postgresql") + "&statement_timeout=10000"
     with open_store(url) as store:
@@ -91,7 +94,9 @@ with open_store(url) as store:
 """
 
 
-def test_a_follower_reads_the_final_global_order_of_four_writer_processes(make_url: Callable[[str], str]) -> None:
+def test_a_follower_reads_the_final_global_order_of_four_writer_processes(
+    make_url: Callable[[str], str],
+) -> None:
     """A follower reading while 4 processes append sees every position once, in the final order."""
     url = make_url("postgresql")
     with open_store(url) as store:
@@ -145,10 +150,14 @@ def test_a_follower_reads_the_final_global_order_of_four_writer_processes(make_u
 def test_statement_timeout_bounds_every_query(make_url: Callable[[str], str]) -> None:
     """A statement running past the URL's statement_timeout ends in StoreUnavailable, not a hang."""
     url = make_url("postgresql") + "&statement_timeout=200"
-    with open_store(url) as store, pytest.raises(StoreUnavailable), translate_errors("sleeping"):
+    with open_store(url) as store:
         datastore = store.app.recorder.datastore  # type: ignore[attr-defined]
-        with datastore.transaction(commit=False) as cursor:
-            cursor.execute("SELECT pg_sleep(5)")
+        with (
+            pytest.raises(StoreUnavailable),
+            translate_errors("sleeping"),
+            datastore.transaction(commit=False) as cur,
+        ):
+            cur.execute("SELECT pg_sleep(5)")
 
 
 def test_a_broken_pooled_connection_is_retried_without_duplicating(make_url: Callable[[str], str]) -> None:
@@ -159,7 +168,8 @@ def test_a_broken_pooled_connection_is_retried_without_duplicating(make_url: Cal
         with psycopg.connect(url.partition("?")[0], autocommit=True) as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"
             )
         _counter(store, "after-kill")
         assert [n.originator_id for n in store.notifications(1)].count("after-kill") == 1
