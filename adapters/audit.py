@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 

@@ -1,10 +1,10 @@
-"""The digests behind tamper evidence: per-stream event chains and sealed checkpoints.
+r"""The digests behind tamper evidence: per-stream event chains and sealed checkpoints.
 
 Every stored event gets a **chain row** (position, stream id, version, digest)
 written in the append's own transaction. The digest covers the event and the
 digest of the previous event *of the same stream*::
 
-    digest = sha256(previous \\n position \\n stream id \\n version \\n topic \\n || sha256(state))
+    digest = sha256(previous \n position \n stream id \n version \n topic \n || sha256(state))
 
 so writers of different streams never wait for each other (stream versions
 already serialise the writers of one stream). Stores written before wave 2

@@ -61,9 +61,7 @@ class DemoRunner:
                 ctx.raise_if_cancelled()
         task.add_log_entry(logging.INFO, f"finished {job.steps} steps")
 
-    def on_task_completed(
-        self, ctx: CancelContext, task: ActiveTask, state: TaskState, *args: Any
-    ) -> None:
+    def on_task_completed(self, ctx: CancelContext, task: ActiveTask, state: TaskState, *args: Any) -> None:
         """Nothing to clean up."""
 
 

@@ -44,7 +44,9 @@ class MemoryApplicationRecorder(POPOApplicationRecorder):
     def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> list[StreamHead]:
         """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
         with self._database_lock:
-            heads = [h for sid, h in self._heads.items() if sid.startswith(prefix) and (h.open or not open_only)]
+            heads = [
+                h for sid, h in self._heads.items() if sid.startswith(prefix) and (h.open or not open_only)
+            ]
         return sorted(heads)
 
 

@@ -41,7 +41,9 @@ def parse_url(url: str | None) -> StoreURL:
     parts = urlsplit(raw)
     scheme = parts.scheme.lower()
     if scheme == "memory":
-        limit = _int_param(_own_params(raw, parts.query), "max_event_bytes", DEFAULT_MAX_EVENT_BYTES, minimum=1)
+        limit = _int_param(
+            _own_params(raw, parts.query), "max_event_bytes", DEFAULT_MAX_EVENT_BYTES, minimum=1
+        )
         return StoreURL(
             kind="memory",
             display="memory://",
@@ -49,10 +51,16 @@ def parse_url(url: str | None) -> StoreURL:
             max_event_bytes=limit,
         )
     if scheme == "sqlite":
-        limit = _int_param(_own_params(raw, parts.query), "max_event_bytes", DEFAULT_MAX_EVENT_BYTES, minimum=1)
+        limit = _int_param(
+            _own_params(raw, parts.query), "max_event_bytes", DEFAULT_MAX_EVENT_BYTES, minimum=1
+        )
         found = _sqlite(raw, parts.netloc, parts.path)
         return StoreURL(
-            kind=found.kind, display=found.display, env=found.env, sqlite_path=found.sqlite_path, max_event_bytes=limit
+            kind=found.kind,
+            display=found.display,
+            env=found.env,
+            sqlite_path=found.sqlite_path,
+            max_event_bytes=limit,
         )
     if scheme in _POSTGRES_SCHEMES:
         return _postgres(raw)

@@ -128,7 +128,7 @@ def test_no_phaselog_folder_shadows_the_namespace() -> None:
 
 @pytest.mark.slow
 def test_wheel_contains_exactly_the_layer_folders(tmp_path: Path) -> None:
-    """The built wheel packages every module of the four layer folders, and nothing else."""
+    """The built wheel packages every module of the four layer folders (subpackages too), and nothing else."""
     subprocess.run(
         [
             sys.executable,
@@ -149,9 +149,9 @@ def test_wheel_contains_exactly_the_layer_folders(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         packaged = {n for n in zf.namelist() if n.startswith("phaselog/")}
     expected = {
-        f"phaselog/{layer}/{p.name}"
+        f"phaselog/{layer}/{p.relative_to(ROOT / layer).as_posix()}"
         for layer in LAYERS
-        for p in (ROOT / layer).iterdir()
-        if p.suffix == ".py" or p.name == "py.typed"
+        for p in (ROOT / layer).rglob("*")
+        if (p.suffix == ".py" or p.name == "py.typed") and "__pycache__" not in p.parts
     }
     assert packaged == expected

@@ -74,7 +74,9 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         schema = self.datastore.schema
-        self.sql_create_statements.extend(phaselog_statements(schema, self.events_table_name, self.channel_name))
+        self.sql_create_statements.extend(
+            phaselog_statements(schema, self.events_table_name, self.channel_name)
+        )
         self._ddl_lock = lock_key(schema, self.events_table_name, "ddl")
         self._positions_lock = lock_key(schema, self.events_table_name, "positions")
         names = {
@@ -86,7 +88,10 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
             "append": Identifier(append_function_name(self.events_table_name)),
         }
         self.names = names
-        self._append = SQL("SELECT * FROM {schema}.{append}(%s, %s, %s, %s, %s)").format(**names)
+        self._append = SQL(
+            "SELECT * FROM {schema}.{append}"
+            "(%s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::boolean[])"
+        ).format(**names)
         self._select_own = SQL(
             "SELECT notification_id, topic, state FROM {schema}.{events} "
             "WHERE originator_id = %s AND originator_version = %s"
@@ -179,7 +184,9 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
         conditions: list[Composed | SQL] = [SQL("(e.tx_id IS NULL OR e.tx_id < h.x)")]
         params: list[Any] = []
         if start is not None:
-            conditions.append(SQL("e.notification_id >= %s" if inclusive_of_start else "e.notification_id > %s"))
+            conditions.append(
+                SQL("e.notification_id >= %s" if inclusive_of_start else "e.notification_id > %s")
+            )
             params.append(start)
         if stop is not None:
             conditions.append(SQL("e.notification_id <= %s"))

@@ -73,28 +73,40 @@ def phaselog_statements(schema: str, table: str, channel: str) -> list[Composed]
     statements: list[str | Composed] = [
         "ALTER TABLE {schema}.{events} ADD COLUMN IF NOT EXISTS tx_id xid8",
         "ALTER TABLE {schema}.{events} ALTER COLUMN tx_id SET DEFAULT pg_current_xact_id()",
-        "CREATE TABLE IF NOT EXISTS {schema}.{chain} (position bigint PRIMARY KEY, "
-        "originator_id text NOT NULL, originator_version bigint NOT NULL, digest text NOT NULL)",
+        (
+            "CREATE TABLE IF NOT EXISTS {schema}.{chain} (position bigint PRIMARY KEY, "
+            "originator_id text NOT NULL, originator_version bigint NOT NULL, digest text NOT NULL)"
+        ),
         "ALTER TABLE {schema}.{chain} ADD COLUMN IF NOT EXISTS link smallint",
-        "CREATE TABLE IF NOT EXISTS {schema}.{heads} (stream_id text COLLATE \"C\" PRIMARY KEY, "
-        "version bigint NOT NULL, position bigint NOT NULL, open boolean NOT NULL, digest text NOT NULL, "
-        "updated_at timestamptz NOT NULL DEFAULT now())",
+        (
+            'CREATE TABLE IF NOT EXISTS {schema}.{heads} (stream_id text COLLATE "C" PRIMARY KEY, '
+            "version bigint NOT NULL, position bigint NOT NULL, open boolean NOT NULL, digest text NOT NULL, "
+            "updated_at timestamptz NOT NULL DEFAULT now())"
+        ),
         "CREATE INDEX IF NOT EXISTS {open_index} ON {schema}.{heads} (stream_id) WHERE open",
-        "CREATE TABLE IF NOT EXISTS {schema}.{seals} (id bigint PRIMARY KEY, horizon bigint NOT NULL, "
-        "events bigint NOT NULL, digest text NOT NULL, signature text, "
-        "sealed_at timestamptz NOT NULL DEFAULT now())",
+        (
+            "CREATE TABLE IF NOT EXISTS {schema}.{seals} (id bigint PRIMARY KEY, horizon bigint NOT NULL, "
+            "events bigint NOT NULL, digest text NOT NULL, signature text, "
+            "sealed_at timestamptz NOT NULL DEFAULT now())"
+        ),
         "CREATE TABLE IF NOT EXISTS {schema}.{meta} (key text PRIMARY KEY, value text NOT NULL)",
         # A wave-1 store: index the streams it already holds (all counted open until saved again).
-        "INSERT INTO {schema}.{heads} (stream_id, version, position, open, digest) "
-        "SELECT DISTINCT ON (e.originator_id) e.originator_id, e.originator_version, e.notification_id, "
-        "true, coalesce(c.digest, {genesis}) FROM {schema}.{events} e "
-        "LEFT JOIN {schema}.{chain} c ON c.position = e.notification_id "
-        "WHERE NOT EXISTS (SELECT 1 FROM {schema}.{heads}) "
-        "ORDER BY e.originator_id, e.originator_version DESC",
-        "INSERT INTO {schema}.{meta} (key, value) VALUES ('schema_version', {version}::text) "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-        "CREATE OR REPLACE FUNCTION {schema}.{guard}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"RAISE EXCEPTION '{APPEND_ONLY_MESSAGE}' USING ERRCODE = 'insufficient_privilege'; END $$",
+        (
+            "INSERT INTO {schema}.{heads} (stream_id, version, position, open, digest) "
+            "SELECT DISTINCT ON (e.originator_id) e.originator_id, e.originator_version, e.notification_id, "
+            "true, coalesce(c.digest, {genesis}) FROM {schema}.{events} e "
+            "LEFT JOIN {schema}.{chain} c ON c.position = e.notification_id "
+            "WHERE NOT EXISTS (SELECT 1 FROM {schema}.{heads}) "
+            "ORDER BY e.originator_id, e.originator_version DESC"
+        ),
+        (
+            "INSERT INTO {schema}.{meta} (key, value) VALUES ('schema_version', {version}::text) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        ),
+        (
+            "CREATE OR REPLACE FUNCTION {schema}.{guard}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"RAISE EXCEPTION '{APPEND_ONLY_MESSAGE}' USING ERRCODE = 'insufficient_privilege'; END $$"
+        ),
     ]
     for guarded in ("events", "chain", "seals"):
         trigger = {**ids, "table": ids[guarded]}
@@ -156,7 +168,8 @@ BEGIN
         END IF;
         prev := coalesce(prev, {genesis});
         digests[i] := encode(sha256(convert_to(prev || E'\\n' || positions[i] || E'\\n' || p_ids[i]
-            || E'\\n' || p_versions[i] || E'\\n' || p_topics[i] || E'\\n', 'UTF8') || sha256(p_states[i])), 'hex');
+            || E'\\n' || p_versions[i] || E'\\n' || p_topics[i] || E'\\n', 'UTF8')
+            || sha256(p_states[i])), 'hex');
     END LOOP;
     INSERT INTO {schema}.{chain} (position, originator_id, originator_version, digest, link)
         SELECT u.p, u.i, u.v, u.d, {link} FROM unnest(positions, p_ids, p_versions, digests) AS u(p, i, v, d);

@@ -41,15 +41,23 @@ class PhaselogSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
         statements += [
-            f"CREATE TABLE IF NOT EXISTS {CHAIN_TABLE} (position INTEGER PRIMARY KEY, "
-            "originator_id TEXT NOT NULL, originator_version INTEGER NOT NULL, digest TEXT NOT NULL)",
-            f"CREATE TABLE IF NOT EXISTS {HEADS_TABLE} (stream_id TEXT PRIMARY KEY, version INTEGER NOT NULL, "
-            "position INTEGER NOT NULL, open INTEGER NOT NULL, digest TEXT NOT NULL, updated_at TEXT NOT NULL "
-            "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))",
+            (
+                f"CREATE TABLE IF NOT EXISTS {CHAIN_TABLE} (position INTEGER PRIMARY KEY, "
+                "originator_id TEXT NOT NULL, originator_version INTEGER NOT NULL, digest TEXT NOT NULL)"
+            ),
+            (
+                f"CREATE TABLE IF NOT EXISTS {HEADS_TABLE} (stream_id TEXT PRIMARY KEY, "
+                "version INTEGER NOT NULL, position INTEGER NOT NULL, open INTEGER NOT NULL, "
+                "digest TEXT NOT NULL, updated_at TEXT NOT NULL "
+                "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+            ),
             f"CREATE INDEX IF NOT EXISTS {HEADS_TABLE}_open_idx ON {HEADS_TABLE} (stream_id) WHERE open",
-            f"CREATE TABLE IF NOT EXISTS {SEALS_TABLE} (id INTEGER PRIMARY KEY, horizon INTEGER NOT NULL, "
-            "events INTEGER NOT NULL, digest TEXT NOT NULL, signature TEXT, sealed_at TEXT NOT NULL "
-            "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))",
+            (
+                f"CREATE TABLE IF NOT EXISTS {SEALS_TABLE} (id INTEGER PRIMARY KEY, "
+                "horizon INTEGER NOT NULL, "
+                "events INTEGER NOT NULL, digest TEXT NOT NULL, signature TEXT, sealed_at TEXT NOT NULL "
+                "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+            ),
             f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ]
         for table in (self.events_table_name, CHAIN_TABLE, SEALS_TABLE):
@@ -72,7 +80,8 @@ class PhaselogSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 f"INSERT INTO {HEADS_TABLE} (stream_id, version, position, open, digest) "
                 f"SELECT e.originator_id, e.originator_version, e.rowid, 1, coalesce(c.digest, ?) "
                 f"FROM {self.events_table_name} e LEFT JOIN {CHAIN_TABLE} c ON c.position = e.rowid "
-                f"WHERE e.originator_version = (SELECT max(originator_version) FROM {self.events_table_name} x "
+                "WHERE e.originator_version = "
+                f"(SELECT max(originator_version) FROM {self.events_table_name} x "
                 "WHERE x.originator_id = e.originator_id)",
                 (GENESIS_DIGEST,),
             )
@@ -117,7 +126,9 @@ class PhaselogSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         )
         return ids
 
-    def _previous_digest(self, c: SQLiteCursor, sid: str, version: int, pending: tuple[int, str] | None) -> str:
+    def _previous_digest(
+        self, c: SQLiteCursor, sid: str, version: int, pending: tuple[int, str] | None
+    ) -> str:
         """The digest of the event before ``version`` in its stream (genesis for the first)."""
         if version <= 1:
             return GENESIS_DIGEST
