@@ -308,7 +308,7 @@ def _check(  # noqa: PLR0911, PLR0913, PLR0917 - one verdict per kind of differe
     if not isinstance(note[4], bytes | bytearray | memoryview):
         detail = f"stored state is {type(note[4]).__name__}, not the bytes phaselog wrote"
         return Problem(position, "changed", sid, version, detail)
-    actual = chain_digest(expected_previous, position, sid, version, str(note[3]), note[4])
+    actual = chain_digest(expected_previous, position, sid, version, str(note[3]), bytes(note[4]))
     if actual != link.digest:
         return Problem(position, "changed", sid, version, "topic or state differs from what was recorded")
     return None

@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from eventsourcing.application import Application, ProjectorFunction, Repository
 from eventsourcing.persistence import Notification, Recording
 
@@ -152,7 +153,9 @@ class Store:
         with (
             translate_errors(f"opening {self.url}"),
             psycopg.connect(
-                **self.location.conninfo, connect_timeout=self.location.connect_timeout, autocommit=True
+                make_conninfo("", **self.location.conninfo),
+                connect_timeout=self.location.connect_timeout,
+                autocommit=True,
             ) as conn,
         ):
             if self.location.schema != "public":
