@@ -11,14 +11,15 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 from eventsourcing.application import Application, ProjectorFunction, Repository
 from eventsourcing.persistence import Notification, Recording
+from psycopg.conninfo import make_conninfo
 
-from phaselog.adapters.codec import OrjsonTranscoder, PydanticMapper
+from phaselog.adapters.codec import MAX_EVENT_BYTES, OrjsonTranscoder, PydanticMapper
 from phaselog.adapters.errors import translate_errors
-from phaselog.adapters.sql import stream_heads, stream_ids
-from phaselog.adapters.urls import StoreURL, parse_url
+from phaselog.adapters.integrity import Seal, seal
+from phaselog.adapters.sql import stream_heads
+from phaselog.adapters.urls import MAX_EVENT_BYTES_ENV, StoreURL, parse_url
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
 from phaselog.runtime.plugins import PluginService
@@ -107,6 +108,7 @@ class PhaselogApplication(Application[str]):
             transcoder=OrjsonTranscoder(),
             cipher=self.factory.cipher(),
             compressor=self.factory.compressor(),
+            max_event_bytes=int(self.env.get(MAX_EVENT_BYTES_ENV) or MAX_EVENT_BYTES),
         )
 
     def construct_repository(self) -> SnapshotFallbackRepository:
@@ -236,9 +238,8 @@ class Store:
             return bool(self.app.recorder.select_events(aggregate_id, limit=1))
 
     def stream_ids(self, prefix: str = "") -> list[str]:
-        """Ids of all streams starting with ``prefix`` (e.g. ``"task:billing:"``), sorted."""
-        with translate_errors(f"listing streams {prefix!r}"):
-            return stream_ids(self.app.recorder, prefix)
+        """Ids of all streams starting with ``prefix`` (e.g. ``"task:billing:"``), sorted (from the index)."""
+        return [head.stream_id for head in self.stream_heads(prefix)]
 
     def stream_heads(self, prefix: str = "", *, open_only: bool = False) -> list[StreamHead]:
         """The head (version, position, open flag) of every stream starting with ``prefix``, by id."""
@@ -251,6 +252,11 @@ class Store:
         """All events of one stream, oldest first."""
         with translate_errors(f"reading {aggregate_id!r}"):
             return [cast("DomainEvent", e) for e in self.app.events.get(aggregate_id, gt=gt, lte=lte)]
+
+    # -- tamper evidence ---------------------------------------------------------------------
+    def seal(self) -> Seal | None:
+        """Seal everything committed so far (see :mod:`phaselog.adapters.integrity`); None on memory."""
+        return seal(self)
 
     # -- the global order -------------------------------------------------------------
     def max_position(self) -> int:

@@ -11,12 +11,21 @@ import orjson
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from phaselog.adapters.codec import MAX_EVENT_BYTES
 from phaselog.domain.errors import ValidationFailed
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "DEFAULT_URL", "PHASELOG_PARAMETERS", "StoreURL", "parse_url"]
+__all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
+    "DEFAULT_URL",
+    "MAX_EVENT_BYTES_ENV",
+    "PHASELOG_PARAMETERS",
+    "StoreURL",
+    "parse_url",
+]
 
 DEFAULT_URL = "sqlite:///phaselog.db"
-DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_EVENT_BYTES = MAX_EVENT_BYTES  # one limit: the codec's
+MAX_EVENT_BYTES_ENV = "PHASELOG_MAX_EVENT_BYTES"
 DEFAULT_CONNECT_TIMEOUT_S = 5
 _SCHEMA_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -47,7 +56,10 @@ def parse_url(url: str | None) -> StoreURL:
         return StoreURL(
             kind="memory",
             display="memory://",
-            env={"PERSISTENCE_MODULE": "phaselog.adapters.memory:MemoryFactory"},
+            env={
+                "PERSISTENCE_MODULE": "phaselog.adapters.memory:MemoryFactory",
+                MAX_EVENT_BYTES_ENV: str(limit),
+            },
             max_event_bytes=limit,
         )
     if scheme == "sqlite":
@@ -58,7 +70,7 @@ def parse_url(url: str | None) -> StoreURL:
         return StoreURL(
             kind=found.kind,
             display=found.display,
-            env=found.env,
+            env={**found.env, MAX_EVENT_BYTES_ENV: str(limit)},
             sqlite_path=found.sqlite_path,
             max_event_bytes=limit,
         )
@@ -168,7 +180,7 @@ def _postgres(raw: str) -> StoreURL:
         "ORIGINATOR_ID_TYPE": "text",
         "APPLICATION_RECORDER_TOPIC": "phaselog.adapters.postgres:PhaselogPostgresApplicationRecorder",
         "PHASELOG_POSTGRES_CONNINFO": orjson.dumps(extra).decode(),
-        "PHASELOG_MAX_EVENT_BYTES": str(max_event_bytes),
+        MAX_EVENT_BYTES_ENV: str(max_event_bytes),
     }
     display = f"postgresql://{conninfo['user']}@{conninfo['host']}:{conninfo['port']}/{conninfo['dbname']}"
     if schema != "public":
