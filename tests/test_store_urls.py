@@ -21,7 +21,9 @@ class Blob(BaseModel):
 
 def test_sqlalchemy_spelling_and_libpq_options_are_accepted() -> None:
     """postgresql+psycopg:// is accepted and libpq options such as sslmode are kept."""
-    url = parse_url("postgresql+psycopg://me@db.example:6543/ops?sslmode=require&application_name=svc&schema=ops")
+    url = parse_url(
+        "postgresql+psycopg://me@db.example:6543/ops?sslmode=require&application_name=svc&schema=ops"
+    )
     assert url.kind == "postgresql"
     assert url.schema == "ops"
     assert url.conninfo["sslmode"] == "require"
@@ -60,7 +62,9 @@ def test_a_unix_socket_directory_in_host_is_used(pg_dsn: str) -> None:
         port = conn.info.port
     assert row is not None
     socket_dir = str(row[0]).split(",")[0].strip()
-    with open_store(f"postgresql:///postgres?host={socket_dir}&port={port}&user=postgres&schema=sock") as store:
+    with open_store(
+        f"postgresql:///postgres?host={socket_dir}&port={port}&user=postgres&schema=sock"
+    ) as store:
         assert store.max_position() >= 0
         datastore = store.app.recorder.datastore  # type: ignore[attr-defined]
         with datastore.transaction(commit=False) as cursor:
