@@ -23,6 +23,10 @@ from phaselog.runtime.plan_state import GenericStep, PlanContext, PlanState
 from phaselog.runtime.plans import Plan
 
 WAIT = 30.0  # upper bound of every wait in these tests; never reached when the code is right
+# Plan deadlines must cover the store writes made before the timed part (several PostgreSQL commits
+# on a loaded 2-core machine); the tests only wait for them where a timeout is the point.
+LIMIT = timedelta(seconds=2)
+GRACE = timedelta(milliseconds=300)
 
 
 @pytest.fixture
@@ -50,7 +54,7 @@ def test_a_cooperative_overrunning_step_times_out_and_cleanup_still_runs(store: 
         assert ctx.wait(WAIT), "the deadline should have cancelled the context"
         log.append(f"slow.woken:{ctx.reason}")
 
-    plan = Plan(store, "coop", limit_duration=timedelta(seconds=0.3))
+    plan = Plan(store, "coop", limit_duration=LIMIT)
     plan.add_step(GenericStep("fast", exec=record(log, "fast"), cleanup=record(log, "fast.cleanup")))
     plan.add_step(GenericStep("slow", exec=slow, post_exec=record(log, "slow.post"),
                               cleanup=record(log, "slow.cleanup")))
@@ -67,7 +71,7 @@ def test_a_hook_ignoring_the_context_is_abandoned_at_the_deadline(
 ) -> None:
     """A hook that ignores cancellation is abandoned after the grace period and recorded as such."""
     log: list[str] = []
-    plan = Plan(store, "stubborn", limit_duration=timedelta(seconds=0.2), grace=timedelta(seconds=0.1))
+    plan = Plan(store, "stubborn", limit_duration=LIMIT, grace=GRACE)
     plan.add_step(GenericStep("first", cleanup=record(log, "first.cleanup")))
     plan.add_step(GenericStep("stuck", exec=lambda _ctx, _st: release.wait(WAIT), cleanup=record(log, "x")))
     with pytest.raises(PlanTimeout):
@@ -80,8 +84,8 @@ def test_a_hook_ignoring_the_context_is_abandoned_at_the_deadline(
 def test_cleanup_has_its_own_time_limit(store: Store, release: threading.Event) -> None:
     """A cleanup hook overrunning cleanup_limit is recorded as failed and the next cleanup still runs."""
     log: list[str] = []
-    plan = Plan(store, "cleanlimit", limit_duration=timedelta(seconds=5),
-                cleanup_limit=timedelta(seconds=0.2), grace=timedelta(seconds=0.05))
+    plan = Plan(store, "cleanlimit", limit_duration=timedelta(seconds=60),
+                cleanup_limit=timedelta(seconds=0.5), grace=GRACE)
     plan.add_step(GenericStep("a", cleanup=record(log, "a.cleanup")))
     plan.add_step(GenericStep("b", cleanup=lambda _ctx, _st: release.wait(WAIT)))
     plan.add_step(GenericStep("boom", exec=lambda _ctx, _st: 1 / 0))
@@ -97,7 +101,7 @@ def test_cleanup_has_its_own_time_limit(store: Store, release: threading.Event) 
 def test_cleanup_runs_with_a_fresh_context_after_a_timeout(store: Store) -> None:
     """Cleanup hooks after a timeout get an uncancelled context, so cooperative cleanups do their work."""
     seen: list[bool] = []
-    plan = Plan(store, "freshctx", limit_duration=timedelta(seconds=0.2))
+    plan = Plan(store, "freshctx", limit_duration=LIMIT)
     plan.add_step(GenericStep("a", cleanup=lambda ctx, _st: seen.append(ctx.cancelled)))
     plan.add_step(GenericStep("wait", exec=lambda ctx, _st: ctx.wait(WAIT)))
     with pytest.raises(PlanTimeout):
@@ -176,7 +180,7 @@ def test_pauses_sit_between_steps_and_are_skipped_in_cleanup(store: Store) -> No
 
 def test_the_time_limit_also_cuts_a_pause(store: Store) -> None:
     """A pause longer than the plan's limit ends at the deadline with PlanTimeout."""
-    plan = Plan(store, "longpause", limit_duration=timedelta(seconds=0.2))
+    plan = Plan(store, "longpause", limit_duration=LIMIT)
     plan.add_step(GenericStep("a")).add_pause(timedelta(hours=1)).add_step(GenericStep("b"))
     with pytest.raises(PlanTimeout):
         plan.execute()
