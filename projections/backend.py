@@ -22,16 +22,19 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteCursor,
+    SQLiteDatastore,
+    SQLiteTrackingRecorder,
+)
 from typing_extensions import override
 
-from phaselog.adapters.errors import translate_errors
 from phaselog.domain.errors import StoreUnavailable
+from phaselog.projections.errors import ProjectionBusy, db_errors
 
 if TYPE_CHECKING:
     import threading
-
-    from phaselog.adapters.store import Store
 
 __all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "open_backend"]
 
@@ -43,6 +46,8 @@ class Backend:
 
     kind = ""
     tracking_table = "tracking"
+    now_sql = "(julianday('now') - 2440587.5) * 86400.0"
+    """SQL for the database clock in seconds since the epoch (leases use one clock for all runners)."""
 
     def q(self, sql: str) -> str:
         """Adapt ``?`` placeholders to the driver's paramstyle."""
@@ -52,8 +57,14 @@ class Backend:
         """The (schema-qualified) name of one of our tables."""
         return name
 
-    def write(self, names: Sequence[str]) -> AbstractContextManager[Any]:
-        """A write transaction holding the projection lock for tracking rows ``names``."""
+    def write(
+        self, names: Sequence[str], *, lock_timeout: float | None = None
+    ) -> AbstractContextManager[Any]:
+        """A write transaction holding the lock on the tracking rows ``names`` (created when missing).
+
+        With ``lock_timeout`` (PostgreSQL) a lock held longer by another runner raises
+        :class:`ProjectionBusy` instead of waiting.
+        """
         raise NotImplementedError
 
     def read(self) -> AbstractContextManager[Any]:
@@ -65,17 +76,21 @@ class Backend:
         """Eventsourcing's tracking recorder for this database."""
         raise NotImplementedError
 
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A ``column IN (...)`` condition and its parameters."""
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
     def positions(self, cursor: Any, names: Sequence[str]) -> dict[str, int]:
         """Current tracked positions of ``names`` (0 when absent), read inside ``cursor``'s transaction."""
         if not names:
             return {}
-        marks = ",".join("?" * len(names))
+        cond, params = self.in_list("application_name", names)
         cursor.execute(
             self.q(
                 f"SELECT application_name, notification_id FROM {self.table(self.tracking_table)} "
-                f"WHERE application_name IN ({marks})"
+                f"WHERE {cond}"
             ),
-            list(names),
+            params,
         )
         found = {str(row["application_name"]): int(row["notification_id"] or 0) for row in cursor.fetchall()}
         return {name: found.get(name, 0) for name in names}
@@ -114,7 +129,8 @@ class SQLiteBackend(Backend):
     def __init__(self, datastore: SQLiteDatastore, *, owned: bool = False) -> None:
         self.datastore = datastore
         self._owned = owned
-        with translate_errors("creating projection tracking"):
+        self._busy_ms = int((datastore.pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT) * 1000)
+        with db_errors("creating projection tracking"):
             self._tracking = SQLiteTrackingRecorder(datastore)
             _retry(self._tracking.create_table)
 
@@ -125,12 +141,27 @@ class SQLiteBackend(Backend):
 
     @override
     @contextmanager
-    def write(self, names: Sequence[str]) -> Iterator[SQLiteCursor]:
+    def write(self, names: Sequence[str], *, lock_timeout: float | None = None) -> Iterator[sqlite3.Cursor]:
         with self.datastore.get_connection(commit=True) as conn:
             raw: sqlite3.Connection = conn._sqlite_conn  # noqa: SLF001 - BEGIN IMMEDIATE needs the driver
-            raw.execute("BEGIN IMMEDIATE")
+            if lock_timeout is not None:  # one write lock per file: wait for it this long at most
+                raw.execute(f"PRAGMA busy_timeout = {max(1, int(lock_timeout * 1000))}")
             try:
-                yield SQLiteCursor(raw.cursor())
+                raw.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise ProjectionBusy("another runner holds the SQLite write lock") from exc
+                raise
+            finally:
+                if lock_timeout is not None:
+                    raw.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            try:
+                cursor = raw.cursor()
+                if names:
+                    cursor.executemany(
+                        "INSERT INTO tracking VALUES (?, 0) ON CONFLICT DO NOTHING", [[n] for n in names]
+                    )
+                yield cursor
             except BaseException:
                 raw.rollback()
                 raise
@@ -165,7 +196,7 @@ class PostgresBackend(Backend):
         self.channel = recorder.channel_name
         self._conninfo = conninfo
         self._listener: psycopg.Connection[Any] | None = None
-        with translate_errors("creating projection tracking"):
+        with db_errors("creating projection tracking"):
             self._tracking = PostgresTrackingRecorder(self.datastore, tracking_table_name=PG_TRACKING_TABLE)
             _retry(self._tracking.create_table)
 
@@ -174,9 +205,15 @@ class PostgresBackend(Backend):
     def tracking(self) -> PostgresTrackingRecorder:
         return self._tracking
 
+    now_sql = "extract(epoch from clock_timestamp())::float8"
+
     @override
     def q(self, sql: str) -> str:
         return sql.replace("?", "%s")
+
+    @override
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [list(values)]
 
     @override
     def table(self, name: str) -> str:
@@ -184,21 +221,26 @@ class PostgresBackend(Backend):
 
     @override
     @contextmanager
-    def write(self, names: Sequence[str]) -> Iterator[Any]:
+    def write(self, names: Sequence[str], *, lock_timeout: float | None = None) -> Iterator[Any]:
         with self.datastore.transaction(commit=True) as cursor:
+            if lock_timeout is not None:
+                cursor.execute(f"SET LOCAL lock_timeout = {max(1, int(lock_timeout * 1000))}")
             if names:
-                # Lock the tracking rows in one global order: projection writers
-                # (runners in any process, rebuild swaps) serialise here.
+                # Lock the tracking rows in one global order: the writers of one read model
+                # (runners in any process, rebuild swaps) serialise here, other read models don't.
                 cursor.execute(
                     f"INSERT INTO {self.table(self.tracking_table)} "
                     "SELECT unnest(%s::text[]), 0 ON CONFLICT DO NOTHING",
                     [list(names)],
                 )
-                cursor.execute(
-                    f"SELECT application_name FROM {self.table(self.tracking_table)} "
-                    "WHERE application_name = ANY(%s) ORDER BY application_name FOR UPDATE",
-                    [list(names)],
-                )
+                try:
+                    cursor.execute(
+                        f"SELECT application_name FROM {self.table(self.tracking_table)} "
+                        "WHERE application_name = ANY(%s) ORDER BY application_name FOR UPDATE",
+                        [list(names)],
+                    )
+                except psycopg.errors.LockNotAvailable as exc:
+                    raise ProjectionBusy(f"another runner is updating {', '.join(names)}") from exc
             yield cursor
 
     @override
@@ -258,14 +300,14 @@ def _retry(create: Any) -> None:
             return
 
 
-_MEMORY_VIEWS: weakref.WeakKeyDictionary[Store, SQLiteDatastore] = weakref.WeakKeyDictionary()
+_MEMORY_VIEWS: weakref.WeakKeyDictionary[Any, SQLiteDatastore] = weakref.WeakKeyDictionary()
 
 
-def open_backend(store: Store) -> Backend:
+def open_backend(store: Any) -> Backend:
     """The backend for ``store``'s database (a private in-memory SQLite for ``memory://``)."""
     recorder = store.app.recorder
     if store.kind == "sqlite":
-        return SQLiteBackend(recorder.datastore)  # type: ignore[attr-defined]
+        return SQLiteBackend(recorder.datastore)
     if store.kind == "postgresql":
         assert isinstance(recorder, PostgresApplicationRecorder)  # noqa: S101 - narrowed by kind
         return PostgresBackend(recorder, store.location.conninfo)
@@ -274,8 +316,8 @@ def open_backend(store: Store) -> Backend:
         datastore = _MEMORY_VIEWS.get(store)
         if datastore is None:
             name = f"file:phaselog-views-{uuid.uuid4().hex}?mode=memory&cache=shared"
-            with translate_errors("opening in-memory read models"):
-                datastore = _MEMORY_VIEWS[store] = SQLiteDatastore(name, pool_size=2, max_overflow=0)
+            with db_errors("opening in-memory read models"):
+                datastore = _MEMORY_VIEWS[store] = SQLiteDatastore(name, pool_size=4, max_overflow=4)
         return SQLiteBackend(datastore)
     msg = f"no read-model backend for a {store.kind} store"
     raise StoreUnavailable(msg)

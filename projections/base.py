@@ -2,7 +2,7 @@
 
 A :class:`Projection` declares its columns, its key and which topics it folds;
 :meth:`Projection.apply` evolves rows through a :class:`Rows` view. The same fold
-runs against a database table (:class:`TableRows`, one transaction per batch) or
+runs against a database table (``batch.BatchRows``, one transaction per batch) or
 a plain dict (:class:`DictRows`, used to check a table against a fold of the full
 log). Events reach a projection as :class:`EventData`: the stored JSON state
 (upcast when the event class is known, raw otherwise), so a projection never
@@ -26,11 +26,13 @@ __all__ = [
     "DictRows",
     "EventData",
     "Projection",
+    "ProjectionHalted",
     "ProjectionTimeout",
     "ReadModel",
     "Rows",
-    "TableRows",
     "event_data",
+    "load_text",
+    "store_text",
 ]
 
 SQL_TYPES = {"text": "TEXT", "int": "BIGINT", "json": "TEXT"}
@@ -38,6 +40,10 @@ SQL_TYPES = {"text": "TEXT", "int": "BIGINT", "json": "TEXT"}
 
 class ProjectionTimeout(PhaselogError, TimeoutError):
     """``wait(position, timeout)`` gave up before the read models reached the position."""
+
+
+class ProjectionHalted(PhaselogError):
+    """A read model with ``on_error="stop"`` met an event it cannot fold and stopped before it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +163,14 @@ class Projection:
         """Fold one event into ``rows``."""
         raise NotImplementedError
 
+    def key_for(self, event: EventData) -> str | None:
+        """The key of the row ``event`` will read, when known up front (rows are then prefetched).
+
+        Optional: ``None`` (the default) makes the first ``rows.get`` of a key query it alone.
+        """
+        del event
+        return None
+
     def fold(self, events: Iterable[EventData]) -> dict[str, dict[str, Any]]:
         """The rows a fold of ``events`` gives, computed in memory."""
         rows = DictRows()
@@ -245,57 +259,6 @@ def decode_row(projection: Projection, row: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
-class TableRows(Rows):
-    """Rows of one table inside one write transaction, cached and flushed once per batch."""
-
-    def __init__(self, backend: Any, cursor: Any, projection: Projection, qualified: str) -> None:
-        self._backend = backend
-        self._cursor = cursor
-        self._projection = projection
-        self._qualified = qualified
-        self._cache: dict[str, dict[str, Any] | None] = {}
-        self._dirty: set[str] = set()
-
-    @override
-    def get(self, key: str) -> dict[str, Any] | None:
-        if key not in self._cache:
-            p = self._projection
-            self._cursor.execute(self._backend.q(f"SELECT * FROM {self._qualified} WHERE {p.key} = ?"), [key])
-            found = self._cursor.fetchone()
-            self._cache[key] = None if found is None else decode_row(p, found)
-        row = self._cache[key]
-        return None if row is None else dict(row)
-
-    @override
-    def put(self, key: str, row: Mapping[str, Any]) -> None:
-        self._cache[key] = {**dict(row), self._projection.key: key}
-        self._dirty.add(key)
-
-    @override
-    def delete(self, key: str) -> None:
-        self._cache[key] = None
-        self._dirty.add(key)
-
-    def flush(self) -> None:
-        """Write every changed row (one upsert or delete each)."""
-        p = self._projection
-        names = list(p.columns)
-        upsert = self._backend.q(
-            f"INSERT INTO {self._qualified} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
-            f"ON CONFLICT ({p.key}) DO UPDATE SET "
-            + ", ".join(f"{n} = excluded.{n}" for n in names if n != p.key)
-        )
-        puts = [encode_row(p, row) for k in sorted(self._dirty) if (row := self._cache[k]) is not None]
-        gone = [[k] for k in sorted(self._dirty) if self._cache[k] is None]
-        if puts:
-            self._cursor.executemany(upsert, puts)
-        if gone:
-            self._cursor.executemany(
-                self._backend.q(f"DELETE FROM {self._qualified} WHERE {p.key} = ?"), gone
-            )
-        self._dirty.clear()
-
-
 class ReadModel:
     """Queries over one projection's live table: ``get``, ``list``, ``counts``."""
 
@@ -309,9 +272,9 @@ class ReadModel:
         return self.projection.name
 
     def _query(self, sql: str, params: list[Any]) -> list[Any]:
-        from phaselog.adapters.errors import translate_errors  # noqa: PLC0415 - keep base importable alone
+        from phaselog.projections.errors import db_errors  # noqa: PLC0415 - keep base importable alone
 
-        with translate_errors(f"querying {self.projection.table}"), self._backend.read() as cursor:
+        with db_errors(f"querying {self.projection.table}"), self._backend.read() as cursor:
             cursor.execute(self._backend.q(sql), params)
             return list(cursor.fetchall())
 

@@ -59,10 +59,14 @@ class PluginPhases(Projection):
         }
     )
 
+    def key_for(self, event: EventData) -> str:
+        """The plugin id."""
+        return str(event.data.get("plugin_id") or _suffix(event.stream_id, "plugin:"))
+
     def apply(self, rows: Rows, event: EventData) -> None:
         """Fold one plugin event."""
         d, kind = event.data, event.topic.rsplit(".", 1)[-1]
-        plugin_id = str(d.get("plugin_id") or _suffix(event.stream_id, "plugin:"))
+        plugin_id = self.key_for(event)
         row = rows.get(plugin_id) or {
             "plugin_id": plugin_id,
             "phase": None,
@@ -134,12 +138,20 @@ class TaskStatuses(Projection):
         }
     )
 
+    @staticmethod
+    def _ids(event: EventData) -> tuple[str, str]:
+        _, controller, task_id = [*event.stream_id.split(":", 2), "", ""][:3]
+        d = event.data
+        return str(d.get("controller") or controller), str(d.get("task_id") or task_id)
+
+    def key_for(self, event: EventData) -> str:
+        """``<controller>:<task_id>``."""
+        return ":".join(self._ids(event))
+
     def apply(self, rows: Rows, event: EventData) -> None:
         """Fold one task event."""
         d, kind = event.data, event.topic.rsplit(".", 1)[-1]
-        _, controller, task_id = [*event.stream_id.split(":", 2), "", ""][:3]
-        controller = str(d.get("controller") or controller)
-        task_id = str(d.get("task_id") or task_id)
+        controller, task_id = self._ids(event)
         key = f"{controller}:{task_id}"
         row = rows.get(key) or {
             "task": key,
@@ -211,10 +223,14 @@ class PlanRuns(Projection):
         """Every plan event."""
         return topic.startswith("phaselog.plan.")
 
+    def key_for(self, event: EventData) -> str:
+        """The plan id."""
+        return _suffix(event.stream_id, "plan:")
+
     def apply(self, rows: Rows, event: EventData) -> None:  # noqa: C901 - one branch per topic
         """Fold one plan event."""
         d, kind = event.data, event.topic.rsplit(".", 1)[-1]
-        plan_id = _suffix(event.stream_id, "plan:")
+        plan_id = self.key_for(event)
         row = rows.get(plan_id) or {
             "plan_id": plan_id,
             "run": 0,
@@ -291,10 +307,14 @@ class RecoverableStates(Projection):
     count_by: ClassVar[str | None] = "kvs"
     topics: ClassVar[frozenset[str] | None] = frozenset({"phaselog.state.Persisted", "phaselog.state.Reset"})
 
+    def key_for(self, event: EventData) -> str:
+        """``<kvs>:<key>``."""
+        return _suffix(event.stream_id, "state:")
+
     def apply(self, rows: Rows, event: EventData) -> None:
         """Fold one persist or reset."""
         d = event.data
-        ident = _suffix(event.stream_id, "state:")
+        ident = self.key_for(event)
         kvs, _, key = ident.rpartition(":")
         kvs, key = str(d.get("kvs") or kvs), str(d.get("key") or key)
         row = rows.get(ident) or {"id": ident, "kvs": kvs, "key": key, "persists": 0, "resets": 0}

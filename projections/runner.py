@@ -1,12 +1,10 @@
-"""The projection runner: catch up, follow live, rebuild by shadow swap, wait for a position.
+"""The read models of a store and the runner that keeps them current.
 
-Exactly once: every batch is one transaction that (1) takes the projection lock
-(SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``SELECT ... FOR UPDATE`` on the tracking
-rows, in name order), (2) re-reads each projection's tracked position, (3) folds
-only events after it, and (4) records the new position with eventsourcing's
-tracking recorder (``_insert_tracking``), which refuses to move backwards. A
-crash anywhere rolls the whole batch back; a second runner, in this process or
-another, finds the position already advanced and skips those events.
+Each read model is isolated: its own tracked position, its own transaction per
+batch, its own lock, its own follower thread and lease (see
+:mod:`phaselog.projections.engine` and :mod:`phaselog.projections.follow`). An
+event a fold or a row write cannot handle is dead-lettered (``on_error="skip"``)
+or stops only that read model (``on_error="stop"``); the others never wait.
 """
 
 from __future__ import annotations
@@ -14,33 +12,31 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from eventsourcing.persistence import Notification
-
-from phaselog.adapters.errors import translate_errors
-from phaselog.domain.errors import ConcurrencyConflict, PhaselogError, ValidationFailed
+from phaselog.domain.errors import ConcurrencyConflict, StoreUnavailable, ValidationFailed
+from phaselog.projections import tables
 from phaselog.projections.backend import Backend, open_backend
 from phaselog.projections.base import (
     EventData,
     Projection,
+    ProjectionHalted,
     ProjectionTimeout,
     ReadModel,
-    TableRows,
-    event_data,
 )
-
-if TYPE_CHECKING:
-    from phaselog.adapters.store import Store
+from phaselog.projections.batch import RowCache
+from phaselog.projections.engine import Engine, OnError, Progress, Target
+from phaselog.projections.errors import ProjectionBusy, db_errors
+from phaselog.projections.follow import Follower, runner_id
+from phaselog.projections.rebuild import rebuild, retry_dead_letters, set_meta
+from phaselog.projections.status import status_rows
 
 __all__ = ["Progress", "Projections", "default_projections"]
 
 log = logging.getLogger("phaselog.projections")
 
-META_TABLE = "phaselog_view_meta"
-Progress = Callable[[int, int], None]
-"""``progress(done, total)``: events replayed so far out of the log's current length."""
+META_TABLE = tables.META_TABLE
 
 
 def default_projections() -> list[Projection]:
@@ -58,29 +54,63 @@ def default_projections() -> list[Projection]:
 class Projections:
     """The read models kept in a store's database, and the runner that keeps them current."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every knob an operator may turn
         self,
-        store: Store,
+        store: Any,
         projections: Iterable[Projection] | None = None,
         *,
-        batch_size: int = 500,
+        on_error: OnError = "skip",
+        batch_size: int = 1000,
         poll_interval: float = 0.2,
+        lease_seconds: float = 10.0,
+        seal_interval: float = 60.0,
+        cache_rows: int = 20_000,
+        busy_timeout: float = 2.0,
     ) -> None:
+        if on_error not in {"skip", "stop"}:
+            raise ValidationFailed(f"on_error must be 'skip' or 'stop', not {on_error!r}")
+        if batch_size < 1 or lease_seconds <= 0:
+            raise ValidationFailed("batch_size must be at least 1 and lease_seconds positive")
         self.store = store
-        self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.seal_interval = seal_interval
+        self.busy_timeout = busy_timeout
         self._projections = list(default_projections() if projections is None else projections)
         names = [p.name for p in self._projections]
         if len(set(names)) != len(names) or not all(names):
             raise ValidationFailed(f"projection names must be unique and non-empty: {names}")
         self.backend: Backend = open_backend(store)
+        self.engine = Engine(
+            store,
+            self.backend,
+            on_error=on_error,
+            batch_size=batch_size,
+            cache_rows=cache_rows,
+            lease_seconds=lease_seconds,
+        )
         self.models = {p.name: ReadModel(self.backend, p) for p in self._projections}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._targets = {p.name: Target(p, p.table, RowCache(cache_rows)) for p in self._projections}
+        self.runner_id = runner_id()
+        self._follower: Follower | None = None
         self._progress = threading.Condition()
-        self.last_error: str | None = None
+        self._errors: dict[str, str] = {}
         self._closed = False
         self._setup()
+
+    @property
+    def on_error(self) -> OnError:
+        """``"skip"`` (dead-letter a failing event) or ``"stop"`` (halt that read model)."""
+        return self.engine.on_error
+
+    @property
+    def batch_size(self) -> int:
+        """Events read per batch."""
+        return self.engine.batch_size
+
+    @property
+    def last_error(self) -> str | None:
+        """The newest error any read model of this runner met (see :meth:`status` per model)."""
+        return next(reversed(self._errors.values()), None)
 
     # -- read models ---------------------------------------------------------------------
     @property
@@ -113,12 +143,15 @@ class Projections:
             known = ", ".join(self.models)
             raise ValidationFailed(f"no projection {name!r}; known: {known}") from None
 
+    def _chosen(self, name: str | None) -> list[Projection]:
+        return list(self._projections) if name is None else [self._model(name).projection]
+
     # -- setup ------------------------------------------------------------------------------
     def _setup(self) -> None:
         for attempt in range(5):
             try:
                 self._create_tables()
-            except ConcurrencyConflict:  # another process created the same tables at this moment
+            except (ConcurrencyConflict, StoreUnavailable):  # another process created the same tables
                 if attempt == 4:
                     raise
                 time.sleep(0.1 * (attempt + 1))
@@ -128,153 +161,152 @@ class Projections:
     def _create_tables(self) -> None:
         b = self.backend
         stale: list[Projection] = []
-        with translate_errors("creating read-model tables"), b.write([]) as cur:
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {b.table(META_TABLE)} (name TEXT PRIMARY KEY, fingerprint TEXT)"
-            )
+        with db_errors("creating read-model tables"), b.write([]) as cur:
+            tables.create_tables(b, cur)
+            tables.ensure_state(b, cur, [p.name for p in self._projections])
             cur.execute(b.q(f"SELECT name, fingerprint FROM {b.table(META_TABLE)}"), [])
             known = {str(r["name"]): str(r["fingerprint"]) for r in cur.fetchall()}
             for p in self._projections:
                 if p.name in known and known[p.name] != p.fingerprint:
                     stale.append(p)
                     continue
-                for sql in p.create_sql(p.table, b.table(p.table)):
-                    cur.execute(sql)
+                if not b.table_exists(cur, p.table):  # DDL on a table in use would wait for its runner
+                    for sql in p.create_sql(p.table, b.table(p.table)):
+                        cur.execute(sql)
                 if p.name not in known:
-                    self._set_meta(cur, p)
+                    set_meta(self.engine, cur, p)
         for p in stale:
             log.warning("read model %s changed shape; rebuilding it from the event log", p.name)
             self.rebuild(p.name)
 
-    def _set_meta(self, cur: Any, p: Projection) -> None:
-        b = self.backend
-        cur.execute(b.q(f"DELETE FROM {b.table(META_TABLE)} WHERE name = ?"), [p.name])
-        cur.execute(b.q(f"INSERT INTO {b.table(META_TABLE)} VALUES (?, ?)"), [p.name, p.fingerprint])
-
     # -- folding ------------------------------------------------------------------------------
-    def event_data(self, notification: Notification) -> EventData:
+    def event_data(self, notification: Any) -> EventData:
         """The JSON state of a stored event (upcast when its class is known)."""
-        return event_data(self.store.app.mapper, notification)
+        return self.engine.decode(notification)
 
-    def _apply_page(
-        self, cur: Any, page: Sequence[Notification], targets: dict[Projection, tuple[str, int]]
-    ) -> None:
-        """Fold ``page`` into each target ``(table, position)`` and advance its tracking, in ``cur``."""
-        cache: dict[int, EventData] = {}
-        for p, (table, position) in targets.items():
-            todo = [n for n in page if n.id > position]
-            if not todo:
-                continue
-            rows = TableRows(self.backend, cur, p, self.backend.table(table))
-            for n in todo:
-                if p.handles(n.topic):
-                    event = cache.get(n.id)
-                    if event is None:
-                        event = cache[n.id] = self.event_data(n)
-                    try:
-                        p.apply(rows, event)
-                    except Exception:
-                        log.exception("%s could not fold event %d (%s); skipped", p.name, n.id, n.topic)
-            rows.flush()
-            self.backend.advance(cur, table, todo[-1].id)
+    def _note(self, name: str, error: str | None) -> None:
+        if error is None:
+            self._errors.pop(name, None)
+        else:
+            self._errors.pop(name, None)
+            self._errors[name] = error
 
-    def _positions(self, names: Sequence[str]) -> dict[str, int]:
-        with translate_errors("reading read-model positions"), self.backend.read() as cur:
-            return self.backend.positions(cur, names)
+    def _notify(self) -> None:
+        with self._progress:
+            self._progress.notify_all()
 
     def catch_up(self, *, until: int | None = None) -> int:
-        """Fold every event recorded so far (or up to ``until``); return the events folded."""
-        done = 0
-        live = [p.table for p in self._projections]
-        while True:
-            positions = self._positions(live)
-            start = min(positions.values(), default=0)
-            if until is not None and start >= until:
-                return done
-            page = self.store.notifications(start + 1, self.batch_size, stop=until)
-            if not page:
-                return done
-            with translate_errors("updating read models"), self.backend.write(live) as cur:
-                locked = self.backend.positions(cur, live)  # authoritative, under the lock
-                self._apply_page(cur, page, {p: (p.table, locked[p.table]) for p in self._projections})
-            done += len(page)
-            with self._progress:
-                self._progress.notify_all()
+        """Fold every event recorded so far (or up to ``until``) into every read model.
+
+        Read models take turns, one batch each, each in its own transaction. A read
+        model that fails (database error) or is busy in another runner is left
+        behind while the others go on; the first database error is raised at the
+        end. Returns the positions folded by the read model that moved furthest.
+        """
+        moved = dict.fromkeys(self._targets, 0)
+        active = list(self._targets.values())
+        first: StoreUnavailable | None = None
+        while active:
+            for target in list(active):
+                name = target.projection.name
+                try:
+                    step = self.engine.batch(target, until=until, lock_timeout=self.busy_timeout)
+                except (ProjectionBusy, ProjectionHalted):
+                    step = 0
+                except StoreUnavailable as exc:
+                    self._note(name, str(exc))
+                    first = first or exc
+                    step = 0
+                if step:
+                    moved[name] += step
+                    self._note(name, None)
+                else:
+                    active.remove(target)
+            self._notify()
+        if first is not None:
+            raise first
+        return max(moved.values(), default=0)
 
     # -- rebuild ----------------------------------------------------------------------------------
     def rebuild(self, name: str | None = None, progress: Progress | None = None) -> dict[str, int]:
         """Replay the whole log into shadow tables and swap each in atomically.
 
         Queries keep reading the old table until the swap; returns each rebuilt
-        projection's row count.
+        projection's row count. Clears a halt and replaces the dead letters.
         """
-        chosen = self._projections if name is None else [self._model(name).projection]
-        return {p.name: self._rebuild_one(p, progress) for p in chosen}
+        counts = {}
+        for p in self._chosen(name):
+            rebuild(self.engine, p, progress)
+            self._targets[p.name].cache.clear()
+            self._targets[p.name].known = -1
+            self._note(p.name, None)
+            counts[p.name] = sum(self.models[p.name].counts().values())
+            self._notify()
+        return counts
 
-    def _rebuild_one(self, p: Projection, progress: Progress | None) -> int:
-        b = self.backend
-        with translate_errors(f"preparing rebuild of {p.name}"), b.write([p.shadow]) as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {b.table(p.shadow)}")
-            for sql in p.create_sql(p.shadow, b.table(p.shadow)):
-                cur.execute(sql)
-            b.set_position(cur, p.shadow, 0)
-        position, total = 0, self.store.max_position()
-        topics = sorted(p.topics) if p.topics is not None else []
-        if progress:
-            progress(0, total)
-        while position < total:  # replay up to the head seen at the start, only the topics folded
-            with translate_errors(f"reading the log for {p.name}"):
-                page = self.store.app.recorder.select_notifications(
-                    position + 1, self.batch_size, stop=total, topics=topics
-                )
-            with translate_errors(f"rebuilding {p.name}"), b.write([p.shadow]) as cur:
-                at = b.positions(cur, [p.shadow])[p.shadow]
-                self._apply_page(cur, page, {p: (p.shadow, at)})
-                position = page[-1].id if len(page) == self.batch_size else total
-                if position > at and (not page or page[-1].id < position):
-                    b.advance(cur, p.shadow, position)  # skipped events of other topics
-            if progress:
-                progress(position, total)
-        with translate_errors(f"swapping in {p.name}"), b.write([p.table, p.shadow]) as cur:
-            at = b.positions(cur, [p.shadow])[p.shadow]
-            while page := self.store.notifications(at + 1, self.batch_size):  # events since the replay
-                self._apply_page(cur, page, {p: (p.shadow, at)})
-                at = page[-1].id
-            cur.execute(f"DROP TABLE IF EXISTS {b.table(p.table)}")
-            cur.execute(f"ALTER TABLE {b.table(p.shadow)} RENAME TO {p.table}")
-            b.set_position(cur, p.table, at)
-            b.set_position(cur, p.shadow, None)
-            self._set_meta(cur, p)
-        if progress:
-            progress(max(at, total), max(at, total))
-        with self._progress:
-            self._progress.notify_all()
-        return len(self.models[p.name].list())
+    # -- dead letters -----------------------------------------------------------------------------
+    def errors(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Dead-lettered events: projection, position, stream, topic, error, at (oldest first)."""
+        chosen = {p.table: p.name for p in self._chosen(name)}
+        with db_errors("reading dead letters"), self.backend.read() as cur:
+            letters = tables.dead_letters(self.backend, cur, list(chosen))
+        return [
+            {"projection": chosen[d.pop("tbl")], **d}
+            for d in sorted(letters, key=lambda d: (d["position"], d["tbl"]))
+        ]
+
+    def retry_errors(self, name: str | None = None) -> int:
+        """Re-fold dead-lettered events (and resume halted read models); return how many now succeeded."""
+        done = 0
+        for p in self._chosen(name):
+            done += retry_dead_letters(self.engine, p)
+            self._targets[p.name].cache.clear()
+            self._targets[p.name].known = -1
+            self._note(p.name, None)
+        if self._follower is not None:
+            self._follower.wake()
+        return done
 
     # -- waiting and following -----------------------------------------------------------------
+    def _positions(self, names: Sequence[str]) -> dict[str, int]:
+        with db_errors("reading read-model positions"), self.backend.read() as cur:
+            return self.backend.positions(cur, names)
+
     def position(self) -> int:
         """The position every read model has reached (the slowest one's)."""
         return min(self._positions([p.table for p in self._projections]).values(), default=0)
 
+    def _halted(self) -> dict[str, dict[str, Any]]:
+        with db_errors("reading read-model state"), self.backend.read() as cur:
+            state = tables.read_state(self.backend, cur, [p.name for p in self._projections])
+        return {name: s for name, s in state.items() if s["halted"] is not None}
+
     def wait(self, position: int, timeout: float = 5.0) -> None:
         """Block until every read model has folded ``position`` (read-your-writes).
 
-        Progress comes from the runner thread of this object, from a runner in
+        Progress comes from the runner threads of this object, from a runner in
         another process, or, when neither runs, from this call catching up itself.
-        Raises :class:`ProjectionTimeout` after ``timeout`` seconds.
+        Raises :class:`ProjectionTimeout` after ``timeout`` seconds, and
+        :class:`ProjectionHalted` at once when a read model that has not reached
+        ``position`` is halted (``on_error="stop"``).
         """
         deadline = time.monotonic() + timeout
         delay = 0.01
         while True:
-            reached = self.position()
-            if reached >= position:
+            positions = self._positions([p.table for p in self._projections])
+            behind = {p.name for p in self._projections if positions[p.table] < position}
+            if not behind:
                 return
+            halted = {n: s for n, s in self._halted().items() if n in behind}
+            if halted:
+                raise ProjectionHalted("; ".join(str(s["last_error"]) for s in halted.values()))
             if not self.running and not self._closed:
                 self.catch_up(until=position)
                 if self.position() >= position:
                     return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                reached = min(positions.values(), default=0)
                 msg = f"read models reached position {reached}, not {position}, within {timeout}s"
                 raise ProjectionTimeout(msg)
             with self._progress:
@@ -283,72 +315,46 @@ class Projections:
 
     @property
     def running(self) -> bool:
-        """True while this object's live-following thread runs."""
-        return self._thread is not None and self._thread.is_alive()
+        """True while this object's follower threads run."""
+        return self._follower is not None and self._follower.alive
 
     def start(self) -> None:
-        """Follow new events in a background thread (LISTEN/NOTIFY on PostgreSQL, polling on SQLite)."""
+        """Follow new events in background threads (LISTEN/NOTIFY on PostgreSQL, polling on SQLite)."""
         if self.running:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._follow, name="phaselog-projections", daemon=True)
-        self._thread.start()
+        self._follower = Follower(
+            self.engine,
+            list(self._targets.values()),
+            owner=self.runner_id,
+            poll_interval=self.poll_interval,
+            seal_interval=self.seal_interval,
+            lock_timeout=self.busy_timeout,
+            on_error=self._note,
+            on_progress=self._notify,
+        )
+        self._follower.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the background thread (after its current batch)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _follow(self) -> None:
-        backoff = self.poll_interval
-        while not self._stop.is_set():
-            try:
-                self.catch_up()
-                self.last_error = None
-                backoff = self.poll_interval
-            except PhaselogError as exc:
-                self.last_error = str(exc)
-                log.warning("projection runner: %s; retrying in %.1fs", exc, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            self.backend.wait_for_events(
-                max(self.poll_interval, 1.0) if self.backend.kind == "postgresql" else self.poll_interval,
-                self._stop,
-            )
+        """Stop the background threads (after their current batch) and release the leases."""
+        if self._follower is not None:
+            self._follower.stop(timeout)
+            self._follower = None
 
     def run_forever(self, *, until: threading.Event | None = None) -> None:
-        """Catch up and follow in the calling thread until ``until`` (or :meth:`stop`) is set."""
-        if until is not None:
-
-            def relay() -> None:
-                until.wait()
-                self._stop.set()
-
-            threading.Thread(target=relay, daemon=True).start()
-        self._stop.clear()
-        self._follow()
+        """Catch up and follow in background threads until ``until`` (or :meth:`stop`) is set."""
+        self.start()
+        follower = self._follower
+        assert follower is not None  # noqa: S101 - just started
+        while not follower.stop_event.is_set():
+            if until is not None and until.wait(0.2):
+                break
+            if until is None:
+                follower.stop_event.wait(0.2)
+        self.stop()
 
     def status(self) -> list[dict[str, Any]]:
-        """Per read model: name, table, position, lag behind the log, rows, counts."""
-        head = self.store.max_position()
-        positions = self._positions([p.table for p in self._projections])
-        return [
-            {
-                "name": p.name,
-                "table": p.table,
-                "position": positions[p.table],
-                "head": head,
-                "lag": max(0, head - positions[p.table]),
-                "rows": sum(self.models[p.name].counts().values()),
-                "counts": self.models[p.name].counts(),
-                "running": self.running,
-                "last_error": self.last_error,
-            }
-            for p in self._projections
-        ]
+        """Per read model: position, lag (events, seconds), rows, counts, errors, halt, lease owner."""
+        return status_rows(self.engine, self.models, self._errors, running=self.running)
 
     def close(self) -> None:
         """Stop following and release the backend; safe to call twice."""

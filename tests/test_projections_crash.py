@@ -50,7 +50,10 @@ RUNNER = textwrap.dedent(
                 time.sleep(600)
 
     with open_store({url!r}) as store:
-        runner = Projections(store, [Stalling()], batch_size={batch}, poll_interval=0.05)
+        runner = Projections(
+            store, [Stalling()], batch_size={batch}, poll_interval=0.05, lease_seconds={lease}
+        )
+        Path({marker!r} + ".id").write_text(runner.runner_id)
         runner.run_forever()
     """
 )
@@ -80,7 +83,12 @@ def test_concurrent_writers_and_two_runners_fold_exactly_once(durable_url: str, 
         inproc = Projections(store, [Ledger()], batch_size=10, poll_interval=0.02)
         runner = _spawn(
             RUNNER.format(
-                tests=TESTS, url=durable_url, stall_at=-1, marker=str(tmp_path / "unused"), batch=16
+                tests=TESTS,
+                url=durable_url,
+                stall_at=-1,
+                marker=str(tmp_path / "unused"),
+                batch=16,
+                lease=10.0,
             )
         )
         try:
@@ -111,7 +119,7 @@ def test_runner_killed_mid_batch_loses_nothing_and_repeats_nothing(durable_url: 
         Projections(store, [Ledger()]).close()  # tables exist before the runner starts
         marker = tmp_path / "stalled"
         runner = _spawn(
-            RUNNER.format(tests=TESTS, url=durable_url, stall_at=70, marker=str(marker), batch=50)
+            RUNNER.format(tests=TESTS, url=durable_url, stall_at=70, marker=str(marker), batch=50, lease=10.0)
         )
         try:
             _until(marker.exists, 60, "the runner to stall inside its second batch")
@@ -127,6 +135,57 @@ def test_runner_killed_mid_batch_loses_nothing_and_repeats_nothing(durable_url: 
             assert restarted["ledger"].all() == expected_ledger(store, Ledger())
         finally:
             restarted.close()
+
+
+def _owner(projections: Projections) -> str | None:
+    (row,) = projections.status()
+    return row["owner"]  # type: ignore[no-any-return]
+
+
+def test_killed_runner_lease_is_taken_over_once_within_the_lease(durable_url: str, tmp_path: Path) -> None:
+    """Kill -9 of the runner holding a read model's lease: one waiting runner takes over, exactly once."""
+    lease = 2.0
+    with open_store(durable_url) as store:
+        for i in range(34):
+            open_account(store, f"acct:{i:02d}", deposits=(i, 2))  # 102 events
+        Projections(store, [Ledger()]).close()
+        marker = tmp_path / "stalled"
+        victim = _spawn(
+            RUNNER.format(
+                tests=TESTS, url=durable_url, stall_at=70, marker=str(marker), batch=50, lease=lease
+            )
+        )
+        waiting = [Projections(store, [Ledger()], batch_size=50, lease_seconds=lease) for _ in range(2)]
+        try:
+            _until(marker.exists, 60, "the first runner to stall inside its second batch")
+            victim_id = Path(str(marker) + ".id").read_text()
+            for runner in waiting:
+                runner.start()
+            if store.kind == "postgresql":  # its housekeeper renews the lease while the batch stalls
+                assert _owner(waiting[0]) == victim_id
+            # (SQLite: the stalled batch holds the file's write lock, so nobody can renew or take over)
+            assert waiting[0].position() == 50
+            os.kill(victim.pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            victim.wait(timeout=30)
+            ids = {runner.runner_id for runner in waiting}
+            _until(lambda: _owner(waiting[0]) in ids, 30, "a waiting runner to take the lease over")
+            took_over = time.monotonic() - killed_at
+            waiting[0].wait(store.max_position(), timeout=30)
+            owners = {row["owner"] for runner in waiting for row in runner.status()}
+            assert len(owners) == 1
+            assert owners <= ids
+            holders = [r for r in waiting if r._follower is not None and "ledger" in r._follower.held]
+            assert len(holders) == 1
+        finally:
+            for runner in waiting:
+                runner.close()
+            _stop(victim)
+        assert took_over < lease + 10  # expiry plus the time the database needs to notice the kill
+        rows = Projections(store, [Ledger()])["ledger"].all()
+        assert rows == expected_ledger(store, Ledger())
+        positions = sorted(p for r in rows.values() for p in r["positions"])
+        assert positions == list(range(1, store.max_position() + 1))
 
 
 def test_store_close_stops_its_runner(durable_url: str) -> None:

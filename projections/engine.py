@@ -1,0 +1,220 @@
+"""The work on one read model: a batch, a rebuild by shadow swap, a retry of its dead letters.
+
+Exactly once, per read model: every batch is one transaction that (1) locks the
+read model's tracking row (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``SELECT … FOR
+UPDATE`` on that one row, so other read models never wait), (2) re-reads its
+position and, for a following runner, checks it still holds the lease, (3) folds
+only later events, and (4) records the new position with eventsourcing's
+tracking recorder (``_insert_tracking``, which refuses to move backwards), with
+the rows and the dead letters of the batch. A crash rolls the batch back; any
+other runner finds the position where the last committed batch left it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from eventsourcing.persistence import Notification
+
+from phaselog.domain.errors import PhaselogError
+from phaselog.projections import tables
+from phaselog.projections.backend import Backend
+from phaselog.projections.base import EventData, Projection, ProjectionHalted, event_data
+from phaselog.projections.batch import BatchRows, RowCache, fold_events, read_page
+from phaselog.projections.errors import db_errors
+
+__all__ = ["Engine", "LeaseLost", "Progress", "Target"]
+
+log = logging.getLogger("phaselog.projections")
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: events replayed so far out of the log's current length."""
+OnError = Literal["skip", "stop"]
+
+
+class LeaseLost(PhaselogError):
+    """Another runner took over this read model's lease; this runner leaves it alone."""
+
+
+class _Isolate(Exception):
+    """The bulk write of a batch failed on some row: redo the batch event by event."""
+
+
+class _Halt(Exception):
+    """``on_error="stop"`` met a failing event: roll the batch back, then record the halt."""
+
+    def __init__(self, failure: tables.DeadLetter) -> None:
+        super().__init__(failure[3])
+        self.failure = failure
+
+
+@dataclass
+class Target:
+    """Where a batch writes: a live table (with its state row) or a rebuild's shadow table."""
+
+    projection: Projection
+    table: str
+    cache: RowCache
+    live: bool = True
+    known: int = field(default=-1)
+    """The last position this process saw committed (``-1``: read it from the database)."""
+
+
+class Engine:
+    """Batches, rebuilds and retries for a set of read models in one store."""
+
+    def __init__(  # noqa: PLR0913 - the runner's settings
+        self,
+        store: Any,
+        backend: Backend,
+        *,
+        on_error: OnError,
+        batch_size: int,
+        cache_rows: int,
+        lease_seconds: float,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.on_error: OnError = on_error
+        self.batch_size = batch_size
+        self.cache_rows = cache_rows
+        self.lease_seconds = lease_seconds
+
+    def decode(self, notification: Notification) -> EventData:
+        """The JSON state of a stored event (upcast when its class is known)."""
+        return event_data(self.store.app.mapper, notification)
+
+    def position(self, table: str) -> int:
+        """The committed position of ``table``."""
+        with db_errors("reading read-model positions"), self.backend.read() as cur:
+            return self.backend.positions(cur, [table])[table]
+
+    # -- one batch ------------------------------------------------------------------------------
+    def batch(
+        self,
+        target: Target,
+        *,
+        until: int | None = None,
+        owner: str | None = None,
+        lock_timeout: float | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """Fold the next page of events into ``target``; return the positions it advanced (0: none)."""
+        p = target.projection
+        after = target.known if target.known >= 0 else self.position(target.table)
+        if until is not None and after >= until:
+            return 0
+        topics = sorted(p.topics) if p.topics is not None else []
+        page, end = read_page(self.store, after, limit or self.batch_size, topics, until)
+        if end <= after:
+            target.known = after
+            return 0
+        for isolate in (False, True):
+            try:
+                return self._commit_batch(target, page, end, owner, lock_timeout, isolate=isolate)
+            except _Isolate:
+                target.cache.clear()
+            except _Halt as halt:
+                target.cache.clear()
+                target.known = -1
+                raise self._halt(target, halt.failure) from None
+            except BaseException:
+                target.cache.clear()
+                target.known = -1
+                raise
+        msg = "unreachable: the isolated pass commits or raises"  # pragma: no cover
+        raise AssertionError(msg)  # pragma: no cover
+
+    def _commit_batch(  # noqa: PLR0913 - the parts of one batch
+        self,
+        target: Target,
+        page: Sequence[Notification],
+        end: int,
+        owner: str | None,
+        lock_timeout: float | None,
+        *,
+        isolate: bool,
+    ) -> int:
+        b, p = self.backend, target.projection
+        with (
+            db_errors(f"updating read model {p.name}"),
+            b.write([target.table], lock_timeout=lock_timeout) as cur,
+        ):
+            locked = b.positions(cur, [target.table])[target.table]
+            generation = 0
+            if target.live:
+                generation = self._check_state(cur, p, owner)
+                if generation < 0:
+                    return 0
+            if locked >= end:
+                target.known = locked
+                return 0
+            target.cache.check((locked, generation))
+            events = [(n, self._decoded(n)) for n in page if n.id > locked and p.handles(n.topic)]
+            rows = BatchRows(b, cur, p, target.table, target.cache)
+            rows.prefetch(self._key(p, e) for _, e in events)
+            failures = fold_events(p, rows, events, isolate=isolate)
+            if failures and self.on_error == "stop":
+                raise _Halt(failures[0])
+            if not isolate:
+                try:
+                    rows.flush()
+                except Exception as exc:
+                    log.info("%s: bulk write failed (%s); retrying the batch event by event", p.name, exc)
+                    raise _Isolate from exc
+            if failures:
+                tables.record_dead_letters(b, cur, target.table, failures)
+                for position, _, topic, error in failures:
+                    log.error("%s skipped event %d (%s): %s", p.name, position, topic, error)
+                if target.live:
+                    last = failures[-1]
+                    tables.set_state(b, cur, p.name, last_error=f"position {last[0]}: {last[3]}")
+            b.advance(cur, target.table, end)
+        target.cache.commit(rows.changes, (end, generation))
+        target.known = end
+        return end - locked
+
+    def _decoded(self, notification: Notification) -> EventData | BaseException:
+        try:
+            return self.decode(notification)
+        except Exception as exc:  # an undecodable event is poison for the read models that fold it
+            return exc
+
+    @staticmethod
+    def _key(p: Projection, event: EventData | BaseException) -> str | None:
+        if isinstance(event, BaseException):
+            return None
+        try:
+            return p.key_for(event)
+        except Exception:  # the fold will meet (and report) the same problem
+            return None
+
+    def _check_state(self, cur: Any, p: Projection, owner: str | None) -> int:
+        """The live table's generation, or -1 when it is halted; raises :class:`LeaseLost`."""
+        b = self.backend
+        if owner is not None:
+            cur.execute(
+                b.q(
+                    f"UPDATE {b.table(tables.STATE_TABLE)} SET expires = {b.now_sql} + ? "
+                    "WHERE name = ? AND owner = ?"
+                ),
+                [self.lease_seconds, p.name, owner],
+            )
+            if int(cur.rowcount) != 1:
+                raise LeaseLost(f"{p.name}: another runner holds the lease now")
+        state = tables.read_state(b, cur, [p.name]).get(p.name)
+        if state is None:
+            return 0
+        return -1 if state["halted"] is not None else int(state["generation"])
+
+    def _halt(self, target: Target, failure: tables.DeadLetter) -> ProjectionHalted:
+        position, _, topic, error = failure
+        msg = f"{target.projection.name} stopped before event {position} ({topic}): {error}"
+        log.error("%s (on_error='stop'; fix the fold, then retry_errors(%r))", msg, target.projection.name)
+        if target.live:
+            with db_errors("recording a halted read model"), self.backend.write([]) as cur:
+                tables.set_state(self.backend, cur, target.projection.name, halted=position, last_error=msg)
+        return ProjectionHalted(msg)

@@ -1,0 +1,75 @@
+"""``Projections.status()``: what an operator needs to see per read model."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from phaselog.domain.errors import PhaselogError
+from phaselog.projections import tables
+from phaselog.projections.base import ReadModel
+from phaselog.projections.engine import Engine
+from phaselog.projections.errors import db_errors
+
+__all__ = ["lag_seconds", "status_rows"]
+
+
+def status_rows(
+    engine: Engine, models: Mapping[str, ReadModel], notes: Mapping[str, str], *, running: bool
+) -> list[dict[str, Any]]:
+    """One row per read model.
+
+    ``position``/``head``/``lag`` in events; ``lag_seconds`` the age of the oldest
+    event not folded yet; ``errors`` the dead letters; ``last_error`` this runner's
+    latest failure of that model, else the latest recorded (dead letter or halt);
+    ``halted`` for a model stopped by ``on_error="stop"``; ``owner`` the runner
+    holding its lease (``None`` when no lease is live).
+    """
+    b = engine.backend
+    head = engine.store.max_position()
+    names = list(models)
+    tables_ = [models[n].projection.table for n in names]
+    with db_errors("reading read-model status"), b.read() as cur:
+        positions = b.positions(cur, tables_)
+        state = tables.read_state(b, cur, names)
+        cur.execute(f"SELECT tbl, COUNT(*) AS n FROM {b.table(tables.ERRORS_TABLE)} GROUP BY tbl")
+        errors = {str(r["tbl"]): int(r["n"]) for r in cur.fetchall()}
+    out = []
+    for name in names:
+        p = models[name].projection
+        at, s = positions[p.table], state.get(name, {})
+        counts = models[name].counts()
+        out.append(
+            {
+                "name": name,
+                "table": p.table,
+                "position": at,
+                "head": head,
+                "lag": max(0, head - at),
+                "lag_seconds": lag_seconds(engine, at, head),
+                "rows": sum(counts.values()),
+                "counts": counts,
+                "errors": errors.get(p.table, 0),
+                "last_error": notes.get(name) or s.get("last_error"),
+                "halted": s.get("halted") is not None,
+                "owner": s.get("owner") if (s.get("remaining") or 0) > 0 else None,
+                "running": running,
+            }
+        )
+    return out
+
+
+def lag_seconds(engine: Engine, at: int, head: int) -> float:
+    """Age in seconds of the oldest event a read model has not folded yet (0.0 when caught up)."""
+    if at >= head:
+        return 0.0
+    page = engine.store.notifications(at + 1, 1)
+    if not page:
+        return 0.0
+    try:
+        when = datetime.fromisoformat(str(engine.decode(page[0]).timestamp))
+    except (PhaselogError, ValueError, TypeError):
+        return 0.0
+    return max(0.0, round(time.time() - when.timestamp(), 3))
