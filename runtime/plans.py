@@ -164,7 +164,9 @@ class Plan:
         self._run_events((cls, fields))
 
     def _run_events(self, *events: tuple[type[DomainEvent], dict[str, Any]]) -> None:
-        """Record events of the current run atomically (facts of the same instant)."""
+        """Record events of the current run atomically (facts of the same instant); none: no write."""
+        if not events:
+            return
         run = self._run_no()
         self._record(*((cls, {"run": run, **fields}) for cls, fields in events))
 
@@ -315,31 +317,35 @@ class Plan:
         retries = self._check_retries(step)
         while not ctx.expired():
             attempt = self._current().attempts.get(name, 0) + 1
+            # The attempt is durable before any hook runs (a crash shows as an interrupted attempt);
+            # its hook outcomes and result are recorded together, in one transaction, when it ends.
             self._run_event(ev.AttemptStarted, step=name, attempt=attempt)
+            outcomes: list[tuple[type[DomainEvent], dict[str, Any]]] = []
             for hook in HOOKS:
                 if hook != "pre_exec" and ctx.expired():
+                    self._run_events(*outcomes)
                     return False  # stopping: the attempt is left unfinished, the step not succeeded
                 status, exc, reason = self._call_hook(getattr(step, hook), ctx, f"{name}.{hook}")
                 about = {"step": name, "attempt": attempt, "hook": hook}
                 if status == "abandoned":
-                    self._run_event(ev.HookAbandoned, **about, reason=reason)
+                    self._run_events(*outcomes, (ev.HookAbandoned, {**about, "reason": reason}))
                     return False
                 if exc is not None:
                     break
-                succeeded = (ev.StepSucceeded, {"step": name, "attempts": attempt})
-                self._run_events((ev.HookSucceeded, about), *([succeeded] if hook == "post_exec" else []))
+                outcomes.append((ev.HookSucceeded, about))
             if exc is None:
+                self._run_events(*outcomes, (ev.StepSucceeded, {"step": name, "attempts": attempt}))
                 return True
             log.info("plan %s step %s attempt %d failed: %r", self._plan_id, name, attempt, exc)
             failed = (ev.HookFailed, {**about, "error": ErrorInfo.of(exc)})
             if ctx.cancelled and isinstance(exc, PlanCancelled | PlanTimeout):
-                self._run_events(failed)
+                self._run_events(*outcomes, failed)
                 return False  # the hook noticed the cancellation: not a step error
             if ctx.cancelled or self._current().failures.get(name, 0) + 1 > retries:
                 self._live_errors[name] = exc
-                self._run_events(failed, (ev.StepFailed, {"step": name, "error": ErrorInfo.of(exc)}))
+                self._run_events(*outcomes, failed, (ev.StepFailed, {"step": name, "error": ErrorInfo.of(exc)}))
                 return False
-            self._run_events(failed)
+            self._run_events(*outcomes, failed)
         return False
 
     def _call_hook(self, fn: Callable[[PlanContext, PlanState], object], ctx: PlanContext, what: str
