@@ -39,7 +39,7 @@ class ProjectionBusy(StoreUnavailable):
 
 def is_poison(exc: BaseException) -> bool:
     """True when writing a row failed because of the row's own values (never for an outage)."""
-    if isinstance(exc, ValidationFailed | _POISON_DB):
+    if isinstance(exc, (ValidationFailed, *_POISON_DB)):
         return True
     if isinstance(exc, psycopg.ProgrammingError):
         return exc.sqlstate is None  # raised by the client while adapting a value, not by the server

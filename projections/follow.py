@@ -76,6 +76,9 @@ class Follower:
         self._ticks = 0
         self._threads: list[threading.Thread] = []
         self.last_seal: float | None = None
+        self.seals = 0
+        """Seals this runner made."""
+        self.housekeeping_rounds = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -202,6 +205,7 @@ class Follower:
                     self._maybe_seal(seal)
             except PhaselogError as exc:
                 log.warning("projection housekeeping: %s", exc)
+            self.housekeeping_rounds += 1
 
     def _maybe_seal(self, seal: Callable[[], Any]) -> None:
         now = time.monotonic()
@@ -215,6 +219,7 @@ class Follower:
         self.last_seal = now
         try:
             seal()
+            self.seals += 1
         except PhaselogError as exc:
             log.warning("sealing the store failed: %s", exc)
 

@@ -40,7 +40,11 @@ def status_rows(
     for name in names:
         p = models[name].projection
         at, s = positions[p.table], state.get(name, {})
-        counts = models[name].counts()
+        note = notes.get(name) or s.get("last_error")
+        try:
+            counts = models[name].counts()
+        except PhaselogError as exc:  # a broken read model still gets its status row
+            counts, note = {}, note or str(exc)
         out.append(
             {
                 "name": name,
@@ -52,7 +56,7 @@ def status_rows(
                 "rows": sum(counts.values()),
                 "counts": counts,
                 "errors": errors.get(p.table, 0),
-                "last_error": notes.get(name) or s.get("last_error"),
+                "last_error": note,
                 "halted": s.get("halted") is not None,
                 "owner": s.get("owner") if (s.get("remaining") or 0) > 0 else None,
                 "running": running,

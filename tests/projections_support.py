@@ -100,3 +100,29 @@ def open_account(
 def expected_ledger(store: Store, projection: Ledger) -> dict[str, dict[str, Any]]:
     """The ledger a fold of the full event log gives."""
     return projection.fold(event_data(store.app.mapper, n) for n in store.iter_notifications())
+
+
+class Picky(Ledger):
+    """A ledger whose fold raises on a deposit of 13 until ``fixed`` is set."""
+
+    name: ClassVar[str] = "picky"
+
+    def __init__(self) -> None:
+        self.fixed = False
+
+    def apply(self, rows: Rows, event: EventData) -> None:
+        if event.topic == Deposited.TOPIC and event.data["amount"] == 13 and not self.fixed:
+            msg = "unlucky amount"
+            raise RuntimeError(msg)
+        super().apply(rows, event)
+
+
+class CheckedLedger(Ledger):
+    """A ledger whose table refuses a negative balance (a CHECK constraint of the database)."""
+
+    name: ClassVar[str] = "checked"
+
+    def create_sql(self, table: str, qualified: str) -> list[str]:
+        statements = super().create_sql(table, qualified)
+        statements[0] = statements[0].removesuffix(")") + ", CHECK (balance >= 0))"
+        return statements
