@@ -164,9 +164,7 @@ class Plan:
         self._run_events((cls, fields))
 
     def _run_events(self, *events: tuple[type[DomainEvent], dict[str, Any]]) -> None:
-        """Record events of the current run atomically (facts of the same instant); none: no write."""
-        if not events:
-            return
+        """Record events of the current run atomically (facts of the same instant)."""
         run = self._run_no()
         self._record(*((cls, {"run": run, **fields}) for cls, fields in events))
 
@@ -317,13 +315,11 @@ class Plan:
         retries = self._check_retries(step)
         while not ctx.expired():
             attempt = self._current().attempts.get(name, 0) + 1
-            # The attempt is durable before any hook runs (a crash shows as an interrupted attempt);
-            # its hook outcomes and result are recorded together, in one transaction, when it ends.
             self._run_event(ev.AttemptStarted, step=name, attempt=attempt)
-            outcomes: list[tuple[type[DomainEvent], dict[str, Any]]] = []
+            outcomes: list[tuple[type[DomainEvent], dict[str, Any]]] = []  # recorded with the result
             for hook in HOOKS:
                 if hook != "pre_exec" and ctx.expired():
-                    self._run_events(*outcomes)
+                    self._run_events(*outcomes)  # pre_exec at least succeeded: never empty
                     return False  # stopping: the attempt is left unfinished, the step not succeeded
                 status, exc, reason = self._call_hook(getattr(step, hook), ctx, f"{name}.{hook}")
                 about = {"step": name, "attempt": attempt, "hook": hook}
@@ -343,7 +339,8 @@ class Plan:
                 return False  # the hook noticed the cancellation: not a step error
             if ctx.cancelled or self._current().failures.get(name, 0) + 1 > retries:
                 self._live_errors[name] = exc
-                self._run_events(*outcomes, failed, (ev.StepFailed, {"step": name, "error": ErrorInfo.of(exc)}))
+                step_failed = (ev.StepFailed, {"step": name, "error": ErrorInfo.of(exc)})
+                self._run_events(*outcomes, failed, step_failed)
                 return False
             self._run_events(*outcomes, failed)
         return False
