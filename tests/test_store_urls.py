@@ -85,11 +85,9 @@ def test_max_event_bytes_from_the_url_refuses_before_writing(make_url: Callable[
 
 
 def test_a_large_state_below_the_limit_is_written_without_hanging(make_url: Callable[[str], str]) -> None:
-    """An event of 3.9 MiB (below the 4 MiB default) is stored and read back on PostgreSQL.
-
-    Plugin state travels base64-encoded inside its event, so 2.9 MiB of state makes a 3.9 MiB event
-    (the size at which eventsourcing's pipelined recorder used to hang from about 6 MB on).
-    """
+    """An event of 3.9 MiB (below the 4 MiB default) is stored and read back on PostgreSQL."""
+    # Plugin state travels base64-encoded in its event: 2.9 MiB of state makes a 3.9 MiB event
+    # (eventsourcing's pipelined recorder hung on events from about 6 MB on).
     with open_store(make_url("postgresql") + "&statement_timeout=60000") as store:
         state = Blob(text="y" * int(3.9 * 1024 * 1024 * 3 / 4 - 200))
         store.plugins.handle("large", lambda mgr: mgr.put(1, state))
