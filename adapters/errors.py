@@ -1,8 +1,11 @@
 """Translate driver and eventsourcing errors into the phaselog exception tree.
 
-A driver error caused by the data (psycopg's and SQLite's ``DataError``, and
-eventsourcing's) is a :class:`ValidationFailed`; one caused by the database
-being unreachable or failing is a :class:`StoreUnavailable`.
+A driver error caused by the data (psycopg's and SQLite's ``DataError``,
+eventsourcing's, PostgreSQL's "program limit exceeded" such as a value too large
+for an index or a field, and the ``OverflowError`` sqlite3 raises for an integer
+beyond 64 bits) is a :class:`ValidationFailed`, also when eventsourcing wrapped it
+in an error class of its own; one caused by the database being unreachable or
+failing is a :class:`StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ from phaselog.domain.errors import (
 
 __all__ = ["translate_errors"]
 
+# Errors caused by the data written or asked for, not by the database: bad input on every store.
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    DataError,
+    psycopg.DataError,
+    psycopg.errors.ProgramLimitExceeded,
+    sqlite3.DataError,
+    OverflowError,
+)
+
 
 @contextmanager
 def translate_errors(what: str) -> Iterator[None]:
@@ -46,15 +58,35 @@ def translate_errors(what: str) -> Iterator[None]:
         raise ConcurrencyConflict(msg) from exc
     except AggregateNotFoundError as exc:
         raise NotFound(f"{what}: not found") from exc
-    except (DataError, psycopg.DataError, sqlite3.DataError) as exc:
+    except _DATA_ERRORS as exc:
         # Caused by the data, not the database: bad input, whatever the store.
         raise ValidationFailed(f"{what}: the store cannot hold this data: {_first_line(exc)}") from exc
-    except (InterfaceError, OperationalError, psycopg.OperationalError, sqlite3.OperationalError) as exc:
-        raise StoreUnavailable(f"{what}: store unavailable: {_first_line(exc)}") from exc
-    except (ConnectionPoolClosedError, psycopg_pool.PoolClosed) as exc:
-        raise StoreUnavailable(f"{what}: the store is closed") from exc
-    except (PersistenceError, psycopg.Error, sqlite3.Error) as exc:
-        raise StoreUnavailable(f"{what}: database error: {_first_line(exc)}") from exc
+    except (PersistenceError, ConnectionPoolClosedError, psycopg.Error, sqlite3.Error) as exc:
+        raise _translated(what, exc) from exc
+
+
+def _translated(what: str, exc: Exception) -> PhaselogError:
+    """The phaselog error for a driver or eventsourcing error (the data's fault, or the database's)."""
+    if _caused_by_data(exc):  # e.g. eventsourcing's OperationalError around ProgramLimitExceeded
+        return ValidationFailed(f"{what}: the store cannot hold this data: {_first_line(exc)}")
+    unreachable = InterfaceError | OperationalError | psycopg.OperationalError | sqlite3.OperationalError
+    if isinstance(exc, unreachable):
+        return StoreUnavailable(f"{what}: store unavailable: {_first_line(exc)}")
+    if isinstance(exc, ConnectionPoolClosedError | psycopg_pool.PoolClosed):
+        return StoreUnavailable(f"{what}: the store is closed")
+    return StoreUnavailable(f"{what}: database error: {_first_line(exc)}")
+
+
+def _caused_by_data(exc: BaseException) -> bool:
+    """True when a data error is an explicit cause (``raise ... from``) of ``exc`` (eventsourcing wraps)."""
+    seen: set[int] = set()
+    cause = exc.__cause__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, _DATA_ERRORS):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ import io
 import itertools
 import math
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -87,7 +87,7 @@ floats = st.one_of(
     st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 5e-324, 1.7976931348623157e308]),
 )
 big_ints = st.one_of(st.integers(), st.integers(min_value=-(2**200), max_value=2**200))
-datetimes = st.datetimes(timezones=st.sampled_from([None, UTC]))
+datetimes = st.datetimes(timezones=st.sampled_from([None, UTC, timezone(timedelta(hours=5, minutes=45))]))
 json_values: st.SearchStrategy[Any] = st.recursive(
     st.one_of(st.none(), st.booleans(), big_ints, floats, scalar_text),
     lambda inner: st.one_of(

@@ -4,18 +4,33 @@ import asyncio
 import io
 import logging
 import math
-from datetime import timedelta
+import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import eventsourcing.persistence as es_persistence
+import orjson
 import psycopg
 import pytest
+from eventsourcing.persistence import StoredEvent
 from pydantic import BaseModel
 from task_helpers import ScriptedRunner
 
 from phaselog.adapters import Store, export_jsonl, open_store
+from phaselog.adapters.codec import OrjsonTranscoder, PydanticMapper
 from phaselog.adapters.errors import translate_errors
-from phaselog.domain import MAX_ID_LENGTH, InvalidStreamId, PluginPhase, ValidationFailed
+from phaselog.domain import (
+    MAX_ID_LENGTH,
+    InvalidStreamId,
+    PluginPhase,
+    PluginStateUnreadable,
+    StoreUnavailable,
+    ValidationFailed,
+)
 from phaselog.domain.encoding import load_json
+from phaselog.domain.plan import StateWritten
+from phaselog.domain.plugin_state import encode_b64
 from phaselog.runtime import Plan, RecoverableState, TaskController
 
 BAD_IDS = ["", "a\x00b", "x" * (MAX_ID_LENGTH + 1), "tab\tid", "new\nline", "del\x7f", "c1\x85", "lone\ud800"]
@@ -152,3 +167,96 @@ def test_a_driver_data_error_is_a_validation_failure(pg_dsn: str) -> None:
     ):
         conn.execute("SELECT %s::text", ("a\x00b",))
     assert isinstance(caught.value.__cause__, psycopg.DataError)
+
+
+def test_sqlite_data_errors_are_validation_failures() -> None:
+    """SQLite DataError (a value over its length limit) and OverflowError (int over 64 bits) are bad input."""
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 10)
+        with pytest.raises(ValidationFailed) as too_long, translate_errors("writing text"):
+            conn.execute("SELECT ?", ("x" * 100,))
+    assert isinstance(too_long.value.__cause__, sqlite3.DataError)
+    with (
+        closing(sqlite3.connect(":memory:")) as conn,
+        pytest.raises(ValidationFailed) as too_big,
+        translate_errors("writing an int"),
+    ):
+        conn.execute("SELECT ?", (2**70,))
+    assert isinstance(too_big.value.__cause__, OverflowError)
+
+
+def _as_eventsourcing_does(conn: psycopg.Connection[Any], sql: str, params: tuple[object, ...]) -> None:
+    """Run ``sql``, wrapping a psycopg OperationalError the way eventsourcing's PostgresDatastore does."""
+    try:
+        conn.execute(sql.encode(), params)
+    except psycopg.OperationalError as exc:
+        raise es_persistence.OperationalError(str(exc)) from exc
+
+
+def test_a_program_limit_wrapped_by_eventsourcing_is_a_validation_failure(pg_dsn: str) -> None:
+    """A value too large for a btree index (ProgramLimitExceeded), wrapped by eventsourcing, is bad input."""
+    big = "".join(f"{i:x}" for i in range(4000))  # incompressible enough to break the 2704-byte index limit
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("CREATE TEMP TABLE limited (value text PRIMARY KEY)")
+        with pytest.raises(ValidationFailed) as caught, translate_errors("writing a key"):
+            _as_eventsourcing_does(conn, "INSERT INTO limited VALUES (%s)", (big,))
+    assert isinstance(caught.value.__cause__, es_persistence.OperationalError)
+    assert isinstance(caught.value.__cause__.__cause__, psycopg.errors.ProgramLimitExceeded)
+
+
+def _connect_wrapped(conninfo: str) -> None:
+    try:
+        psycopg.connect(conninfo).close()
+    except psycopg.OperationalError as exc:
+        raise es_persistence.OperationalError(str(exc)) from exc
+
+
+def test_an_unreachable_database_is_still_store_unavailable() -> None:
+    """A connection failure (no data involved), wrapped as eventsourcing does, stays StoreUnavailable."""
+    with pytest.raises(StoreUnavailable), translate_errors("connecting"):
+        _connect_wrapped("host=127.0.0.1 port=9 connect_timeout=2")
+
+
+def test_a_lone_surrogate_in_a_dict_key_is_refused_not_replaced() -> None:
+    """Regression (found by the property tests): pydantic's JSON mode made a surrogate key U+FFFD."""
+    event = StateWritten(
+        originator_id="plan:p",
+        originator_version=2,
+        timestamp=datetime.now(UTC),
+        run=0,
+        values={"k\udc00": 1},
+    )
+    with pytest.raises(ValidationFailed, match="cannot be encoded"):
+        PydanticMapper(transcoder=OrjsonTranscoder()).to_stored_event(event)
+
+
+def test_events_written_before_the_policy_still_read(store: Store) -> None:
+    """Plain JSON written by orjson (nan already lost as null) decodes; nothing in it is refused."""
+    store.plugins.machine("old").transition_to(PluginPhase.INSTALLING, "new")
+    lost = orjson.dumps({"values": [math.nan, 1.5], "label": "x"})  # orjson wrote nan as null
+    old = StoredEvent(
+        originator_id="plugin:old",
+        originator_version=3,
+        topic="phaselog.plugin.StateWritten",
+        state=orjson.dumps(
+            {"timestamp": "2025-01-01T00:00:00Z", "data": encode_b64(lost), "state_version": 1}
+        ),
+    )
+    store.app.recorder.insert_events([old])
+
+    class OldReading(BaseModel):
+        """The model the old data fits: a lost nan reads as None."""
+
+        values: list[float | None]
+        label: str
+
+    version, got = store.plugins.handle("old", lambda mgr: mgr.get(OldReading))
+    assert (version, got) == (1, OldReading(values=[None, 1.5], label="x"))
+    with pytest.raises(PluginStateUnreadable):  # the nan was lost when written; it cannot come back
+        store.plugins.handle("old", lambda mgr: mgr.get(Reading))
+
+
+def test_old_snapshots_and_values_without_non_finite_literals_decode() -> None:
+    """load_json reads orjson's output byte for byte the same as before (ints, floats, text, null)."""
+    value = {"i": 2**62, "f": 0.1, "t": "é\x00🦄", "n": None, "l": [1, 2.5, True]}
+    assert load_json(orjson.dumps(value)) == value
