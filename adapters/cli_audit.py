@@ -179,20 +179,71 @@ def export_command(
 # -- projections -----------------------------------------------------------------------------------------
 @projections_app.command("status")
 def status_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
-    """Each read model's position, lag behind the log, and row counts."""
+    """Each read model's position, lag behind the log (events, seconds), rows, dead letters, halt."""
     with open_store(url) as store:
         rows = store.projections.status()
     if as_json:
         _echo_json(rows)
         return
     table = Table(title="read models", title_justify="left")
-    for name in ("name", "table", "position", "lag", "rows", "counts"):
+    for name in ("name", "position", "lag", "lag s", "rows", "errors", "state", "counts"):
         table.add_column(name)
     for r in rows:
+        state = "[red]halted[/]" if r["halted"] else ("following" if r["owner"] else "idle")
         table.add_row(
-            r["name"], r["table"], str(r["position"]), str(r["lag"]), str(r["rows"]), _short(r["counts"])
+            r["name"],
+            str(r["position"]),
+            str(r["lag"]),
+            f"{r['lag_seconds']:.1f}",
+            str(r["rows"]),
+            str(r["errors"]),
+            state,
+            _short(r["counts"]),
         )
     console.print(table)
+    for r in rows:
+        if r["last_error"]:
+            console.print(f"[yellow]{r['name']}[/]: {_short(r['last_error'], 200)}")
+
+
+@projections_app.command("errors")
+def errors_command(
+    name: Annotated[str | None, typer.Argument(help="Only this read model.")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Dead-lettered events (those a read model could not fold or write), oldest first."""
+    with open_store(url) as store:
+        letters = store.projections.errors(name)
+    if as_json:
+        _echo_json(letters)
+        return
+    if not letters:
+        console.print("no dead-lettered events")
+        return
+    table = Table(title=f"{len(letters)} dead-lettered event(s)", title_justify="left")
+    for column in ("projection", "position", "stream", "topic", "error", "at"):
+        table.add_column(column, overflow="fold")
+    for d in letters:
+        table.add_row(
+            d["projection"], str(d["position"]), d["stream"], d["topic"], _short(d["error"], 80), d["at"][:19]
+        )
+    console.print(table)
+
+
+@projections_app.command("retry")
+def retry_command(
+    name: Annotated[str | None, typer.Argument(help="Only this read model.")] = None,
+    url: UrlOption = None,
+) -> None:
+    """Re-fold dead-lettered events (and resume halted read models); print how many now succeeded."""
+    load_domain_modules()
+    with open_store(url) as store:
+        projections = store.projections
+        before = len(projections.errors(name))
+        done = projections.retry_errors(name)
+        left = len(projections.errors(name))
+    console.print(f"retried {before} dead-lettered event(s): {done} now folded, {left} still failing")
 
 
 @projections_app.command("rebuild")

@@ -95,7 +95,8 @@ class Projections:
         self._progress = threading.Condition()
         self._errors: dict[str, str] = {}
         self._closed = False
-        self._setup()
+        if not getattr(store, "read_only", False):  # a read-only store only reads what exists
+            self._setup()
 
     @property
     def on_error(self) -> OnError:

@@ -5,10 +5,14 @@ import sys
 import time
 from collections.abc import Callable
 
+import orjson
 import pytest
+from eventsourcing.persistence import StoredEvent
 from projections_support import open_account
+from typer.testing import CliRunner
 
 from phaselog.adapters import open_store
+from phaselog.adapters.cli_audit import projections_app
 from phaselog.projections.runner import Projections
 
 pytestmark = pytest.mark.slow
@@ -63,3 +67,41 @@ def test_postgresql_runner_wakes_on_notify(make_url: Callable[[str], str]) -> No
                 views.wait(store.max_position(), timeout=20)
         finally:
             views.close()
+
+
+def test_projections_errors_and_retry_commands(durable_url: str) -> None:
+    """`projections errors` lists a dead-lettered event (table and JSON); `projections retry` re-folds it."""
+    cli = CliRunner()
+    with open_store(durable_url) as store:
+        store.plugins.machine("cam").transition_to("Installing", "one")
+        bad = {"timestamp": "2026-01-01T00:00:00+00:00", "attempts": "many"}  # not an int: the fold fails
+        store.app.recorder.insert_events(
+            [StoredEvent("plugin:cam", 3, "phaselog.plugin.RetryAdvanced", orjson.dumps(bad))]
+        )
+        position = store.max_position()
+        store.projections.catch_up()  # a runner meets the poison event and moves on
+    listed = cli.invoke(projections_app, ["errors", "--json", "--url", durable_url])
+    assert listed.exit_code == 0, listed.output
+    (letter,) = orjson.loads(listed.stdout)
+    assert (letter["projection"], letter["position"], letter["stream"]) == (
+        "plugin_phases",
+        position,
+        "plugin:cam",
+    )
+    assert letter["topic"] == "phaselog.plugin.RetryAdvanced"
+    only = cli.invoke(projections_app, ["errors", "task_statuses", "--json", "--url", durable_url])
+    assert orjson.loads(only.stdout) == []
+    table = cli.invoke(projections_app, ["errors", "--url", durable_url], terminal_width=200)
+    assert table.exit_code == 0, table.output
+    assert "1 dead-lettered event(s)" in table.stdout
+    assert "'many'" in table.stdout  # the error names the value the fold could not take
+    status = cli.invoke(projections_app, ["status", "--json", "--url", durable_url])
+    rows = {r["name"]: r for r in orjson.loads(status.stdout)}
+    assert rows["plugin_phases"]["errors"] == 1
+    assert rows["plugin_phases"]["lag"] == 0
+    assert rows["task_statuses"]["errors"] == 0
+    retried = cli.invoke(projections_app, ["retry", "plugin_phases", "--url", durable_url])
+    assert retried.exit_code == 0, retried.output
+    assert "retried 1 dead-lettered event(s): 0 now folded, 1 still failing" in retried.stdout
+    unknown = cli.invoke(projections_app, ["retry", "nope", "--url", durable_url])
+    assert unknown.exit_code != 0
