@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from phaselog.domain.encoding import jsonable_model, same_json
 from phaselog.domain.errors import ConcurrencyConflict, NotFound, ValidationFailed
+from phaselog.domain.ids import InvalidStreamId
 from phaselog.domain.state import (
     KeyedState,
     StateNotInitialized,
@@ -217,9 +218,18 @@ class RecoverableState(Generic[TStateModel]):
 
     def _read_unlocked(self) -> KeyedState | None:
         try:
-            return self._get_store().load(self._stream_id, KeyedState)
+            agg = self._get_store().load(self._stream_id, KeyedState)
         except NotFound:
             return None
+        if (agg.kvs, agg.key) != (self._kvs, self._key):
+            # ``state:<kvs>:<key>`` is ambiguous when names hold ':' (kvs 'a:b' key 'c' and kvs 'a'
+            # key 'b:c'): never read or overwrite the other state's value.
+            msg = (
+                f"recoverable state {self._key!r} in key-value store {self._kvs!r} maps to the stream "
+                f"{self._stream_id!r}, which holds key {agg.key!r} of key-value store {agg.kvs!r}"
+            )
+            raise InvalidStreamId(msg)
+        return agg
 
     def _type_info(self) -> tuple[str, int]:
         model = self._model

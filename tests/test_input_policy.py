@@ -260,3 +260,50 @@ def test_old_snapshots_and_values_without_non_finite_literals_decode() -> None:
     """load_json reads orjson's output byte for byte the same as before (ints, floats, text, null)."""
     value = {"i": 2**62, "f": 0.1, "t": "é\x00🦄", "n": None, "l": [1, 2.5, True]}
     assert load_json(orjson.dumps(value)) == value
+
+
+def _state(store: Store, key: str, kvs: str) -> RecoverableState[Reading]:
+    return RecoverableState(
+        default_state=Reading(values=[]),
+        persist_state_key=key,
+        persistence_enabled="explicit_only",
+        persist_state_kvs_name=kvs,
+        logger=logging.getLogger("t"),
+        store=store,
+    )
+
+
+def test_states_whose_names_share_a_stream_id_never_read_each_other(store: Store) -> None:
+    """Key 'c' of store 'a:b' and key 'b:c' of store 'a' share a stream: the second is refused, not mixed."""
+
+    async def run() -> None:
+        first = _state(store, "c", "a:b")
+        (await first.initialize()).label = "first"
+        await first.persist_state()
+        second = _state(store, "b:c", "a")
+        assert second.stream_id == first.stream_id
+        before = store.max_position()
+        with pytest.raises(InvalidStreamId, match="holds key 'c' of key-value store 'a:b'"):
+            await second.initialize()
+        assert store.max_position() == before
+        assert (await _state(store, "c", "a:b").initialize()).label == "first"
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
+def test_bad_key_value_store_names_and_ids_are_refused_before_any_write(store: Store, bad: str) -> None:
+    """persist_state_kvs_name and persist_state_kvs_id follow the stream-id rule too."""
+    def make(kvs_name: str | None, kvs_id: str | None) -> RecoverableState[Reading]:
+        return RecoverableState(
+            default_state=Reading(values=[]),
+            persist_state_key="k",
+            persistence_enabled=True,
+            persist_state_kvs_name=kvs_name,
+            persist_state_kvs_id=kvs_id,
+            logger=logging.getLogger("t"),
+            store=store,
+        )
+
+    _writes_nothing(store, lambda: make(bad, None))
+    _writes_nothing(store, lambda: make(None, bad))
