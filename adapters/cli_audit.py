@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -133,8 +134,9 @@ def verify_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
     elif not report.supported:
         console.print("[yellow]verify: the memory store keeps no hash chain; nothing to verify[/]")
     elif report.ok:
+        sealed = f"; {report.seals} seal(s) up to {report.sealed_position} match" if report.seals else ""
         console.print(
-            f"[green]ok[/]: {report.checked} events match the hash chain; "
+            f"[green]ok[/]: {report.checked} events match their chains{sealed}; "
             f"head {report.head_position} {report.head_digest}"
         )
     else:
@@ -152,6 +154,22 @@ def verify_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
         console.print(f"[red]first tampered position: {first.position}[/] ({where})")
     if report.supported and not report.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("seal")
+def seal_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """Seal everything committed so far; print the seal's digest (HMAC-signed with $PHASELOG_AUDIT_KEY)."""
+    with open_store(url) as store:
+        sealed = store.seal()
+    if sealed is None:
+        console.print("[yellow]seal: the memory store keeps no hash chain; nothing to seal[/]")
+        return
+    if as_json:
+        _echo_json(asdict(sealed))
+        return
+    signed = "signed" if sealed.signed else "unsigned (set PHASELOG_AUDIT_KEY to sign)"
+    console.print(f"seal #{sealed.id}: {sealed.events} new events up to {sealed.horizon}; {signed}")
+    console.print(sealed.digest)
 
 
 @audit_app.command("export")

@@ -65,6 +65,13 @@ def main() -> int:
                 except Exception:  # one broken benchmark must not hide the others' figures
                     report[name.removeprefix("bench_")] = {"error": traceback.format_exc(limit=3)}
             started = time.perf_counter()
+            try:  # PostgreSQL only: appends from 1, 4 and 8 threads and processes beside the raw floor
+                bench_write_path = importlib.import_module("bench_write_path")
+                write_path = bench_write_path.run(dsn, per_writer=50 if args.quick else 300)
+                report["write_path"] = {**write_path, "seconds": round(time.perf_counter() - started, 1)}
+            except Exception:  # one broken benchmark must not hide the others' figures
+                report["write_path"] = {"error": traceback.format_exc(limit=3)}
+            started = time.perf_counter()
             try:  # PostgreSQL only: sweeps with 0 and with many finished tasks
                 sweep = importlib.import_module("bench_sweep").run(dsn)
                 report["sweep"] = {**sweep, "seconds": round(time.perf_counter() - started, 1)}
