@@ -74,9 +74,10 @@ def same_json(a: Any, b: Any) -> bool:
 
 
 def load_json(data: bytes | str) -> Any:
-    """Decode JSON written by :func:`dump_json` (or any plain JSON)."""
+    """Decode JSON written by :func:`dump_json` (or any plain JSON); text with a lone surrogate is refused."""
     try:
-        return pydantic_core.from_json(data, allow_inf_nan=True)
+        raw = data.encode() if isinstance(data, str) else data  # a lone surrogate: UnicodeEncodeError
+        return pydantic_core.from_json(raw, allow_inf_nan=True)
     except ValueError as exc:
         msg = f"stored bytes are not valid JSON: {exc}"
         raise ValidationFailed(msg) from exc

@@ -307,3 +307,23 @@ def test_bad_key_value_store_names_and_ids_are_refused_before_any_write(store: S
 
     _writes_nothing(store, lambda: make(bad, None))
     _writes_nothing(store, lambda: make(None, bad))
+
+
+def test_nul_is_escaped_inside_the_binary_json_payload(store: Store) -> None:
+    """A NUL in a reason is stored as a JSON escape in the event's bytes, never as a raw NUL byte."""
+    store.plugins.machine("nul").transition_to(PluginPhase.INSTALLING, "a\x00b")
+    (created, changed) = store.notifications()
+    assert created.originator_id == changed.originator_id == "plugin:nul"
+    assert b"a\\u0000b" in changed.state
+    assert b"\x00" not in changed.state
+
+
+@pytest.mark.parametrize("metadata", [{"k": "lone \ud800"}, {"lone \udc00": 1}, '"lone \ud800"'], ids=repr)
+def test_task_metadata_with_a_lone_surrogate_is_refused_at_launch(store: Store, metadata: object) -> None:
+    """launch_task refuses metadata with a lone surrogate (dict value, key or JSON text), writing nothing."""
+    with TaskController(store, "ctl", ScriptedRunner(), lease=timedelta(seconds=5)) as ctl:
+        before = store.max_position()
+        with pytest.raises(ValidationFailed):
+            ctl.launch_task("t", metadata=metadata)
+        assert store.max_position() == before
+        assert ctl.list_tasks() == []

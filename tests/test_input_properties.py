@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from input_strategies import (
     INPUT_POLICY,
@@ -39,7 +40,7 @@ from task_helpers import ScriptedRunner, wait_for
 
 from phaselog.adapters import Store, open_store
 from phaselog.domain import PluginPhase, ValidationFailed, plan_stream_id, task_stream_id
-from phaselog.domain.encoding import load_json
+from phaselog.domain.encoding import dump_json, load_json
 from phaselog.domain.plugin_state import decode_b64
 from phaselog.domain.task import TaskAggregate
 from phaselog.runtime import GenericStep, Plan, PlanContext, PlanState, RecoverableState, TaskController
@@ -62,6 +63,32 @@ def _refused_and_nothing_written(store: Store, action: Any) -> None:
     with pytest.raises(ValidationFailed):
         action()
     assert store.max_position() == before
+
+
+# -- the encoding alone -------------------------------------------------------------------------------
+@settings(INPUT_POLICY, max_examples=300)
+@given(value=json_values)
+@example(value={"\x00": [math.nan, math.inf, -math.inf, -0.0, 2**300, "🦄\x00"]})
+def test_the_encoding_round_trips_every_json_value(value: Any) -> None:
+    """dump_json then load_json (from bytes and from text) gives every JSON value back identical."""
+    encoded = dump_json(value)
+    assert same(load_json(encoded), value)
+    assert same(load_json(encoded.decode()), value)
+
+
+@settings(INPUT_POLICY, max_examples=100)
+@given(text=any_text)
+def test_the_encoding_refuses_exactly_the_text_with_lone_surrogates(text: str) -> None:
+    """Text encodes (as a value and as a key) iff it holds no lone surrogate; else ValidationFailed."""
+    if text_is_valid(text):
+        assert load_json(dump_json({text: text})) == {text: text}
+        return
+    with pytest.raises(ValidationFailed):
+        dump_json(text)
+    with pytest.raises(ValidationFailed):
+        dump_json({text: 1})
+    with pytest.raises(ValidationFailed):
+        load_json(f'"{text}"')
 
 
 # -- plugins ----------------------------------------------------------------------------------------
