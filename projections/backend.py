@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "open_backend"]
 
 PG_TRACKING_TABLE = "phaselog_projection_tracking"
+_COPY_FROM = 64
+"""Rows per batch from which PostgreSQL upserts go through COPY rather than one pipelined executemany."""
 
 
 class Backend:
@@ -79,6 +81,18 @@ class Backend:
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """A ``column IN (...)`` condition and its parameters."""
         return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
+    def upsert(self, cursor: Any, qualified: str, projection: Any, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert or replace ``rows`` (column values in declared order) of ``projection``'s table."""
+        names = list(projection.columns)
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != projection.key)
+        cursor.executemany(
+            self.q(
+                f"INSERT INTO {qualified} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+                f"ON CONFLICT ({projection.key}) DO UPDATE SET {updates}"
+            ),
+            rows,
+        )
 
     def positions(self, cursor: Any, names: Sequence[str]) -> dict[str, int]:
         """Current tracked positions of ``names`` (0 when absent), read inside ``cursor``'s transaction."""
@@ -220,9 +234,36 @@ class PostgresBackend(Backend):
         return f'"{self.schema}"."{name}"'
 
     @override
+    def upsert(self, cursor: Any, qualified: str, projection: Any, rows: Sequence[Sequence[Any]]) -> None:
+        if len(rows) < _COPY_FROM:
+            super().upsert(cursor, qualified, projection, rows)
+            return
+        # COPY the batch into a temporary table (rows leave it at commit), then one upsert from it.
+        names = ", ".join(projection.columns)
+        stage = f"phaselog_stage_{projection.name}"
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+            f"SELECT {names} FROM {qualified} WITH NO DATA"
+        )
+        cursor.execute(f"TRUNCATE {stage}")
+        with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        updates = ", ".join(f"{n} = excluded.{n}" for n in projection.columns if n != projection.key)
+        cursor.execute(
+            f"INSERT INTO {qualified} ({names}) SELECT {names} FROM {stage} "
+            f"ON CONFLICT ({projection.key}) DO UPDATE SET {updates}"
+        )
+
+    @override
     @contextmanager
     def write(self, names: Sequence[str], *, lock_timeout: float | None = None) -> Iterator[Any]:
         with self.datastore.transaction(commit=True) as cursor:
+            if names:
+                # A read model is derived data: a server crash may lose its last batches (never half of
+                # one: rows and position commit together) and the runner folds them again. So its
+                # commits need not wait for the WAL flush.
+                cursor.execute("SET LOCAL synchronous_commit = off")
             if lock_timeout is not None:
                 cursor.execute(f"SET LOCAL lock_timeout = {max(1, int(lock_timeout * 1000))}")
             if names:

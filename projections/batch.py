@@ -136,19 +136,11 @@ class BatchRows(Rows):
         if not self._unwritten:
             return
         p = self._p
-        names = list(p.columns)
         keys = sorted(self._unwritten)
         puts = [encode_row(p, row) for k in keys if (row := self.changes[k]) is not None]
         gone = [[k] for k in keys if self.changes[k] is None]
         if puts:
-            updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != p.key)
-            self._cur.executemany(
-                self._b.q(
-                    f"INSERT INTO {self._qualified} ({', '.join(names)}) "
-                    f"VALUES ({', '.join('?' * len(names))}) ON CONFLICT ({p.key}) DO UPDATE SET {updates}"
-                ),
-                puts,
-            )
+            self._b.upsert(self._cur, self._qualified, p, puts)
         if gone:
             self._cur.executemany(self._b.q(f"DELETE FROM {self._qualified} WHERE {p.key} = ?"), gone)
         self._unwritten.clear()

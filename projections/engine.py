@@ -93,7 +93,7 @@ class Engine:
             return self.backend.positions(cur, [table])[table]
 
     # -- one batch ------------------------------------------------------------------------------
-    def batch(
+    def batch(  # noqa: PLR0913 - the ways a runner, a catch-up and a rebuild run a batch
         self,
         target: Target,
         *,
@@ -101,20 +101,26 @@ class Engine:
         owner: str | None = None,
         lock_timeout: float | None = None,
         limit: int | None = None,
+        page: tuple[list[Notification], int] | None = None,
     ) -> int:
-        """Fold the next page of events into ``target``; return the positions it advanced (0: none)."""
+        """Fold the next page of events into ``target``; return the positions it advanced (0: none).
+
+        ``page`` is a page already read (events and the position they reach), shared by several targets.
+        """
         p = target.projection
         after = target.known if target.known >= 0 else self.position(target.table)
         if until is not None and after >= until:
             return 0
-        topics = sorted(p.topics) if p.topics is not None else []
-        page, end = read_page(self.store, after, limit or self.batch_size, topics, until)
+        if page is None:
+            topics = sorted(p.topics) if p.topics is not None else []
+            page = read_page(self.store, after, limit or self.batch_size, topics, until)
+        events, end = page
         if end <= after:
             target.known = after
             return 0
         for isolate in (False, True):
             try:
-                return self._commit_batch(target, page, end, owner, lock_timeout, isolate=isolate)
+                return self._commit_batch(target, events, end, owner, lock_timeout, isolate=isolate)
             except _Isolate:
                 target.cache.clear()
             except _Halt as halt:

@@ -26,8 +26,9 @@ from phaselog.projections.base import (
     ReadModel,
 )
 from phaselog.projections.batch import RowCache
+from phaselog.projections.catchup import CatchUp
 from phaselog.projections.engine import Engine, OnError, Progress, Target
-from phaselog.projections.errors import ProjectionBusy, db_errors
+from phaselog.projections.errors import db_errors
 from phaselog.projections.follow import Follower, runner_id
 from phaselog.projections.rebuild import rebuild, retry_dead_letters, set_meta
 from phaselog.projections.status import status_rows
@@ -199,34 +200,14 @@ class Projections:
     def catch_up(self, *, until: int | None = None) -> int:
         """Fold every event recorded so far (or up to ``until``) into every read model.
 
-        Read models take turns, one batch each, each in its own transaction. A read
+        Each page of the log is read once and folded into each read model in that
+        model's own transaction (see :mod:`phaselog.projections.catchup`). A read
         model that fails (database error) or is busy in another runner is left
         behind while the others go on; the first database error is raised at the
         end. Returns the positions folded by the read model that moved furthest.
         """
-        moved = dict.fromkeys(self._targets, 0)
-        active = list(self._targets.values())
-        first: StoreUnavailable | None = None
-        while active:
-            for target in list(active):
-                name = target.projection.name
-                try:
-                    step = self.engine.batch(target, until=until, lock_timeout=self.busy_timeout)
-                except (ProjectionBusy, ProjectionHalted):
-                    step = 0
-                except StoreUnavailable as exc:
-                    self._note(name, str(exc))
-                    first = first or exc
-                    step = 0
-                if step:
-                    moved[name] += step
-                    self._note(name, None)
-                else:
-                    active.remove(target)
-            self._notify()
-        if first is not None:
-            raise first
-        return max(moved.values(), default=0)
+        run = CatchUp(self.engine, list(self._targets.values()), self._note, self._notify)
+        return run.run(until=until, lock_timeout=self.busy_timeout)
 
     # -- rebuild ----------------------------------------------------------------------------------
     def rebuild(self, name: str | None = None, progress: Progress | None = None) -> dict[str, int]:
