@@ -75,6 +75,11 @@ class PostgresServer:
         )
         return server
 
+    def restart_immediately(self) -> None:
+        """Crash-restart the server (``pg_ctl restart -m immediate``): no clean shutdown, WAL replay."""
+        log = str(self.datadir / "log")  # the restarted server writes there, not into our pipes
+        self._run("pg_ctl", "-D", str(self.datadir / "data"), "-m", "immediate", "-l", log, "-w", "restart")
+
     def stop(self) -> None:
         try:
             self._run("pg_ctl", "-D", str(self.datadir / "data"), "-m", "immediate", "-w", "stop")

@@ -5,17 +5,20 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import psycopg
 import pytest
 
 from phaselog.adapters import Store, open_store
+from phaselog.adapters.audit import verify
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.schema import append_function_name
 from phaselog.domain import PluginPhase
 from phaselog.domain.errors import StoreUnavailable
 
+from pgserver import PostgresServer
 from support_events import open_counter
 
 
@@ -173,3 +176,43 @@ def test_a_broken_pooled_connection_is_retried_without_duplicating(make_url: Cal
             )
         _counter(store, "after-kill")
         assert [n.originator_id for n in store.notifications(1)].count("after-kill") == 1
+
+
+def test_an_immediate_server_restart_loses_nothing_acknowledged() -> None:
+    """After pg_ctl restart -m immediate every acknowledged append is stored and the history verifies."""
+    server = PostgresServer.start()
+    try:
+        with open_store(f"{server.dsn}?schema=crash&statement_timeout=10000") as store:
+            acknowledged: list[str] = []
+            failures: list[BaseException] = []
+            stop = threading.Event()
+
+            def write() -> None:
+                n = 0
+                while not stop.is_set() and n < 2000:
+                    n += 1
+                    try:
+                        _counter(store, f"c-{n}", adds=1)
+                    except StoreUnavailable as exc:  # the server is down: a clear error, never a hang
+                        failures.append(exc)
+                        continue
+                    acknowledged.append(f"c-{n}")
+
+            writer = threading.Thread(target=write)
+            writer.start()
+            deadline = time.monotonic() + 60
+            while len(acknowledged) < 50 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            server.restart_immediately()
+            seen_after = len(acknowledged)
+            while len(acknowledged) < seen_after + 50 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            stop.set()
+            writer.join(timeout=120)
+            assert not writer.is_alive()
+            assert len(acknowledged) >= seen_after + 50  # writing resumed after the restart
+            stored = {str(n.originator_id) for n in store.iter_notifications()}
+            assert set(acknowledged) <= stored
+            assert verify(store).ok
+    finally:
+        server.stop()
