@@ -20,6 +20,7 @@ from phaselog.domain.errors import ConcurrencyConflict, NotFound, StoreUnavailab
 from phaselog.domain.events import utcnow
 from phaselog.domain.task import StaleRun, TaskAggregate, TaskCanceled, TaskState
 from phaselog.runtime.task_models import CancelContext, Progress, TaskStatus, decode_metadata, status_of
+from phaselog.runtime.telemetry import span
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["ActiveTask", "TaskRunner", "deliver_completion", "drive_run"]
 
 log = logging.getLogger("phaselog.tasks")
+_INT64 = 2**63  # integers the read models store (BIGINT on PostgreSQL, INTEGER on SQLite)
 T = TypeVar("T")
 
 _MAX_BACKOFF = 1.0
@@ -103,8 +105,8 @@ class ActiveTask:
         Never waits for the store: the value is flushed by the controller in
         the background and always before any state change or final status.
         """
-        if current < 0 or total < 0:
-            raise ValidationFailed(f"progress must not be negative, got {current}/{total}")
+        if not (0 <= current < _INT64 and 0 <= total < _INT64):  # what every store's read models hold
+            raise ValidationFailed(f"progress must be in 0..2**63-1, got {current}/{total}")
         with self._progress_lock:
             self._progress = (int(current), int(total))
             self._progress_seq += 1
@@ -121,6 +123,8 @@ class ActiveTask:
         Raises :class:`TaskCanceled` when this run no longer owns the task
         (the controller closed or another controller took it over).
         """
+        if not -_INT64 <= int(level) < _INT64:
+            raise ValidationFailed(f"log level must fit in 64 bits, got {level}")
         try:
             self._write(lambda agg: agg.log(self.run, self._owner, int(level), str(msg)))
         except StaleRun as exc:
@@ -250,7 +254,8 @@ class ActiveTask:
 def _call(task: ActiveTask, hook: Callable[..., Any]) -> tuple[TaskState | None, BaseException | None]:
     """Run a hook; return (end state, or None to go on; the error it raised)."""
     try:
-        hook(task.ctx, task)
+        with span("phaselog.task.hook", task_id=task.task_id, hook=getattr(hook, "__name__", "hook")):
+            hook(task.ctx, task)
     except TaskCanceled as exc:
         return TaskState.CANCELED, exc
     except Exception as exc:
@@ -293,7 +298,8 @@ def deliver_completion(runner: TaskRunner, task: ActiveTask, error: BaseExceptio
     status = task.status()
     try:
         args = (error,) if state is TaskState.FAILED and error is not None else ()
-        runner.on_task_completed(task.ctx, task, state, *args)
+        with span("phaselog.task.hook", task_id=task.task_id, hook="on_task_completed"):
+            runner.on_task_completed(task.ctx, task, state, *args)
     except Exception:
         log.exception("task %s: on_task_completed raised", task.task_id)
     callbacks: list[Callable[[], Any]] = []
