@@ -1,14 +1,20 @@
-"""Projection rebuild throughput over mixed events, side by side with the raw-driver floor.
+"""Projection throughput over mixed events, side by side with the raw-driver floor, and rebuild memory.
 
 ``run(url)`` fills a fresh store with mixed plugin, task, plan and state events
 (100,000; 10,000 with ``PHASELOG_BENCH_QUICK``), then measures in events/s:
 
+* ``catch_up_all``: a fresh runner folding the log into all four read models;
+* ``follow_all``: the background runner (one thread and lease per read model)
+  folding a second, equal batch of events written while it follows;
 * ``rebuild_plugin_phases``: phaselog rebuilding one read model (shadow table + swap);
 * ``floor_plugin_phases``: the same fold done with the bare driver (psycopg or
   sqlite3): one ordered scan, orjson decode, dict fold, one bulk insert;
 * ``rebuild_all``: all four read models rebuilt (each replays the whole log);
-* ``catch_up_all``: a fresh runner folding the log into all four at once;
 * ``verify``: the audit hash-chain check.
+
+``memory`` rebuilds ``plugin_phases`` in a fresh process over the event count
+and over five times as many events (500,000 in the full run) and reports each
+process's peak RSS: a rebuild's memory must not grow with the log.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import tempfile
+import textwrap
 import time
 import uuid
 
@@ -31,14 +40,14 @@ from phaselog.projections.runner import Projections
 PHASES = ["Installing", "Installed", "Validating", "Starting", "Running", "Degraded", "Recovering"]
 
 
-def _events(total: int) -> list[StoredEvent]:
+def _events(total: int, suffix: str = "") -> list[StoredEvent]:
     """Mixed events: plugin phase changes, task progress/logs, plan steps, state persists."""
     out: list[StoredEvent] = []
     ts = "2026-01-01T00:00:00Z"
     n = 0
     while len(out) < total:
         kind = n % 4
-        sid = f"{n // 4}"
+        sid = f"{n // 4}{suffix}"
         if kind == 0:
             out.append(
                 StoredEvent(
@@ -221,10 +230,73 @@ def _floor(store: Store) -> float:
     return time.perf_counter() - started
 
 
-def run(url: str) -> dict[str, object]:
-    """Fill a store at ``url`` with mixed events and measure rebuild throughput (events/s)."""
+REBUILD_IN_A_FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys, time
+    from phaselog.adapters import open_store
+    from phaselog.adapters.audit import load_domain_modules
+    from phaselog.projections.runner import Projections
     load_domain_modules()
-    total = 10_000 if os.environ.get("PHASELOG_BENCH_QUICK") else 100_000
+    with open_store(sys.argv[1]) as store:
+        views = Projections(store)
+        started = time.perf_counter()
+        rows = views.rebuild("plugin_phases")["plugin_phases"]
+        seconds = time.perf_counter() - started
+        views.close()
+    # VmHWM: this process's own peak (ru_maxrss would include the parent's, inherited across exec)
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": round(peak / 1024, 1)}))
+    """
+)
+
+
+def _variant(url: str, tag: str) -> str:
+    """Another fresh store next to ``url`` (its own schema or file)."""
+    if url.startswith("postgresql"):
+        return url.replace("schema=", f"schema={tag}_", 1)
+    return url.removesuffix(".db") + f"-{tag}.db"
+
+
+def _rebuild_memory(url: str, events: int) -> dict[str, object]:
+    """Fill a fresh store with ``events`` and rebuild one read model in a fresh process."""
+    with open_store(url) as store:
+        _fill(store, events)
+    done = subprocess.run(
+        [sys.executable, "-c", REBUILD_IN_A_FRESH_PROCESS, url], capture_output=True, text=True, check=True
+    )
+    figures = json.loads(done.stdout)
+    return {
+        "events": events,
+        "rebuild_events_per_s": round(events / figures["seconds"]),
+        "peak_rss_mb": figures["peak_rss_mb"],
+        "rows": figures["rows"],
+    }
+
+
+def _follow(store: Store, views: Projections, total: int) -> float:
+    """Seconds the background runner needs to fold ``total`` more events written while it follows."""
+    views.start()
+    try:
+        views.wait(store.max_position(), timeout=600)
+        started = time.perf_counter()
+        events = _events(total, suffix="b")  # new streams: no clash with the first fill
+        base = store.max_position()
+        for i in range(0, len(events), 2000):
+            store.app.recorder.insert_events(events[i : i + 2000])
+        views.wait(base + total, timeout=600)
+        return time.perf_counter() - started
+    finally:
+        views.stop()
+
+
+def run(url: str, events: int | None = None) -> dict[str, object]:
+    """Fill a store at ``url`` with mixed events and measure the read side (events/s, peak RSS).
+
+    ``events`` defaults to 100,000 (10,000 with ``PHASELOG_BENCH_QUICK``); the tests pass a smoke size.
+    """
+    load_domain_modules()
+    total = events or (10_000 if os.environ.get("PHASELOG_BENCH_QUICK") else 100_000)
     with open_store(url) as store:
         started = time.perf_counter()
         _fill(store, total)
@@ -241,11 +313,13 @@ def run(url: str) -> dict[str, object]:
             started = time.perf_counter()
             counts = views.rebuild()
             everything = time.perf_counter() - started
+            follow = _follow(store, views, total)
         finally:
             views.close()
         started = time.perf_counter()
         report = verify(store)
         checked = time.perf_counter() - started
+    memory = [_rebuild_memory(_variant(url, f"mem{n}"), n * total) for n in (1, 5)]
 
     def rate(seconds: float) -> int:
         return round(total / seconds)
@@ -254,6 +328,7 @@ def run(url: str) -> dict[str, object]:
         "events": total,
         "insert_events_per_s": rate(fill),
         "catch_up_all_events_per_s": rate(catch_up),
+        "follow_all_events_per_s": rate(follow),
         "rebuild_plugin_phases_events_per_s": rate(one),
         "floor_plugin_phases_events_per_s": rate(floor),
         "rebuild_vs_floor": round(floor / one, 3),
@@ -261,6 +336,10 @@ def run(url: str) -> dict[str, object]:
         "verify_events_per_s": rate(checked),
         "verify_ok": report.ok,
         "rows": counts,
+        "memory": {
+            "rebuilds": memory,
+            "peak_rss_growth_mb": round(memory[1]["peak_rss_mb"] - memory[0]["peak_rss_mb"], 1),  # type: ignore[operator]
+        },
     }
 
 

@@ -43,7 +43,7 @@ def set_meta(engine: Engine, cur: object, p: Projection) -> None:
 def rebuild(engine: Engine, p: Projection, progress: Progress | None = None) -> None:
     """Replay the whole log into ``p``'s shadow table and swap it in atomically."""
     b = engine.backend
-    shadow = Target(p, p.shadow, RowCache(engine.cache_rows), live=False)
+    shadow = Target(p, p.shadow, RowCache(min(engine.cache_rows, REBUILD_PAGE)), live=False)
     with db_errors(f"preparing rebuild of {p.name}"), b.write([p.shadow]) as cur:
         cur.execute(f"DROP TABLE IF EXISTS {b.table(p.shadow)}")
         cur.execute(p.create_sql(p.shadow, b.table(p.shadow))[0])
