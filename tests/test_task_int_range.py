@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from task_helpers import ScriptedRunner, wait_for
@@ -35,11 +35,12 @@ def test_integers_beyond_64_bits_are_refused(
 
     def run(ctx: CancelContext, task: ActiveTask) -> None:
         del ctx
-        for name, call in {
+        calls: dict[str, Callable[[], None]] = {
             "progress": lambda: task.set_progress(2**63, 1),
             "total": lambda: task.set_progress(1, 2**70),
             "level": lambda: task.add_log_entry(2**64, "too big"),
-        }.items():
+        }
+        for name, call in calls.items():
             try:
                 call()
             except ValidationFailed as exc:
