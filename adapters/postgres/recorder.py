@@ -15,57 +15,43 @@ eventsourcing's own recorder:
 * a broken connection is retried, and a retry that finds its own events already
   stored (the first attempt committed before the connection broke) returns their
   positions instead of reporting a conflict: an append is never duplicated.
+
+The statements and their decoding live in :mod:`phaselog.adapters.postgres.statements`
+(sans-I/O, shared with the async store); this class is their sync shell.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Generator, Sequence
+from typing import Any, TypeVar
 
 import psycopg
-from eventsourcing.persistence import (
-    IntegrityError,
-    InterfaceError,
-    Notification,
-    OperationalError,
-    StoredEvent,
-)
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL
 from typing_extensions import override
 
-from phaselog.adapters.postgres.schema import (
-    CHAIN_TABLE,
-    HEADS_TABLE,
-    SEALS_TABLE,
-    append_function_name,
-    lock_key,
-    phaselog_statements,
+from phaselog.adapters.postgres.schema import lock_key, phaselog_statements
+from phaselog.adapters.postgres.statements import (
+    UNLOCK_ALL,
+    Pause,
+    PostgresStatements,
+    Query,
+    Rows,
+    prefix_range,
 )
 from phaselog.runtime.ports import StreamHead
+from phaselog.runtime.sansio import Exchange
 
-__all__ = ["PhaselogPostgresApplicationRecorder"]
+__all__ = ["PhaselogPostgresApplicationRecorder", "prefix_range"]
 
 log = logging.getLogger("phaselog.store")
 
-_APPEND_ATTEMPTS = 3
-_RETRY_DELAY = 0.1
-# Rows whose transaction is below this are final: nothing can commit before them any more.
-_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())"
-
-
-def prefix_range(prefix: str) -> tuple[str, str | None]:
-    """The half-open range of text (in C collation) that starts with ``prefix``."""
-    if not prefix:
-        return "", None
-    last = prefix[-1]
-    if ord(last) >= 0x10FFFF:  # pragma: no cover - no character after it
-        return prefix, None
-    return prefix, prefix[:-1] + chr(ord(last) + 1)
+T = TypeVar("T")
 
 
 class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
@@ -78,27 +64,42 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
             phaselog_statements(schema, self.events_table_name, self.channel_name)
         )
         self._ddl_lock = lock_key(schema, self.events_table_name, "ddl")
-        self._positions_lock = lock_key(schema, self.events_table_name, "positions")
-        names = {
-            "schema": Identifier(schema),
-            "events": Identifier(self.events_table_name),
-            "chain": Identifier(CHAIN_TABLE),
-            "heads": Identifier(HEADS_TABLE),
-            "seals": Identifier(SEALS_TABLE),
-            "append": Identifier(append_function_name(self.events_table_name)),
-        }
-        self.names = names
-        self._append = SQL(
-            "SELECT * FROM {schema}.{append}"
-            "(%s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::boolean[])"
-        ).format(**names)
-        self._select_own = SQL(
-            "SELECT notification_id, topic, state FROM {schema}.{events} "
-            "WHERE originator_id = %s AND originator_version = %s"
-        ).format(**names)
-        self._select_heads = SQL(
-            "SELECT stream_id, version, position, open FROM {schema}.{heads} WHERE stream_id >= %s"
-        ).format(**names)
+        self.statements = PostgresStatements(schema, self.events_table_name)
+        self.names = self.statements.names
+
+    # -- the sync shell ----------------------------------------------------------------------------
+    def run(self, protocol: Generator[Query | Pause, Any, T]) -> T:
+        """Drive one protocol of :attr:`statements` on this recorder's pool."""
+        exchange = Exchange(protocol)
+        for step in exchange:
+            try:
+                exchange.answer(self._do(step))
+            except BaseException as exc:
+                exchange.fail(exc)
+        return exchange.result
+
+    def _do(self, step: Query | Pause) -> Rows | None:
+        if isinstance(step, Pause):
+            time.sleep(step.seconds)
+            return None
+        with self.datastore.get_connection() as conn:
+            try:
+                with conn.cursor() as curs:
+                    curs.execute(step.sql, step.params, prepare=step.prepare)
+                    return list(curs.fetchall()) if curs.description else []
+            except BaseException:
+                if step.unlock_on_error:
+                    self._release_position_lock(conn)
+                raise
+
+    def _release_position_lock(self, conn: psycopg.Connection[DictRow]) -> None:
+        """Make sure a failed append never leaves the positions lock held by a pooled session."""
+        if conn.broken or conn.closed:
+            return
+        try:
+            conn.execute(UNLOCK_ALL)
+        except psycopg.Error:  # pragma: no cover - the connection is unusable; the pool drops it
+            log.debug("could not reset advisory locks on a failing connection", exc_info=True)
 
     # -- creating --------------------------------------------------------------------------------
     @override
@@ -112,61 +113,8 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
     @override
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """Append ``stored_events`` in one round trip; return their positions."""
-        if not stored_events:
-            return []
-        opens: dict[Any, bool] = kwargs.get("stream_open") or {}
-        params = (
-            [str(e.originator_id) for e in stored_events],
-            [e.originator_version for e in stored_events],
-            [e.topic for e in stored_events],
-            [e.state for e in stored_events],
-            [bool(opens.get(e.originator_id, True)) for e in stored_events],
-        )
-        uncertain = False
-        for attempt in range(_APPEND_ATTEMPTS):
-            try:
-                with self.datastore.get_connection() as conn:
-                    try:
-                        with conn.cursor() as curs:
-                            curs.execute(self._append, params, prepare=True)
-                            return [int(row[append_function_name(self.events_table_name)]) for row in curs]
-                    except BaseException:
-                        self._release_position_lock(conn)
-                        raise
-            except IntegrityError:
-                if uncertain:
-                    found = self._own_positions(stored_events)
-                    if found is not None:
-                        log.info("append retried after a lost connection had already committed it")
-                        return found
-                raise
-            except (InterfaceError, OperationalError):
-                if attempt == _APPEND_ATTEMPTS - 1:
-                    raise
-                uncertain = True  # the first attempt may have committed before the connection broke
-                time.sleep(_RETRY_DELAY * (attempt + 1))
-        msg = "unreachable"  # pragma: no cover - the loop returns or raises
-        raise AssertionError(msg)
-
-    def _release_position_lock(self, conn: psycopg.Connection[DictRow]) -> None:
-        """Make sure a failed append never leaves the positions lock held by a pooled session."""
-        if conn.broken or conn.closed:
-            return
-        try:
-            conn.execute(SQL("SELECT pg_advisory_unlock_all()"))
-        except psycopg.Error:  # pragma: no cover - the connection is unusable; the pool drops it
-            log.debug("could not reset advisory locks on a failing connection", exc_info=True)
-
-    def _own_positions(self, stored_events: Sequence[StoredEvent]) -> list[int] | None:
-        """Positions of ``stored_events`` if exactly these events are already stored, else None."""
-        positions: list[int] = []
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            for event in stored_events:
-                curs.execute(self._select_own, (str(event.originator_id), event.originator_version))
-                row = curs.fetchone()
-                if row is None or row["topic"] != event.topic or bytes(row["state"]) != event.state:
-                    return None
-                positions.append(int(row["notification_id"]))
+        opens = kwargs.get("stream_open") or {}
+        positions: list[int] = self.run(self.statements.append(stored_events, opens))
         return positions
 
     # -- the global order -------------------------------------------------------------------------
@@ -181,73 +129,20 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
         """Notifications from ``start`` in position order, only below the commit horizon."""
-        conditions: list[Composed | SQL] = [SQL("(e.tx_id IS NULL OR e.tx_id < h.x)")]
-        params: list[Any] = []
-        if start is not None:
-            conditions.append(
-                SQL("e.notification_id >= %s" if inclusive_of_start else "e.notification_id > %s")
+        found: list[Notification] = self.run(
+            self.statements.select_notifications(
+                start, limit, stop, topics, inclusive_of_start=inclusive_of_start
             )
-            params.append(start)
-        if stop is not None:
-            conditions.append(SQL("e.notification_id <= %s"))
-            params.append(stop)
-        if topics:
-            conditions.append(SQL("e.topic = ANY(%s)"))
-            params.append(list(topics))
-        params.append(limit)
-        statement = SQL(
-            "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state "
-            "FROM {schema}.{events} e, (SELECT " + _HORIZON + " AS x) h WHERE {where} "
-            "ORDER BY e.notification_id LIMIT %s"
-        ).format(**self.names, where=SQL(" AND ").join(conditions))
-        for attempt in range(_APPEND_ATTEMPTS):
-            try:
-                with self.datastore.get_connection() as conn, conn.cursor() as curs:
-                    curs.execute(statement, params, prepare=True)
-                    return [
-                        Notification(
-                            id=row["notification_id"],
-                            originator_id=row["originator_id"],
-                            originator_version=row["originator_version"],
-                            topic=row["topic"],
-                            state=bytes(row["state"]),
-                        )
-                        for row in curs.fetchall()
-                    ]
-            except (InterfaceError, OperationalError):
-                if attempt == _APPEND_ATTEMPTS - 1:
-                    raise
-                time.sleep(_RETRY_DELAY * (attempt + 1))
-        msg = "unreachable"  # pragma: no cover
-        raise AssertionError(msg)
+        )
+        return found
 
     def horizon_position(self) -> int:
         """The newest position below the commit horizon: every position up to it is final."""
-        statement = SQL(
-            "SELECT max(e.notification_id) AS m FROM {schema}.{events} e, (SELECT " + _HORIZON + " AS x) h "
-            "WHERE e.tx_id IS NULL OR e.tx_id < h.x"
-        ).format(**self.names)
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement)
-            row = curs.fetchone()
-            return int(row["m"] or 0) if row else 0
+        position: int = self.run(self.statements.horizon_position())
+        return position
 
     # -- the stream index -------------------------------------------------------------------------
     def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> list[StreamHead]:
         """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
-        low, high = prefix_range(prefix)
-        statement = self._select_heads
-        params: list[Any] = [low]
-        if high is not None:
-            statement += SQL(" AND stream_id < %s")
-            params.append(high)
-        if open_only:
-            statement += SQL(" AND open")
-        statement += SQL(" ORDER BY stream_id")
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, params, prepare=True)
-            return [
-                StreamHead(str(r["stream_id"]), int(r["version"]), int(r["position"]), bool(r["open"]))
-                for r in curs.fetchall()
-                if str(r["stream_id"]).startswith(prefix)
-            ]
+        heads: list[StreamHead] = self.run(self.statements.select_stream_heads(prefix, open_only=open_only))
+        return heads

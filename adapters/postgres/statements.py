@@ -1,0 +1,325 @@
+"""Sans-I/O PostgreSQL: the statements phaselog sends and how it reads their rows.
+
+Shared by the sync recorder (:mod:`phaselog.adapters.postgres.recorder`) and the
+async store (:mod:`phaselog.aio`), so both write exactly the same rows through the
+same server-side append function and read the global order below the same commit
+horizon. Each operation is a protocol (a generator, see :mod:`phaselog.runtime.sansio`)
+that yields :class:`Query` and :class:`Pause` steps and returns decoded values;
+the shells execute the steps on a sync or an async connection, turning driver
+errors into eventsourcing's (:func:`persistence_error`) before throwing them back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from eventsourcing import persistence as es
+from eventsourcing.persistence import Notification, StoredEvent
+from psycopg.sql import SQL, Composable, Composed, Identifier
+
+from phaselog.adapters.postgres.schema import CHAIN_TABLE, HEADS_TABLE, SEALS_TABLE, append_function_name
+from phaselog.runtime.ports import StreamHead
+
+__all__ = [
+    "APPEND_ATTEMPTS",
+    "HORIZON",
+    "RETRY_DELAY",
+    "UNLOCK_ALL",
+    "Pause",
+    "PostgresStatements",
+    "Query",
+    "Rows",
+    "persistence_error",
+    "prefix_range",
+]
+
+log = logging.getLogger("phaselog.store")
+
+APPEND_ATTEMPTS = 3
+RETRY_DELAY = 0.1
+# Rows whose transaction is below this are final: nothing can commit before them any more.
+HORIZON = "pg_snapshot_xmin(pg_current_snapshot())"
+# Run on the same session after a failed append: a pooled session never keeps the positions lock.
+UNLOCK_ALL = SQL("SELECT pg_advisory_unlock_all()")
+Rows = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Query:
+    """Run ``sql`` with ``params`` on one pooled autocommit connection; answer with its rows."""
+
+    sql: SQL | Composed
+    params: Sequence[Any] = ()
+    prepare: bool = True
+    unlock_on_error: bool = False  # run UNLOCK_ALL on the same session when it fails
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Wait ``seconds`` before the next step (a retry's back-off); answer with nothing."""
+
+    seconds: float
+
+
+Step = Query | Pause
+Flow = Generator[Step, Any, Any]
+
+# psycopg's error classes and eventsourcing's, most specific first (as eventsourcing's datastore maps them).
+_ERRORS: tuple[tuple[type[psycopg.Error], type[es.PersistenceError]], ...] = (
+    (psycopg.InterfaceError, es.InterfaceError),
+    (psycopg.OperationalError, es.OperationalError),
+    (psycopg.DataError, es.DataError),
+    (psycopg.IntegrityError, es.IntegrityError),
+    (psycopg.InternalError, es.InternalError),
+    (psycopg.ProgrammingError, es.ProgrammingError),
+    (psycopg.NotSupportedError, es.NotSupportedError),
+    (psycopg.DatabaseError, es.DatabaseError),
+)
+
+
+def persistence_error(exc: psycopg.Error) -> es.PersistenceError:
+    """The eventsourcing error for a psycopg error (raise it ``from exc``)."""
+    for driver, ours in _ERRORS:
+        if isinstance(exc, driver):
+            return ours(str(exc))
+    return es.PersistenceError(str(exc))
+
+
+def prefix_range(prefix: str) -> tuple[str, str | None]:
+    """The half-open range of text (in C collation) that starts with ``prefix``."""
+    if not prefix:
+        return "", None
+    last = prefix[-1]
+    if ord(last) >= 0x10FFFF:  # pragma: no cover - no character after it
+        return prefix, None
+    return prefix, prefix[:-1] + chr(ord(last) + 1)
+
+
+def _stored_event(row: Mapping[str, Any]) -> StoredEvent:
+    return StoredEvent(
+        originator_id=row["originator_id"],
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=bytes(row["state"]),
+    )
+
+
+def _retrying(query: Query) -> Generator[Step, Any, Rows]:
+    """Run a read, retried with a back-off when the connection breaks."""
+    for attempt in range(APPEND_ATTEMPTS):
+        try:
+            rows: Rows = yield query
+        except (es.InterfaceError, es.OperationalError):
+            if attempt == APPEND_ATTEMPTS - 1:
+                raise
+            yield Pause(RETRY_DELAY * (attempt + 1))
+        else:
+            return rows
+    msg = "unreachable"  # pragma: no cover - the loop returns or raises
+    raise AssertionError(msg)
+
+
+@dataclass(frozen=True)
+class PostgresStatements:
+    """The statements of one events table (and its snapshots table) in one schema."""
+
+    schema: str
+    events_table: str
+    snapshots_table: str = ""
+    names: dict[str, Identifier] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        names = {
+            "schema": Identifier(self.schema),
+            "events": Identifier(self.events_table),
+            "snapshots": Identifier(self.snapshots_table or self.events_table),
+            "chain": Identifier(CHAIN_TABLE),
+            "heads": Identifier(HEADS_TABLE),
+            "seals": Identifier(SEALS_TABLE),
+            "append": Identifier(append_function_name(self.events_table)),
+        }
+        object.__setattr__(self, "names", names)
+
+    def _sql(self, text: str, **more: Composable) -> Composed:
+        return SQL(text).format(**self.names, **more)
+
+    # -- appending -------------------------------------------------------------------------------
+    def append(self, stored_events: Sequence[StoredEvent], opens: Mapping[Any, bool]) -> Flow:
+        """Append ``stored_events`` in one round trip; return their positions.
+
+        A broken connection is retried; a retry that finds exactly these events
+        already stored (the lost attempt had committed) returns their positions.
+        """
+        if not stored_events:
+            return []
+        params = (
+            [str(e.originator_id) for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+            [bool(opens.get(e.originator_id, True)) for e in stored_events],
+        )
+        query = Query(
+            self._sql(
+                "SELECT * FROM {schema}.{append}"
+                "(%s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::boolean[])"
+            ),
+            params,
+            unlock_on_error=True,
+        )
+        column = append_function_name(self.events_table)
+        uncertain = False
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                rows: Rows = yield query
+                return [int(row[column]) for row in rows]
+            except es.IntegrityError:
+                if uncertain:
+                    found = yield from self.own_positions(stored_events)
+                    if found is not None:
+                        log.info("append retried after a lost connection had already committed it")
+                        return found
+                raise
+            except (es.InterfaceError, es.OperationalError):
+                if attempt == APPEND_ATTEMPTS - 1:
+                    raise
+                uncertain = True  # the first attempt may have committed before the connection broke
+                yield Pause(RETRY_DELAY * (attempt + 1))
+        msg = "unreachable"  # pragma: no cover - the loop returns or raises
+        raise AssertionError(msg)
+
+    def own_positions(self, stored_events: Sequence[StoredEvent]) -> Flow:
+        """Positions of ``stored_events`` if exactly these events are already stored, else None."""
+        statement = self._sql(
+            "SELECT notification_id, topic, state FROM {schema}.{events} "
+            "WHERE originator_id = %s AND originator_version = %s"
+        )
+        positions: list[int] = []
+        for event in stored_events:
+            rows: Rows = yield Query(statement, (str(event.originator_id), event.originator_version))
+            row = rows[0] if rows else None
+            if row is None or row["topic"] != event.topic or bytes(row["state"]) != event.state:
+                return None
+            positions.append(int(row["notification_id"]))
+        return positions
+
+    def insert_snapshot(self, snapshot: StoredEvent) -> Flow:
+        """Store one snapshot row (the columns eventsourcing's snapshot recorder writes)."""
+        yield Query(
+            self._sql(
+                "INSERT INTO {schema}.{snapshots} (originator_id, originator_version, topic, state) "
+                "VALUES (%s, %s, %s, %s)"
+            ),
+            (str(snapshot.originator_id), snapshot.originator_version, snapshot.topic, snapshot.state),
+        )
+
+    # -- streams ----------------------------------------------------------------------------------
+    def select_events(  # noqa: PLR0913 - eventsourcing's select_events arguments, plus the table
+        self,
+        originator_id: str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+        snapshots: bool = False,
+    ) -> Flow:
+        """One stream's events (or snapshots) by version, as eventsourcing's recorder selects them."""
+        text = "SELECT * FROM {schema}.{table} WHERE originator_id = %s"
+        params: list[Any] = [originator_id]
+        if gt is not None:
+            text += " AND originator_version > %s"
+            params.append(gt)
+        if lte is not None:
+            text += " AND originator_version <= %s"
+            params.append(lte)
+        text += " ORDER BY originator_version " + ("DESC" if desc else "ASC")
+        if limit is not None:
+            text += " LIMIT %s"
+            params.append(limit)
+        table = self.names["snapshots" if snapshots else "events"]
+        rows = yield from _retrying(Query(self._sql(text, table=table), params))
+        return [_stored_event(row) for row in rows]
+
+    def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> Flow:
+        """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
+        low, high = prefix_range(prefix)
+        text = "SELECT stream_id, version, position, open FROM {schema}.{heads} WHERE stream_id >= %s"
+        params: list[Any] = [low]
+        if high is not None:
+            text += " AND stream_id < %s"
+            params.append(high)
+        if open_only:
+            text += " AND open"
+        rows: Rows = yield Query(self._sql(text + " ORDER BY stream_id"), params)
+        return [
+            StreamHead(str(r["stream_id"]), int(r["version"]), int(r["position"]), bool(r["open"]))
+            for r in rows
+            if str(r["stream_id"]).startswith(prefix)
+        ]
+
+    # -- the global order -------------------------------------------------------------------------
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Flow:
+        """Notifications from ``start`` in position order, only below the commit horizon."""
+        conditions: list[Composable] = [SQL("(e.tx_id IS NULL OR e.tx_id < h.x)")]
+        params: list[Any] = []
+        if start is not None:
+            conditions.append(
+                SQL("e.notification_id >= %s" if inclusive_of_start else "e.notification_id > %s")
+            )
+            params.append(start)
+        if stop is not None:
+            conditions.append(SQL("e.notification_id <= %s"))
+            params.append(stop)
+        if topics:
+            conditions.append(SQL("e.topic = ANY(%s)"))
+            params.append(list(topics))
+        params.append(limit)
+        statement = self._sql(
+            "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state "
+            "FROM {schema}.{events} e, (SELECT " + HORIZON + " AS x) h WHERE {where} "
+            "ORDER BY e.notification_id LIMIT %s",
+            where=SQL(" AND ").join(conditions),
+        )
+        rows = yield from _retrying(Query(statement, params))
+        return [
+            Notification(
+                id=row["notification_id"],
+                originator_id=row["originator_id"],
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+            for row in rows
+        ]
+
+    def horizon_position(self) -> Flow:
+        """The newest position below the commit horizon: every position up to it is final."""
+        rows: Rows = yield Query(
+            self._sql(
+                "SELECT max(e.notification_id) AS m FROM {schema}.{events} e, (SELECT "
+                + HORIZON
+                + " AS x) h WHERE e.tx_id IS NULL OR e.tx_id < h.x"
+            ),
+            prepare=False,
+        )
+        return int(rows[0]["m"] or 0) if rows else 0
+
+    def max_position(self) -> Flow:
+        """The newest position written (committed or not yet), 0 when empty."""
+        rows = yield from _retrying(
+            Query(self._sql("SELECT max(notification_id) AS m FROM {schema}.{events}"))
+        )
+        return int(rows[0]["m"] or 0) if rows else 0

@@ -1,0 +1,78 @@
+"""Driving sans-I/O protocols: the decisions are generators, the shells do the I/O.
+
+A protocol is a generator that yields the I/O it needs (a query, a store call,
+a pause), receives the answer (or has the failure thrown into it), and returns
+its result. The same protocol is driven by a plain loop in the sync shell and
+by a loop that awaits in the async shell, as psycopg 3 shares its protocol
+generators between ``Connection`` and ``AsyncConnection``::
+
+    exchange = Exchange(protocol)
+    for step in exchange:
+        try:
+            exchange.answer(do(step))        # or: await do_async(step)
+        except BaseException as exc:
+            exchange.fail(exc)
+    return exchange.result
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Call", "Exchange", "Protocol"]
+
+S = TypeVar("S")
+T = TypeVar("T")
+Protocol = Generator[S, Any, T]
+
+
+class Exchange(Generic[S, T]):
+    """One run of a protocol: iterate for its steps, answer or fail each, then read ``result``."""
+
+    def __init__(self, protocol: Generator[S, Any, T]) -> None:
+        self._protocol = protocol
+        self._failure: BaseException | None = None
+        self._answer: Any = None
+        self._result: T
+        self._done = False
+
+    def __iter__(self) -> Iterator[S]:
+        while True:
+            failure, answer = self._failure, self._answer
+            self._failure = self._answer = None
+            try:
+                step = self._protocol.send(answer) if failure is None else self._protocol.throw(failure)
+            except StopIteration as stop:
+                self._result, self._done = stop.value, True
+                return
+            yield step
+
+    def answer(self, value: object) -> None:
+        """What the last step returned; it is sent into the protocol for the next step."""
+        self._answer = value
+
+    def fail(self, exc: BaseException) -> None:
+        """The last step failed: ``exc`` is raised inside the protocol, which may handle it."""
+        self._failure = exc
+
+    @property
+    def result(self) -> T:
+        """What the protocol returned (after the iteration ended)."""
+        if not self._done:  # pragma: no cover - a shell bug
+            msg = "the protocol has not finished"
+            raise RuntimeError(msg)
+        return self._result
+
+
+@dataclass(frozen=True)
+class Call:
+    """A step asking the shell to call ``method(*args)`` on its store (and await it, if async)."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+
+    def on(self, target: object) -> Any:
+        """Make the call on ``target`` (an async shell awaits what it returns)."""
+        return getattr(target, self.method)(*self.args)
