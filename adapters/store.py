@@ -22,6 +22,7 @@ from phaselog.adapters.sql import stream_heads
 from phaselog.adapters.urls import MAX_EVENT_BYTES_ENV, StoreURL, parse_url
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
+from phaselog.runtime import telemetry
 from phaselog.runtime.plugins import PluginService
 from phaselog.runtime.ports import StreamHead
 
@@ -194,7 +195,7 @@ class Store:
         writer appended to one of the streams from the same version first.
         """
         versions = [(agg, agg.version - len(agg.pending_events)) for agg in aggregates]
-        with translate_errors("saving events"):
+        with telemetry.appending(aggregates), translate_errors("saving events"):
             # stream_open reaches the recorder (eventsourcing passes save kwargs through), which
             # keeps the stream index in the append's own transaction.
             open_flags = {agg.id: agg.stream_open for agg in aggregates}
@@ -223,7 +224,10 @@ class Store:
 
     def load(self, aggregate_id: str, aggregate_type: type[AggT], *, version: int | None = None) -> AggT:
         """Load an aggregate (from its latest snapshot plus later events)."""
-        with translate_errors(f"loading {aggregate_id!r}"):
+        with (
+            telemetry.span("phaselog.load", stream_id=aggregate_id),
+            translate_errors(f"loading {aggregate_id!r}"),
+        ):
             aggregate: object = self.app.repository.get(aggregate_id, version=version)
         if not isinstance(aggregate, aggregate_type):
             msg = (

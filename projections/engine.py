@@ -25,6 +25,7 @@ from phaselog.projections.backend import Backend
 from phaselog.projections.base import EventData, Projection, ProjectionHalted, event_data
 from phaselog.projections.batch import BatchRows, RowCache, fold_events, read_page
 from phaselog.projections.errors import db_errors
+from phaselog.runtime import telemetry
 
 __all__ = ["Engine", "LeaseLost", "Progress", "Target"]
 
@@ -146,6 +147,7 @@ class Engine:
     ) -> int:
         b, p = self.backend, target.projection
         with (
+            telemetry.span("phaselog.projection.batch", projection=p.name, events=len(page), isolate=isolate),
             db_errors(f"updating read model {p.name}"),
             b.write([target.table], lock_timeout=lock_timeout) as cur,
         ):
@@ -180,6 +182,7 @@ class Engine:
                     tables.set_state(b, cur, p.name, last_error=f"position {last[0]}: {last[3]}")
             b.advance(cur, target.table, end)
         target.cache.commit(rows.changes, (end, generation))
+        telemetry.dead_lettered(p.name, len(failures))
         target.known = end
         return end - locked
 

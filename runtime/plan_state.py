@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from phaselog.domain.encoding import dump_json, load_json
 from phaselog.domain.errors import ValidationFailed
 from phaselog.domain.plan import PlanCancelled, PlanTimeout
+from phaselog.runtime.telemetry import in_span
 
 __all__ = [
     "CancelToken",
@@ -241,6 +242,7 @@ def run_hook(fn: Hook, ctx: PlanContext, state: PlanState, *, grace: float, name
     stops waiting and gets ``("abandoned", None, reason)`` -- Python cannot kill a
     thread, so a hook that ignores ``ctx`` keeps running in the background.
     """
+    fn = in_span(fn, "phaselog.plan.hook", hook=name)  # parented by the caller's span, run in its thread
     box: list[BaseException] = []
     done = threading.Event()
 

@@ -33,6 +33,7 @@ from phaselog.domain.plugin import (
     plugin_stream_id,
 )
 from phaselog.domain.plugin_state import PluginStateManager
+from phaselog.runtime.telemetry import span
 
 if TYPE_CHECKING:
     from phaselog.runtime.ports import EventStore as Store
@@ -236,7 +237,7 @@ class PluginStateMachine:
         """
         to = parse_phase(next_phase)
         reason = _check_reason(reason)
-        with self._lock:
+        with self._lock, span("phaselog.plugin.transition", plugin_id=self._plugin_id, to=to.value):
             agg = self._current()
             if not is_valid_transition(agg.phase, to):
                 msg = f"plugin {self._plugin_id!r}: invalid transition {agg.phase.value} -> {to.value}"
@@ -251,7 +252,7 @@ class PluginStateMachine:
         """Set ``phase`` without validation, recorded as a distinct event with reason ``"force: ..."``."""
         to = parse_phase(phase)
         reason = _check_reason(reason)
-        with self._lock:
+        with self._lock, span("phaselog.plugin.transition", plugin_id=self._plugin_id, forced=True):
             event = self._current().change_phase(to, FORCE_PREFIX + reason, forced=True)
             self._save()
         transition = event.transition()
