@@ -81,9 +81,11 @@ def phaselog_statements(schema: str, table: str, channel: str) -> list[Composed]
         (
             'CREATE TABLE IF NOT EXISTS {schema}.{heads} (stream_id text COLLATE "C" PRIMARY KEY, '
             "version bigint NOT NULL, position bigint NOT NULL, open boolean NOT NULL, digest text NOT NULL, "
-            "updated_at timestamptz NOT NULL DEFAULT now())"
+            "updated_at timestamptz NOT NULL DEFAULT now()) WITH (fillfactor = 70)"
         ),
         "CREATE INDEX IF NOT EXISTS {open_index} ON {schema}.{heads} (stream_id) WHERE open",
+        # Room on each page for HOT updates: an append updates its stream's head row in place.
+        "ALTER TABLE {schema}.{heads} SET (fillfactor = 70)",
         (
             "CREATE TABLE IF NOT EXISTS {schema}.{seals} (id bigint PRIMARY KEY, horizon bigint NOT NULL, "
             "events bigint NOT NULL, digest text NOT NULL, signature text, "
