@@ -74,9 +74,12 @@ def event_data(mapper: Any, notification: Any) -> EventData:
     if not isinstance(data, dict):
         data = {"value": data}
     try:
-        data = upcast(resolve_topic(notification.topic), data)
+        cls = resolve_topic(notification.topic)
     except UnknownEventType:
         data.pop("class_version", None)
+    else:
+        if "class_version" in data or getattr(cls, "class_version", 1) != 1:  # else nothing to upcast
+            data = upcast(cls, data)
     return EventData(
         position=notification.id,
         topic=notification.topic,

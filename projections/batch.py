@@ -27,7 +27,7 @@ from phaselog.projections.base import EventData, Projection, Rows, decode_row, e
 from phaselog.projections.errors import db_errors, is_poison
 from phaselog.projections.tables import DeadLetter
 
-__all__ = ["BatchRows", "RowCache", "describe", "fold_events", "read_page"]
+__all__ = ["BatchRows", "RetryIsolated", "RowCache", "describe", "fold_events", "read_page"]
 
 _MISSING: Any = object()
 _CHUNK = 500  # keys per prefetch query (SQLite allows 999 parameters)
@@ -121,6 +121,10 @@ class BatchRows(Rows):
         """Start journalling one event's changes (so :meth:`undo_event` can take them back)."""
         self._journal = {}
 
+    def end_events(self) -> None:
+        """Stop journalling."""
+        self._journal = None
+
     def undo_event(self) -> None:
         """Take back the changes since :meth:`begin_event`."""
         for key, before in (self._journal or {}).items():
@@ -152,6 +156,10 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+class RetryIsolated(Exception):
+    """A fast batch met a failing event: redo the batch event by event (journalled, savepoints)."""
+
+
 def fold_events(
     projection: Projection,
     rows: BatchRows,
@@ -161,12 +169,15 @@ def fold_events(
 ) -> list[DeadLetter]:
     """Fold decoded ``events`` into ``rows``; return the events that failed, as dead letters.
 
-    A :class:`StoreUnavailable` (the database itself failing) is raised, never
-    dead-lettered. In isolated mode each event's rows are flushed under a savepoint.
+    The fast mode keeps no undo journal: its first failing event raises
+    :class:`RetryIsolated`. The isolated mode journals each event (a failing fold is
+    undone) and writes its rows under a savepoint. A :class:`StoreUnavailable` (the
+    database itself failing) is raised in both, never dead-lettered.
     """
     failures: list[DeadLetter] = []
     for notification, event in events:
-        rows.begin_event()
+        if isolate:
+            rows.begin_event()
         try:
             _fold_one(projection, rows, event, isolate=isolate)
         except StoreUnavailable:
@@ -174,11 +185,13 @@ def fold_events(
         except Exception as exc:
             if not is_poison(exc) and not _raised_by_fold(exc):
                 raise
+            if not isolate:
+                raise RetryIsolated from exc
             rows.undo_event()
             failures.append(
                 (notification.id, str(notification.originator_id), notification.topic, describe(exc))
             )
-    rows.begin_event()  # stop journalling
+    rows.end_events()
     return failures
 
 

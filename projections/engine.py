@@ -23,7 +23,7 @@ from phaselog.domain.errors import PhaselogError
 from phaselog.projections import tables
 from phaselog.projections.backend import Backend
 from phaselog.projections.base import EventData, Projection, ProjectionHalted, event_data
-from phaselog.projections.batch import BatchRows, RowCache, fold_events, read_page
+from phaselog.projections.batch import BatchRows, RetryIsolated, RowCache, fold_events, read_page
 from phaselog.projections.errors import db_errors
 from phaselog.runtime import telemetry
 
@@ -122,7 +122,7 @@ class Engine:
         for isolate in (False, True):
             try:
                 return self._commit_batch(target, events, end, owner, lock_timeout, isolate=isolate)
-            except _Isolate:
+            except RetryIsolated:
                 target.cache.clear()
             except _Halt as halt:
                 target.cache.clear()
@@ -172,7 +172,7 @@ class Engine:
                     rows.flush()
                 except Exception as exc:
                     log.info("%s: bulk write failed (%s); retrying the batch event by event", p.name, exc)
-                    raise _Isolate from exc
+                    raise RetryIsolated from exc
             if failures:
                 tables.record_dead_letters(b, cur, target.table, failures)
                 for position, _, topic, error in failures:
