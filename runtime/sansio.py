@@ -3,25 +3,19 @@
 A protocol is a generator that yields the I/O it needs (a query, a store call,
 a pause), receives the answer (or has the failure thrown into it), and returns
 its result. The same protocol is driven by a plain loop in the sync shell and
-by a loop that awaits in the async shell, as psycopg 3 shares its protocol
-generators between ``Connection`` and ``AsyncConnection``::
-
-    exchange = Exchange(protocol)
-    for step in exchange:
-        try:
-            exchange.answer(do(step))        # or: await do_async(step)
-        except BaseException as exc:
-            exchange.fail(exc)
-    return exchange.result
+by a loop that awaits in the async shell (:func:`drive` and :func:`drive_async`),
+as psycopg 3 shares its protocol generators between ``Connection`` and
+``AsyncConnection``. A failure of a step (any ``BaseException``, cancellation
+too) is thrown into the protocol, so its clean-up decisions run in both shells.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Call", "Exchange", "Protocol"]
+__all__ = ["Call", "Exchange", "Protocol", "drive", "drive_async"]
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -76,3 +70,25 @@ class Call:
     def on(self, target: object) -> Any:
         """Make the call on ``target`` (an async shell awaits what it returns)."""
         return getattr(target, self.method)(*self.args)
+
+
+def drive(protocol: Generator[S, Any, T], do: Callable[[S], object]) -> T:
+    """Run ``protocol`` to its end, doing each step with ``do`` (the sync shell)."""
+    exchange = Exchange(protocol)
+    for step in exchange:
+        try:
+            exchange.answer(do(step))
+        except BaseException as exc:
+            exchange.fail(exc)
+    return exchange.result
+
+
+async def drive_async(protocol: Generator[S, Any, T], do: Callable[[S], Awaitable[object]]) -> T:
+    """Run ``protocol`` to its end, awaiting ``do`` for each step (the async shell)."""
+    exchange = Exchange(protocol)
+    for step in exchange:
+        try:
+            exchange.answer(await do(step))
+        except BaseException as exc:
+            exchange.fail(exc)
+    return exchange.result

@@ -45,7 +45,7 @@ from phaselog.adapters.postgres.statements import (
     prefix_range,
 )
 from phaselog.runtime.ports import StreamHead
-from phaselog.runtime.sansio import Exchange
+from phaselog.runtime.sansio import drive
 
 __all__ = ["PhaselogPostgresApplicationRecorder", "prefix_range"]
 
@@ -70,13 +70,7 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
     # -- the sync shell ----------------------------------------------------------------------------
     def run(self, protocol: Generator[Query | Pause, Any, T]) -> T:
         """Drive one protocol of :attr:`statements` on this recorder's pool."""
-        exchange = Exchange(protocol)
-        for step in exchange:
-            try:
-                exchange.answer(self._do(step))
-            except BaseException as exc:
-                exchange.fail(exc)
-        return exchange.result
+        return drive(protocol, self._do)
 
     def _do(self, step: Query | Pause) -> Rows | None:
         if isinstance(step, Pause):
