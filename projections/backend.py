@@ -31,7 +31,9 @@ from eventsourcing.sqlite import (
 from typing_extensions import override
 
 from phaselog.domain.errors import StoreUnavailable
+from phaselog.domain.retry import Backoff
 from phaselog.projections.errors import ProjectionBusy, db_errors
+from phaselog.runtime.retry import retry
 
 if TYPE_CHECKING:
     import threading
@@ -140,13 +142,14 @@ class SQLiteBackend(Backend):
 
     kind = "sqlite"
 
-    def __init__(self, datastore: SQLiteDatastore, *, owned: bool = False) -> None:
+    def __init__(self, datastore: SQLiteDatastore, *, owned: bool = False, create: bool = True) -> None:
         self.datastore = datastore
         self._owned = owned
         self._busy_ms = int((datastore.pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT) * 1000)
         with db_errors("creating projection tracking"):
             self._tracking = SQLiteTrackingRecorder(datastore)
-            _retry(self._tracking.create_table)
+            if create:  # a read-only store creates nothing
+                _retry(self._tracking.create_table)
 
     @override
     @property
@@ -204,7 +207,9 @@ class PostgresBackend(Backend):
     kind = "postgresql"
     tracking_table = PG_TRACKING_TABLE
 
-    def __init__(self, recorder: PostgresApplicationRecorder, conninfo: dict[str, str]) -> None:
+    def __init__(
+        self, recorder: PostgresApplicationRecorder, conninfo: dict[str, str], *, create: bool = True
+    ) -> None:
         self.datastore: PostgresDatastore = recorder.datastore
         self.schema = self.datastore.schema
         self.channel = recorder.channel_name
@@ -212,7 +217,8 @@ class PostgresBackend(Backend):
         self._listener: psycopg.Connection[Any] | None = None
         with db_errors("creating projection tracking"):
             self._tracking = PostgresTrackingRecorder(self.datastore, tracking_table_name=PG_TRACKING_TABLE)
-            _retry(self._tracking.create_table)
+            if create:  # a read-only store creates nothing
+                _retry(self._tracking.create_table)
 
     @override
     @property
@@ -238,7 +244,7 @@ class PostgresBackend(Backend):
         if len(rows) < _COPY_FROM:
             super().upsert(cursor, qualified, projection, rows)
             return
-        # COPY the batch into a temporary table (rows leave it at commit), then one upsert from it.
+        # COPY the batch into a temporary table (emptied first, and at commit), then one upsert from it.
         names = ", ".join(projection.columns)
         stage = f"phaselog_stage_{projection.name}"
         cursor.execute(
@@ -330,15 +336,7 @@ class PostgresBackend(Backend):
 
 def _retry(create: Any) -> None:
     """Run table creation, retrying when another process created the same objects at once."""
-    for attempt in range(5):
-        try:
-            create()
-        except IntegrityError:
-            if attempt == 4:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-        else:
-            return
+    retry(create, policy=Backoff(first=0.1, attempts=5), retry_on=IntegrityError)
 
 
 _MEMORY_VIEWS: weakref.WeakKeyDictionary[Any, SQLiteDatastore] = weakref.WeakKeyDictionary()
@@ -347,11 +345,12 @@ _MEMORY_VIEWS: weakref.WeakKeyDictionary[Any, SQLiteDatastore] = weakref.WeakKey
 def open_backend(store: Any) -> Backend:
     """The backend for ``store``'s database (a private in-memory SQLite for ``memory://``)."""
     recorder = store.app.recorder
+    create = not getattr(store, "read_only", False)
     if store.kind == "sqlite":
-        return SQLiteBackend(recorder.datastore)
+        return SQLiteBackend(recorder.datastore, create=create)
     if store.kind == "postgresql":
         assert isinstance(recorder, PostgresApplicationRecorder)  # noqa: S101 - narrowed by kind
-        return PostgresBackend(recorder, store.location.conninfo)
+        return PostgresBackend(recorder, store.location.conninfo, create=create)
     if store.kind == "memory":
         # One private database per memory store, shared by every runner of that store.
         datastore = _MEMORY_VIEWS.get(store)

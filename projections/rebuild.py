@@ -14,12 +14,13 @@ stays bounded by the page and cache sizes, whatever the length of the log.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from eventsourcing.persistence import Notification
 
 from phaselog.projections import tables
 from phaselog.projections.base import Projection
-from phaselog.projections.batch import BatchRows, RowCache, fold_events
+from phaselog.projections.batch import BatchRows, RowCache, fold_events, read_page
 from phaselog.projections.engine import Engine, Progress, Target
 from phaselog.projections.errors import db_errors
 
@@ -53,9 +54,7 @@ def rebuild(engine: Engine, p: Projection, progress: Progress | None = None) -> 
     if progress:
         progress(0, total)
     page = max(engine.batch_size, REBUILD_PAGE)
-    while engine.batch(shadow, until=total, limit=page):
-        if progress:
-            progress(min(shadow.known, total), total)
+    _replay(engine, shadow, total, page, progress)
     for attempt in range(_SWAP_ATTEMPTS):
         while engine.batch(shadow, limit=page):  # events written since the replay started
             pass
@@ -64,6 +63,24 @@ def rebuild(engine: Engine, p: Projection, progress: Progress | None = None) -> 
     if progress:
         done = max(shadow.known, total)
         progress(done, done)
+
+
+def _replay(engine: Engine, shadow: Target, total: int, size: int, progress: Progress | None) -> None:
+    """Fold the log up to ``total`` into the shadow, reading each next page while this one is folded."""
+    p = shadow.projection
+    topics = sorted(p.topics) if p.topics is not None else []
+    after = 0
+    with ThreadPoolExecutor(1, "phaselog-rebuild-read") as pool:
+        ahead = pool.submit(read_page, engine.store, after, size, topics, total)
+        while True:
+            events, end = ahead.result()
+            if end <= after:
+                return
+            ahead = pool.submit(read_page, engine.store, end, size, topics, total)
+            engine.batch(shadow, until=total, page=(events, end))
+            after = end
+            if progress:
+                progress(min(end, total), total)
 
 
 def _swap(engine: Engine, p: Projection, *, force: bool) -> bool:
