@@ -1,0 +1,40 @@
+"""``phaselog serve``: the read-only web console (needs ``phaselog[serve]``, imported only when run)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from phaselog.domain.errors import PhaselogError
+
+__all__ = ["register", "serve_command"]
+
+_URL_HELP = "Store URL (sqlite:///FILE, postgresql://USER@HOST/DB?schema=S); default $PHASELOG_URL"
+
+
+def serve_command(
+    url: Annotated[str | None, typer.Option("--url", metavar="URL", help=_URL_HELP)] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8765,
+) -> None:
+    """Serve a read-only web console and JSON API over one store (token: $PHASELOG_SERVE_TOKEN)."""
+    try:
+        from phaselog.adapters.serve import app as console  # noqa: PLC0415 - the extra is optional
+    except ImportError as exc:
+        msg = f"phaselog serve needs its extra: pip install 'phaselog[serve]' ({exc})"
+        raise PhaselogError(msg) from exc
+    token = os.environ.get(console.TOKEN_ENV) or None
+    with console.open_read_only(url) as store:
+        server = console.ConsoleServer(store, host=host, port=port, token=token)
+        typer.echo(f"phaselog console for {store.url} on http://{host}:{port}/ (Ctrl-C stops)")
+        try:
+            server.run()
+        except KeyboardInterrupt:  # uvicorn shut down gracefully, then re-raised the Ctrl-C
+            typer.echo("stopped")
+
+
+def register(app: typer.Typer) -> None:
+    """Mount ``serve`` on the ``phaselog`` app."""
+    app.command("serve")(serve_command)

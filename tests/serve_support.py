@@ -1,0 +1,112 @@
+"""Helpers of the console tests: a seeded store, the console served in a thread, bounded HTTP requests."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from task_helpers import wait_for
+
+from phaselog.adapters import Store, open_store
+from phaselog.adapters.serve.app import ConsoleServer, open_read_only
+from phaselog.domain.plugin import PluginPhase
+from phaselog.runtime.plan_state import GenericStep, PlanContext, PlanState
+from phaselog.runtime.plans import Plan
+from phaselog.runtime.task_models import CancelContext
+from phaselog.runtime.task_runner import ActiveTask
+from phaselog.runtime.tasks import TaskController
+
+PLUGIN = "camera"
+TASK = "task:ops:resize"
+PLAN = "plan:release"
+TRANSITIONS = [
+    (PluginPhase.INSTALLING, "fetching"),
+    (PluginPhase.INSTALLED, "verified"),
+    (PluginPhase.VALIDATING, "manifest ok"),
+    (PluginPhase.STARTING, "spawning"),
+    (PluginPhase.RUNNING, "healthy"),
+    (PluginPhase.DEGRADED, "slow"),
+]
+
+
+class _Resizer:
+    """Reports progress 1/4 .. 4/4, logging once."""
+
+    def on_task_pending(self, _ctx: CancelContext, task: ActiveTask) -> None:
+        task.add_log_entry(20, "resizing 4 images")
+
+    def on_task_running(self, _ctx: CancelContext, task: ActiveTask) -> None:
+        for done in range(1, 5):
+            task.set_progress(done, 4)
+            task.flush_progress()
+
+    def on_task_completed(self, ctx: CancelContext, task: ActiveTask, state: object, *args: object) -> None:
+        """Nothing to deliver."""
+
+
+def seed(store: Store) -> None:
+    """A plugin with six transitions and a forced one, a task with progress, a plan with a retry."""
+    machine = store.plugins.machine(PLUGIN)
+    for phase, reason in TRANSITIONS:
+        machine.transition_to(phase, reason)
+    machine.retry.advance()
+    machine.force_phase(PluginPhase.STOPPED, "operator")
+    with TaskController(store, "ops", _Resizer(), lease=timedelta(seconds=5)) as controller:
+        controller.launch_task("resize")
+        wait_for(lambda: controller.task_status("resize").state.is_finished, what="the task finished")
+    calls = [0]
+
+    def flaky(ctx: PlanContext, state: PlanState) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("first try fails")
+
+    plan = Plan(store, "release").add_step(GenericStep("build", exec=flaky).with_retries(1))
+    plan.add_pause(0.01).add_step(GenericStep("ship"))
+    plan.execute()
+    store.projections.catch_up()
+
+
+@dataclass
+class Served:
+    """A console on 127.0.0.1 over a read-only view of a seeded store."""
+
+    base: str
+    store: Store
+    server: ConsoleServer
+
+
+@contextmanager
+def served(url: str, *, token: str | None = None) -> Iterator[Served]:
+    """Serve the store at ``url`` on a free port in a thread; stopped (bounded) on exit."""
+    with open_read_only(url) as store:
+        server = ConsoleServer(store, port=0, token=token)
+        server.start(timeout=15)
+        try:
+            yield Served(f"http://127.0.0.1:{server.port}", store, server)
+        finally:
+            server.stop(timeout=15)
+
+
+def seeded_url(url: str) -> str:
+    """Seed the store at ``url`` (opened for writing, then closed) and return ``url``."""
+    with open_store(url) as store:
+        seed(store)
+    return url
+
+
+def fetch(
+    url: str, *, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One bounded HTTP request: (status, headers, body), HTTP errors included."""
+    data = b"" if method == "POST" else None
+    request = urllib.request.Request(url, method=method, headers=headers or {}, data=data)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - 127.0.0.1 only
+            return int(response.status), dict(response.headers), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), dict(exc.headers), bytes(exc.read())
