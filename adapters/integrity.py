@@ -200,9 +200,7 @@ def verify(store: Store) -> VerifyReport:
                 expected_previous, previous_global = previous_global, link.digest
             elif link is not None:
                 before = where.get((link.stream_id, link.version - 1))
-                expected_previous = (
-                    chain[before].digest if before is not None and link.version > 1 else GENESIS_DIGEST
-                )
+                expected_previous = chain[before].digest if before is not None else GENESIS_DIGEST
             problem = _check(position, link, here, expected_previous, where, found_at)
             if problem is not None:
                 report.problems.append(problem)

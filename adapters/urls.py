@@ -110,7 +110,9 @@ def _sqlite(raw: str, netloc: str, path: str) -> StoreURL:
 
 
 # phaselog's own query parameters; every other one goes to libpq (sslmode, host, port, options, ...).
-PHASELOG_PARAMETERS = frozenset({"schema", "pool_min", "pool_max", "statement_timeout", "max_event_bytes"})
+PHASELOG_PARAMETERS = frozenset(
+    {"schema", "pool_min", "pool_max", "statement_timeout", "max_event_bytes", "partition_size"}
+)
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 _POSTGRES_SCHEMES = ("postgresql+psycopg", "postgresql", "postgres")
 
@@ -181,6 +183,7 @@ def _postgres(raw: str) -> StoreURL:
         "APPLICATION_RECORDER_TOPIC": "phaselog.adapters.postgres:PhaselogPostgresApplicationRecorder",
         "PHASELOG_POSTGRES_CONNINFO": orjson.dumps(extra).decode(),
         MAX_EVENT_BYTES_ENV: str(max_event_bytes),
+        "PHASELOG_PARTITION_SIZE": str(_int_param(ours, "partition_size", 1_000_000, minimum=100)),
     }
     display = f"postgresql://{conninfo['user']}@{conninfo['host']}:{conninfo['port']}/{conninfo['dbname']}"
     if schema != "public":

@@ -16,10 +16,11 @@ from phaselog.adapters.audit import verify
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.schema import append_function_name
 from phaselog.domain import PluginPhase
-from phaselog.domain.errors import StoreUnavailable
+from phaselog.domain.errors import ConcurrencyConflict, StoreUnavailable
 
+from conftest import raw_execute
 from pgserver import PostgresServer
-from support_events import open_counter
+from support_events import Counter, open_counter
 
 
 def _counter(store: Store, stream_id: str, adds: int = 0) -> None:
@@ -216,3 +217,30 @@ def test_an_immediate_server_restart_loses_nothing_acknowledged() -> None:
             assert verify(store).ok
     finally:
         server.stop()
+
+
+def test_a_new_store_is_partitioned_and_keeps_streams_consistent(make_url: Callable[[str], str]) -> None:
+    """Partitions are added ahead automatically; a stale writer still conflicts across partitions."""
+    base = make_url("postgresql")
+    with open_store(base + "&partition_size=100") as store:
+        for n in range(130):
+            _counter(store, f"c-{n}", adds=1)
+        stale = store.load("c-0", Counter)
+        fresh = store.load("c-0", Counter)
+        fresh.add(5)
+        store.save(fresh)
+        stale.add(7)
+        with pytest.raises(ConcurrencyConflict):
+            store.save(stale)
+        with pytest.raises(ConcurrencyConflict):
+            _counter(store, "c-1")  # a second creation of an existing stream
+        partitions = raw_execute(
+            base,
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent "
+            "WHERE c.relname = 'phaselog_events' AND c.relnamespace = current_schema()::regnamespace",
+        )
+        assert int(str(partitions[0][0])) == 4  # 260 positions in 3 partitions of 100, and one ahead
+        with pytest.raises(psycopg.Error, match="append-only"):
+            raw_execute(base, "TRUNCATE phaselog_events_p1")
+        assert store.load("c-0", Counter).total == 1 + 5
+        assert verify(store).ok

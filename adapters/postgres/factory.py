@@ -8,6 +8,8 @@ import orjson
 from eventsourcing.postgres import PostgresFactory
 from eventsourcing.utils import Environment, EnvType
 
+from phaselog.adapters.postgres.schema import DEFAULT_PARTITION_SIZE, PARTITION_SIZE_ENV
+
 __all__ = ["CONNINFO_ENV", "PhaselogPostgresFactory"]
 
 CONNINFO_ENV = "PHASELOG_POSTGRES_CONNINFO"  # JSON object of extra libpq keywords (sslmode, options, ...)
@@ -28,3 +30,7 @@ class PhaselogPostgresFactory(PostgresFactory):
         kwargs = self.datastore.pool.kwargs
         if isinstance(kwargs, dict):
             kwargs.update(extra)
+        # Read by the recorder's schema (a new store's partition size); eventsourcing ignores it.
+        self.datastore.phaselog_partition_size = int(  # type: ignore[attr-defined]
+            self.env.get(PARTITION_SIZE_ENV) or DEFAULT_PARTITION_SIZE
+        )

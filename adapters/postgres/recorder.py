@@ -35,7 +35,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL
 from typing_extensions import override
 
-from phaselog.adapters.postgres.schema import lock_key, phaselog_statements
+from phaselog.adapters.postgres.schema import install_schema, lock_key
 from phaselog.adapters.postgres.statements import (
     UNLOCK_ALL,
     Pause,
@@ -60,9 +60,7 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         schema = self.datastore.schema
-        self.sql_create_statements.extend(
-            phaselog_statements(schema, self.events_table_name, self.channel_name)
-        )
+        install_schema(self)  # phaselog's tables and functions; new stores partitioned by position
         self._ddl_lock = lock_key(schema, self.events_table_name, "ddl")
         self.statements = PostgresStatements(schema, self.events_table_name)
         self.names = self.statements.names

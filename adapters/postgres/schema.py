@@ -16,19 +16,24 @@ global links) and opening a current one changes nothing.
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from phaselog.adapters.chain import GENESIS_DIGEST, STREAM_LINK
+from phaselog.adapters.postgres.functions import APPEND_FUNCTION, ENSURE_PARTITIONS_FUNCTION
 
 __all__ = [
     "APPEND_ONLY_MESSAGE",
     "CHAIN_TABLE",
+    "DEFAULT_PARTITION_SIZE",
     "HEADS_TABLE",
     "META_TABLE",
+    "PARTITION_SIZE_ENV",
     "SCHEMA_VERSION",
     "SEALS_TABLE",
     "append_function_name",
+    "install_schema",
     "lock_key",
     "phaselog_statements",
 ]
@@ -38,6 +43,8 @@ CHAIN_TABLE = "phaselog_audit_chain"
 HEADS_TABLE = "phaselog_streams"
 SEALS_TABLE = "phaselog_seals"
 META_TABLE = "phaselog_meta"
+PARTITION_SIZE_ENV = "PHASELOG_PARTITION_SIZE"  # positions per partition of a new store (URL: partition_size)
+DEFAULT_PARTITION_SIZE = 1_000_000
 SCHEMA_VERSION = 2  # 1: wave 1 (global chain, table lock); 2: per-stream chains, heads, seals, xid8
 
 
@@ -51,7 +58,38 @@ def append_function_name(table: str) -> str:
     return f"{table}_append"
 
 
-def phaselog_statements(schema: str, table: str, channel: str) -> list[Composed]:
+def install_schema(recorder: Any) -> None:
+    """Give a PostgreSQL application recorder phaselog's DDL, run when it creates its tables.
+
+    eventsourcing's own events-table statement is replaced by :func:`partitioned_events_table`
+    (``CREATE TABLE IF NOT EXISTS``: an existing, unpartitioned table is kept as it is).
+    """
+    schema, table = recorder.datastore.schema, recorder.events_table_name
+    recorder.sql_create_statements[recorder.create_table_statement_index] = partitioned_events_table(
+        schema, table
+    )
+    size = int(getattr(recorder.datastore, "phaselog_partition_size", DEFAULT_PARTITION_SIZE))
+    recorder.sql_create_statements.extend(
+        phaselog_statements(schema, table, recorder.channel_name, partition_size=size)
+    )
+
+
+def partitioned_events_table(schema: str, table: str) -> Composed:
+    """The events table of a new store: eventsourcing's columns, partitioned by position.
+
+    A partitioned table's unique indexes must hold the partition key, so the
+    (stream, version) uniqueness eventsourcing's primary key gave is kept by the
+    append function against the stream heads instead; a plain index serves reads.
+    """
+    return SQL(
+        "CREATE TABLE IF NOT EXISTS {schema}.{events} (originator_id text NOT NULL, "
+        "originator_version bigint NOT NULL, topic text, state bytea, notification_id bigserial, "
+        "tx_id xid8 DEFAULT pg_current_xact_id()) "
+        "PARTITION BY RANGE (notification_id)"
+    ).format(schema=Identifier(schema), events=Identifier(table))
+
+
+def phaselog_statements(schema: str, table: str, channel: str, *, partition_size: int) -> list[Composed]:
     """The DDL (and migration) statements run on open, after eventsourcing's own."""
     ids = {
         "schema": Identifier(schema),
@@ -69,13 +107,36 @@ def phaselog_statements(schema: str, table: str, channel: str) -> list[Composed]
         "channel": Literal(channel),
         "position_lock": Literal(lock_key(schema, table, "positions")),
         "version": Literal(SCHEMA_VERSION),
+        "ensure": Identifier(f"{table}_ensure_partitions"),
+        "events_regclass": Literal(f'"{schema}"."{table}"'),
+        "partition_lock": Literal(lock_key(schema, table, "partitions")),
+        "partition_size": Literal(str(partition_size)),
+        "events_name": Literal(table),
+        "chain_name": Literal(CHAIN_TABLE),
+        "schema_name": Literal(schema),
+        "guard_name": Literal(f"{table}_append_only"),
+        "threshold_setting": Literal(f"phaselog.partition_threshold_{lock_key(schema, table, 'setting')}"),
+        "stream_index": Identifier(f"{table}_stream_idx"),
     }
     statements: list[str | Composed] = [
+        "CREATE TABLE IF NOT EXISTS {schema}.{meta} (key text PRIMARY KEY, value text NOT NULL)",
         "ALTER TABLE {schema}.{events} ADD COLUMN IF NOT EXISTS tx_id xid8",
         "ALTER TABLE {schema}.{events} ALTER COLUMN tx_id SET DEFAULT pg_current_xact_id()",
+        # A new store's chain is partitioned like its events (archived and detached together).
         (
             "CREATE TABLE IF NOT EXISTS {schema}.{chain} (position bigint PRIMARY KEY, "
-            "originator_id text NOT NULL, originator_version bigint NOT NULL, digest text NOT NULL)"
+            "originator_id text NOT NULL, originator_version bigint NOT NULL, digest text NOT NULL) "
+            "PARTITION BY RANGE (position)"
+        ),
+        (
+            "INSERT INTO {schema}.{meta} (key, value) VALUES ('partition_size', {partition_size}) "
+            "ON CONFLICT (key) DO NOTHING"
+        ),
+        # A partitioned events table reads streams through a plain (stream, version) index.
+        (
+            "DO $$ BEGIN IF (SELECT relkind FROM pg_class WHERE oid = {events_regclass}::regclass) = 'p' "
+            "THEN CREATE INDEX IF NOT EXISTS {stream_index} ON {schema}.{events} "
+            "(originator_id, originator_version); END IF; END $$"
         ),
         "ALTER TABLE {schema}.{chain} ADD COLUMN IF NOT EXISTS link smallint",
         (
@@ -91,7 +152,6 @@ def phaselog_statements(schema: str, table: str, channel: str) -> list[Composed]
             "events bigint NOT NULL, digest text NOT NULL, signature text, "
             "sealed_at timestamptz NOT NULL DEFAULT now())"
         ),
-        "CREATE TABLE IF NOT EXISTS {schema}.{meta} (key text PRIMARY KEY, value text NOT NULL)",
         # A wave-1 store: index the streams it already holds (all counted open until saved again).
         (
             "INSERT INTO {schema}.{heads} (stream_id, version, position, open, digest) "
@@ -127,64 +187,6 @@ def phaselog_statements(schema: str, table: str, channel: str) -> list[Composed]
                 "FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{guard}()"
             ).format(**trigger)
         )
-    statements.append(_APPEND_FUNCTION.format(**ids))
+    statements.append(ENSURE_PARTITIONS_FUNCTION.format(**ids))
+    statements.append(APPEND_FUNCTION.format(**ids))
     return [s if isinstance(s, Composed) else SQL(s).format(**ids) for s in statements]
-
-
-# The append: positions are drawn under a transaction-scoped-for-microseconds advisory lock
-# together with the transaction id, so position order equals transaction-id order between
-# writers; readers that stop below the oldest running transaction then never pass a position
-# that commits later. The lock is released before the inserts: commits are never serialised.
-_APPEND_FUNCTION = SQL(
-    """
-CREATE OR REPLACE FUNCTION {schema}.{append}(
-    p_ids text[], p_versions bigint[], p_topics text[], p_states bytea[], p_open boolean[]
-) RETURNS SETOF bigint LANGUAGE plpgsql AS $fn$
-DECLARE
-    n integer := cardinality(p_ids);
-    tx xid8;
-    positions bigint[];
-    digests text[] := '{{}}';
-    prev text;
-    i integer;
-BEGIN
-    PERFORM pg_advisory_lock({position_lock});
-    tx := pg_current_xact_id();
-    positions := ARRAY(SELECT nextval({seq}::regclass) FROM generate_series(1, n));
-    PERFORM pg_advisory_unlock({position_lock});
-    INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state, notification_id, tx_id)
-        SELECT u.i, u.v, u.t, u.s, u.p, tx FROM unnest(p_ids, p_versions, p_topics, p_states, positions)
-        AS u(i, v, t, s, p);
-    FOR i IN 1..n LOOP
-        prev := NULL;
-        IF i > 1 AND p_ids[i] = p_ids[i - 1] THEN
-            prev := digests[i - 1];
-        ELSIF p_versions[i] > 1 THEN
-            SELECT h.digest INTO prev FROM {schema}.{heads} h
-                WHERE h.stream_id = p_ids[i] AND h.version = p_versions[i] - 1;
-            IF prev IS NULL THEN
-                SELECT c.digest INTO prev FROM {schema}.{events} e
-                    JOIN {schema}.{chain} c ON c.position = e.notification_id
-                    WHERE e.originator_id = p_ids[i] AND e.originator_version = p_versions[i] - 1;
-            END IF;
-        END IF;
-        prev := coalesce(prev, {genesis});
-        digests[i] := encode(sha256(convert_to(prev || E'\\n' || positions[i] || E'\\n' || p_ids[i]
-            || E'\\n' || p_versions[i] || E'\\n' || p_topics[i] || E'\\n', 'UTF8')
-            || sha256(p_states[i])), 'hex');
-    END LOOP;
-    INSERT INTO {schema}.{chain} (position, originator_id, originator_version, digest, link)
-        SELECT u.p, u.i, u.v, u.d, {link} FROM unnest(positions, p_ids, p_versions, digests) AS u(p, i, v, d);
-    INSERT INTO {schema}.{heads} AS h (stream_id, version, position, open, digest, updated_at)
-        SELECT DISTINCT ON (u.i) u.i, u.v, u.p, u.o, u.d, now()
-        FROM unnest(p_ids, p_versions, positions, p_open, digests) AS u(i, v, p, o, d)
-        ORDER BY u.i, u.v DESC
-    ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position,
-        open = EXCLUDED.open, digest = EXCLUDED.digest, updated_at = EXCLUDED.updated_at
-        WHERE h.version < EXCLUDED.version;
-    PERFORM pg_notify({channel}, '');
-    RETURN QUERY SELECT unnest(positions);
-END
-$fn$
-"""
-)

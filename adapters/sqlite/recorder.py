@@ -129,9 +129,7 @@ class PhaselogSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     def _previous_digest(
         self, c: SQLiteCursor, sid: str, version: int, pending: tuple[int, str] | None
     ) -> str:
-        """The digest of the event before ``version`` in its stream (genesis for the first)."""
-        if version <= 1:
-            return GENESIS_DIGEST
+        """The digest of the event before ``version`` in its stream (genesis when there is none)."""
         if pending is not None and pending[0] == version - 1:
             return pending[1]
         c.execute(f"SELECT version, digest FROM {HEADS_TABLE} WHERE stream_id = ?", (sid,))

@@ -1,0 +1,140 @@
+"""The server-side functions of phaselog's PostgreSQL recorder: the append, and partition upkeep.
+
+``<events>_append(ids, versions, topics, states, open_flags)`` is the only
+statement an append sends. In one implicit transaction it
+
+1. draws the events' positions together with the transaction id, under an
+   advisory lock held for microseconds (released before any insert), so position
+   order is transaction-id order between writers and readers that stop below the
+   oldest running transaction never pass a position that commits later;
+2. checks each stream's expected version against its head in ``phaselog_streams``
+   (locking that row), so two writers appending the same version conflict even
+   where the events table is partitioned and cannot hold a unique
+   (stream, version) index across partitions — the loser gets ``unique_violation``;
+3. makes sure the partitions ahead exist (new stores are partitioned by position);
+4. inserts the events, their per-stream chain rows and the new stream heads, and
+   sends one NOTIFY.
+
+``<events>_ensure_partitions(upto)`` creates partitions of the events and chain
+tables (``CREATE TABLE ... LIKE`` then ``ATTACH PARTITION``, which does not block
+concurrent inserts) so that positions up to ``upto`` plus one partition fit.
+"""
+
+from __future__ import annotations
+
+from psycopg.sql import SQL
+
+__all__ = ["APPEND_FUNCTION", "ENSURE_PARTITIONS_FUNCTION"]
+
+ENSURE_PARTITIONS_FUNCTION = SQL(
+    """
+CREATE OR REPLACE FUNCTION {schema}.{ensure}(upto bigint) RETURNS bigint LANGUAGE plpgsql AS $fn$
+DECLARE
+    size bigint;
+    upper bigint;
+    part text;
+    guarded text;
+BEGIN
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = {events_regclass}::regclass) <> 'p' THEN
+        RETURN 9223372036854775807;  -- a store created before partitioning: nothing to keep up
+    END IF;
+    size := (SELECT m.value::bigint FROM {schema}.{meta} m WHERE m.key = 'partition_size');
+    upper := coalesce((SELECT m.value::bigint FROM {schema}.{meta} m
+        WHERE m.key = 'partition_upper'), 0);
+    IF upper >= upto + size / 2 THEN
+        RETURN upper - size / 2;  -- enough ahead: no lock, nothing to create
+    END IF;
+    PERFORM pg_advisory_xact_lock({partition_lock});  -- creators queue; appenders do not
+    upper := coalesce((SELECT m.value::bigint FROM {schema}.{meta} m
+        WHERE m.key = 'partition_upper'), 0);
+    WHILE upper < upto + size LOOP
+        FOREACH guarded IN ARRAY ARRAY[{events_name}, {chain_name}] LOOP
+            part := guarded || '_p' || (upper / size);
+            EXECUTE format('CREATE TABLE IF NOT EXISTS %I.%I (LIKE %I.%I INCLUDING DEFAULTS)',
+                {schema_name}, part, {schema_name}, guarded);
+            EXECUTE format('ALTER TABLE %I.%I ATTACH PARTITION %I.%I FOR VALUES FROM (%s) TO (%s)',
+                {schema_name}, guarded, {schema_name}, part, upper, upper + size);
+            EXECUTE format('CREATE OR REPLACE TRIGGER %I BEFORE TRUNCATE ON %I.%I '
+                'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+                part || '_no_truncate', {schema_name}, part, {schema_name}, {guard_name});
+        END LOOP;
+        upper := upper + size;
+    END LOOP;
+    INSERT INTO {schema}.{meta} (key, value) VALUES ('partition_upper', upper::text)
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+    RETURN upper - size / 2;  -- the next append past this position makes sure of the next partition
+END
+$fn$
+"""
+)
+
+APPEND_FUNCTION = SQL(
+    """
+CREATE OR REPLACE FUNCTION {schema}.{append}(
+    p_ids text[], p_versions bigint[], p_topics text[], p_states bytea[], p_open boolean[]
+) RETURNS SETOF bigint LANGUAGE plpgsql AS $fn$
+DECLARE
+    n integer := cardinality(p_ids);
+    tx xid8;
+    positions bigint[];
+    digests text[] := '{{}}';
+    prev text;
+    threshold bigint;
+    head_version bigint;
+    i integer;
+BEGIN
+    PERFORM pg_advisory_lock({position_lock});
+    tx := pg_current_xact_id();
+    positions := ARRAY(SELECT nextval({seq}::regclass) FROM generate_series(1, n));
+    PERFORM pg_advisory_unlock({position_lock});
+    threshold := coalesce(nullif(current_setting({threshold_setting}, true), ''), '0')::bigint;
+    IF positions[n] >= threshold THEN
+        threshold := {schema}.{ensure}(positions[n]);
+        PERFORM set_config({threshold_setting}, threshold::text, false);
+    END IF;
+    FOR i IN 1..n LOOP
+        prev := NULL;
+        IF i > 1 AND p_ids[i] = p_ids[i - 1] THEN
+            IF p_versions[i] <> p_versions[i - 1] + 1 THEN
+                RAISE EXCEPTION 'stream % skips from version % to %',
+                    p_ids[i], p_versions[i - 1], p_versions[i] USING ERRCODE = 'unique_violation';
+            END IF;
+            prev := digests[i - 1];
+        ELSE
+            SELECT h.version, h.digest INTO head_version, prev FROM {schema}.{heads} h
+                WHERE h.stream_id = p_ids[i] FOR UPDATE;
+            IF NOT FOUND THEN  -- a new stream; of two creators racing, the second finds the first's row
+                INSERT INTO {schema}.{heads} (stream_id, version, position, open, digest)
+                    VALUES (p_ids[i], p_versions[i] - 1, 0, true, {genesis})
+                    ON CONFLICT (stream_id) DO NOTHING;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'stream % was created concurrently', p_ids[i]
+                        USING ERRCODE = 'unique_violation';
+                END IF;
+                prev := {genesis};
+            ELSIF head_version <> p_versions[i] - 1 THEN
+                RAISE EXCEPTION 'stream % is at version %, not %', p_ids[i], head_version, p_versions[i] - 1
+                    USING ERRCODE = 'unique_violation';
+            END IF;
+        END IF;
+        digests[i] := encode(sha256(convert_to(prev || E'\\n' || positions[i] || E'\\n' || p_ids[i]
+            || E'\\n' || p_versions[i] || E'\\n' || p_topics[i] || E'\\n', 'UTF8')
+            || sha256(p_states[i])), 'hex');
+    END LOOP;
+    INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state, notification_id, tx_id)
+        SELECT u.i, u.v, u.t, u.s, u.p, tx FROM unnest(p_ids, p_versions, p_topics, p_states, positions)
+        AS u(i, v, t, s, p);
+    INSERT INTO {schema}.{chain} (position, originator_id, originator_version, digest, link)
+        SELECT u.p, u.i, u.v, u.d, {link} FROM unnest(positions, p_ids, p_versions, digests) AS u(p, i, v, d);
+    UPDATE {schema}.{heads} AS h
+        SET version = u.v, position = u.p, open = u.o, digest = u.d, updated_at = now()
+        FROM (SELECT DISTINCT ON (x.i) x.i, x.v, x.p, x.o, x.d
+              FROM unnest(p_ids, p_versions, positions, p_open, digests) AS x(i, v, p, o, d)
+              ORDER BY x.i, x.v DESC) AS u
+        WHERE h.stream_id = u.i;
+    PERFORM pg_notify({channel}, '');
+    RETURN QUERY SELECT unnest(positions);
+END
+$fn$
+"""
+)
