@@ -1,4 +1,10 @@
-"""``phaselog audit …`` and ``phaselog projections …``, plus the demo's read-side renderers."""
+"""``phaselog audit …`` and ``phaselog projections …``.
+
+Every command that only reads (timeline, as-of, verify, export, projections
+status and errors) opens its store read-only: it creates nothing, writes
+nothing, and works for a database role that may only read. Commands that write
+(seal, projections retry/rebuild/run) need an existing store (``create=False``).
+"""
 
 from __future__ import annotations
 
@@ -6,131 +12,128 @@ import signal
 import sys
 import threading
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from phaselog.adapters.audit import as_of, export_jsonl, load_domain_modules, parse_time, timeline, verify
-from phaselog.adapters.store import Store, open_store
-from phaselog.domain.errors import ValidationFailed
+from phaselog.adapters.cli_common import JsonOption, UrlOption, console, echo_json, short
+from phaselog.adapters.cli_render import decode_state, event_row, render_projections, render_timeline
+from phaselog.adapters.store import open_store
+from phaselog.domain.errors import NotFound, ValidationFailed
 
-__all__ = ["audit_app", "projections_app", "render_projections", "render_timeline"]
+__all__ = ["audit_app", "projections_app", "register", "render_projections", "render_timeline"]
 
-console = Console()
-URL_HELP = (
-    "Store URL (sqlite:///FILE, postgresql://USER@HOST/DB?schema=S, memory://); "
-    "default $PHASELOG_URL, else sqlite:///phaselog.db"
+_echo_json = echo_json
+_short = short
+
+audit_app = typer.Typer(
+    no_args_is_help=True, help="Replay and verify the stored history.", rich_markup_mode=None
 )
-UrlOption = Annotated[str | None, typer.Option("--url", help=URL_HELP)]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-audit_app = typer.Typer(no_args_is_help=True, help="Replay and verify the stored history.")
-projections_app = typer.Typer(no_args_is_help=True, help="Inspect, rebuild and run the read models.")
+projections_app = typer.Typer(
+    no_args_is_help=True, help="Inspect, rebuild and run the read models.", rich_markup_mode=None
+)
 
 
-def _echo_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
-
-
-def _short(value: Any, width: int = 70) -> str:
-    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-# -- renderers (also used by `phaselog demo`) -------------------------------------------------------
-def render_timeline(store: Store, stream_id: str, console: Console) -> None:
-    """Print one stream's events as a table: position, version, time, event, details."""
-    table = Table(title=f"timeline of {stream_id}", title_justify="left")
-    for name in ("pos", "ver", "time", "event", "details"):
-        table.add_column(name, no_wrap=name != "details")
-    for event in timeline(store, stream_id):
-        details = {k: v for k, v in event.data.items() if k != "timestamp"}
-        table.add_row(
-            str(event.position),
-            str(event.version),
-            (event.timestamp or "")[:23],
-            event.topic.removeprefix("phaselog."),
-            _short(details),
-        )
-    console.print(table)
-
-
-def render_projections(store: Store, console: Console, *, limit: int = 8) -> None:
-    """Catch the read models up, then print each one's rows (first ``limit``) and counts."""
-    projections = store.projections
-    projections.catch_up()
-    for model in projections.models.values():
-        rows = model.list()
-        p = model.projection
-        shown = [c for c in p.columns if c not in {"version", "positions"}][:8]
-        table = Table(
-            title=f"{p.name} ({len(rows)} rows; {_short(model.counts(), 90)})", title_justify="left"
-        )
-        for column in shown:
-            table.add_column(column, overflow="fold")
-        for row in rows[:limit]:
-            table.add_row(*(_short(row[c], 32) if row[c] is not None else "" for c in shown))
-        console.print(table)
+def register(app: typer.Typer) -> None:
+    """Mount ``audit`` and ``projections`` on the ``phaselog`` app."""
+    app.add_typer(audit_app, name="audit", help="Replay and verify the stored history.")
+    app.add_typer(projections_app, name="projections", help="Inspect, rebuild and run the read models.")
 
 
 # -- audit ---------------------------------------------------------------------------------------------
+def _moment(text: str | None) -> datetime | None:
+    return parse_time(text) if text is not None else None
+
+
 @audit_app.command("timeline")
-def timeline_command(stream: str, url: UrlOption = None, as_json: JsonOption = False) -> None:
-    """Every event of STREAM (plugin:…, task:…, plan:…, state:…) in order."""
-    with open_store(url) as store:
+def timeline_command(  # noqa: PLR0913, PLR0917 - one option per filter (typer passes them by name)
+    stream: Annotated[str, typer.Argument(metavar="STREAM", help="plugin:…, task:…, plan:…, state:…")],
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, metavar="N", help="Show the first N events only.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="ISO", help="Only events at or after this time.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="ISO", help="Only events at or before this time.")
+    ] = None,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Full times and details (wrapped, never cut).")
+    ] = False,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every event of STREAM in order, with decoded values (plugin state as JSON, task states by name)."""
+    low, high = _moment(since), _moment(until)
+    with open_store(url, read_only=True) as store:
+        events = [
+            e
+            for e in timeline(store, stream)
+            if (low is None or parse_time(e.timestamp or "") >= low)
+            and (high is None or parse_time(e.timestamp or "") <= high)
+        ]
+        shown = events if limit is None else events[:limit]
         if as_json:
-            _echo_json(
-                [
-                    {
-                        "position": e.position,
-                        "version": e.version,
-                        "topic": e.topic,
-                        "timestamp": e.timestamp,
-                        "data": e.data,
-                    }
-                    for e in timeline(store, stream)
-                ]
-            )
+            echo_json([event_row(e) for e in shown])
         else:
-            render_timeline(store, stream, console)
+            render_timeline(store, stream, console, events=shown, wide=wide, more=len(events) - len(shown))
 
 
 @audit_app.command("as-of")
 def as_of_command(
-    stream: str,
-    version: Annotated[int | None, typer.Option("--version", help="Stream version to load.")] = None,
+    stream: Annotated[str, typer.Argument(metavar="STREAM")],
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--at-version", min=1, metavar="N", help="Stream version to load (default: the latest)."
+        ),
+    ] = None,
     at: Annotated[
-        str | None, typer.Option("--at", help="ISO-8601 time: the last version at or before it.")
+        str | None,
+        typer.Option("--at", metavar="ISO", help="ISO-8601 time: the last version at or before it."),
     ] = None,
     url: UrlOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """The state of STREAM as of a version or a time (the aggregate's snapshot state)."""
-    moment = parse_time(at) if at is not None else None
-    with open_store(url) as store:
+    """The state of STREAM at a version or a time; without either, its latest state."""
+    moment = _moment(at)
+    if version is not None and moment is not None:
+        raise ValidationFailed("give at most one of --at-version and --at")
+    with open_store(url, read_only=True) as store:
+        if version is None and moment is None:
+            heads = [h for h in store.stream_heads(stream) if h.stream_id == stream]
+            if not heads:
+                raise NotFound(f"no stream {stream!r}")
+            version = heads[0].version
         result = as_of(store, stream, version=version, at=moment)
-    _echo_json(
-        {
-            "stream_id": result.stream_id,
-            "version": result.version,
-            "timestamp": result.timestamp,
-            "aggregate": result.aggregate,
-            "state": result.state,
-        }
-    )
+    state = decode_state(result.aggregate, result.state)
+    report = {
+        "stream_id": result.stream_id,
+        "version": result.version,
+        "timestamp": result.timestamp,
+        "aggregate": result.aggregate,
+        "state": state,
+    }
+    if as_json:
+        echo_json(report)
+        return
+    console.print(f"[bold]{result.stream_id}[/] ({result.aggregate})", soft_wrap=True)
+    console.print(f"version {result.version} of {result.timestamp}", soft_wrap=True)
+    echo_json(state)
 
 
 @audit_app.command("verify")
 def verify_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Recompute the hash chain; exit 1 naming each changed, removed or inserted event."""
-    with open_store(url) as store:
+    with open_store(url, read_only=True) as store:
         report = verify(store)
     if as_json:
-        _echo_json(report.as_dict())
+        echo_json(report.as_dict())
     elif not report.supported:
         console.print("[yellow]verify: the memory store keeps no hash chain; nothing to verify[/]")
     elif report.ok:
@@ -159,13 +162,13 @@ def verify_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
 @audit_app.command("seal")
 def seal_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Seal everything committed so far; print the seal's digest (HMAC-signed with $PHASELOG_AUDIT_KEY)."""
-    with open_store(url) as store:
+    with open_store(url, create=False) as store:
         sealed = store.seal()
     if sealed is None:
         console.print("[yellow]seal: the memory store keeps no hash chain; nothing to seal[/]")
         return
     if as_json:
-        _echo_json(asdict(sealed))
+        echo_json(asdict(sealed))
         return
     signed = "signed" if sealed.signed else "unsigned (set PHASELOG_AUDIT_KEY to sign)"
     console.print(f"seal #{sealed.id}: {sealed.events} new events up to {sealed.horizon}; {signed}")
@@ -174,39 +177,42 @@ def seal_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
 
 @audit_app.command("export")
 def export_command(
-    fmt: Annotated[str, typer.Option("--format", help="Output format (jsonl).")] = "jsonl",
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="Output format (jsonl).")] = "jsonl",
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="File to write (default stdout).")
     ] = None,
-    start: Annotated[int, typer.Option("--from", help="First position to export.")] = 1,
+    start: Annotated[int, typer.Option("--from", metavar="POSITION", help="First position to export.")] = 1,
     url: UrlOption = None,
 ) -> None:
     """Every stored event as one JSON object per line, in global order."""
     if fmt != "jsonl":
         raise ValidationFailed(f"unsupported export format {fmt!r}: use jsonl")
-    with open_store(url) as store:
+    if output is not None and not output.parent.is_dir():
+        raise ValidationFailed(f"cannot write {output}: folder {output.parent} does not exist")
+    with open_store(url, read_only=True) as store:
         if output is None:
             count = export_jsonl(store, sys.stdout.buffer, start=start)
             sys.stdout.buffer.flush()
         else:
             with output.open("wb") as out:
                 count = export_jsonl(store, out, start=start)
-            Console(stderr=True).print(f"exported {count} events to {output}")
+            sys.stderr.write(f"exported {count} events to {output}\n")
 
 
 # -- projections -----------------------------------------------------------------------------------------
 @projections_app.command("status")
 def status_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
-    """Each read model's position, lag behind the log (events, seconds), rows, dead letters, halt."""
-    with open_store(url) as store:
+    """Each read model's position, lag behind the log (events, seconds), rows, dead letters, runner."""
+    with open_store(url, read_only=True) as store:
         rows = store.projections.status()
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     table = Table(title="read models", title_justify="left")
-    for name in ("name", "position", "lag", "lag s", "rows", "errors", "state", "counts"):
-        table.add_column(name)
+    for name in ("name", "position", "lag", "lag s", "rows", "errors", "state", "runner"):
+        table.add_column(name, overflow="fold")
     for r in rows:
+        # owner: the runner holding a live lease on this read model, in any process (None: no live lease)
         state = "[red]halted[/]" if r["halted"] else ("following" if r["owner"] else "idle")
         table.add_row(
             r["name"],
@@ -216,12 +222,12 @@ def status_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
             str(r["rows"]),
             str(r["errors"]),
             state,
-            _short(r["counts"]),
+            f"{r['owner']} (live lease)" if r["owner"] else "none live",
         )
     console.print(table)
     for r in rows:
         if r["last_error"]:
-            console.print(f"[yellow]{r['name']}[/]: {_short(r['last_error'], 200)}")
+            console.print(f"[yellow]{r['name']}[/]: {short(r['last_error'], 200)}")
 
 
 @projections_app.command("errors")
@@ -231,7 +237,7 @@ def errors_command(
     as_json: JsonOption = False,
 ) -> None:
     """Dead-lettered events (those a read model could not fold or write), oldest first."""
-    with open_store(url) as store:
+    with open_store(url, read_only=True) as store:
         letters = store.projections.errors(name)
     if as_json:
         _echo_json(letters)
@@ -256,7 +262,7 @@ def retry_command(
 ) -> None:
     """Re-fold dead-lettered events (and resume halted read models); print how many now succeeded."""
     load_domain_modules()
-    with open_store(url) as store:
+    with open_store(url, create=False) as store:
         projections = store.projections
         before = len(projections.errors(name))
         done = projections.retry_errors(name)
@@ -268,7 +274,7 @@ def retry_command(
 def rebuild_command(name: Annotated[str | None, typer.Argument()] = None, url: UrlOption = None) -> None:
     """Replay the log into shadow tables and swap them in (NAME, or every read model)."""
     load_domain_modules()
-    with open_store(url) as store:
+    with open_store(url, create=False) as store:
         projections = store.projections
         names = [name] if name else list(projections.models)
         with Progress(
@@ -295,7 +301,7 @@ def run_command(
     load_domain_modules()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with open_store(url) as store:
+    with open_store(url, create=False) as store:
         projections = store.projections
         projections.poll_interval = poll
         console.print(f"following {store.url} from position {projections.position()} (Ctrl-C stops)")

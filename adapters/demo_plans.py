@@ -63,10 +63,14 @@ def _plans(store: Store, token: str) -> list[Plan]:
 
 def run_demo(store: Store, console: Console) -> None:
     """Execute three demo plans and print how each ended."""
-    table = Table(title="Plans: steps, retries, pauses, limits and backwards cleanup")
-    for column in ("plan", "outcome", "attempts", "cleaned up (in order)", "errors", "events"):
-        table.add_column(column)
-    for plan in _plans(store, uuid.uuid4().hex[:6]):
+    token = uuid.uuid4().hex[:6]
+    table = Table(title=f"Plans (run {token}): steps, retries, pauses, limits and backwards cleanup")
+    table.add_column("plan", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("attempts")
+    table.add_column("cleaned up")
+    table.add_column("errors")
+    for plan in _plans(store, token):
         try:
             plan.execute()
             outcome = "succeeded"
@@ -76,7 +80,7 @@ def run_demo(store: Store, console: Console) -> None:
             errors = "; ".join(f"{step}: {error}" for step, error in exc.errors)
         run = plan.current_run()
         assert run is not None  # noqa: S101 - the plan just ran
-        attempts = ", ".join(f"{step}: {n}" for step, n in run.attempts.items())
-        events = len(store.stream(f"plan:{plan.plan_id}"))
-        table.add_row(plan.plan_id, outcome, attempts, " -> ".join(run.cleanup_done), errors, str(events))
+        attempts = " ".join(f"{step} x{n}" for step, n in run.attempts.items())
+        name = plan.plan_id.removesuffix(f"-{token}")
+        table.add_row(name, outcome, attempts, " → ".join(run.cleanup_done), errors)
     console.print(table)

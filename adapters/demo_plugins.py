@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 from rich.table import Table
 
-from phaselog.domain.plugin import PluginPhase, Transition
+from phaselog.domain.plugin import PluginPhase, Transition, plugin_stream_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,8 +46,11 @@ def _work(cursor: str) -> Callable[[PluginStateManager], int]:
     return handle
 
 
-def run_demo(store: Store, console: Console) -> None:
-    """Install, start, degrade, recover (with backoff), stop a plugin; print its history."""
+def run_demo(store: Store, console: Console) -> str:
+    """Install, start, degrade, recover (with backoff), stop a plugin; print its history.
+
+    Returns the plugin's stream id (the demo shows its timeline at the end).
+    """
     plugin_id = f"demo-echo-{uuid.uuid4().hex[:6]}"
     machine: PluginStateMachine = store.plugins.machine(plugin_id)
     seen: list[Transition] = []
@@ -87,3 +90,4 @@ def run_demo(store: Store, console: Console) -> None:
         f"{backoff.total_seconds():.0f}s before the reset; plugin state v{version}: "
         f"{state.decode() if state else None}"
     )
+    return plugin_stream_id(plugin_id)

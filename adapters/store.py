@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
-import time
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
+import orjson
 import psycopg
 from eventsourcing.application import Application, ProjectorFunction, Repository
 from eventsourcing.persistence import Notification, Recording
-from psycopg.conninfo import make_conninfo
 
 from phaselog.adapters.codec import MAX_EVENT_BYTES, OrjsonTranscoder, PydanticMapper
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.integrity import Seal, seal
+from phaselog.adapters.migrate import SCHEMA_VERSION, check_version, probe, record_upgrade, sqlite_uri
+from phaselog.adapters.postgres.factory import CONNINFO_ENV
 from phaselog.adapters.sql import stream_heads
 from phaselog.adapters.urls import MAX_EVENT_BYTES_ENV, StoreURL, parse_url
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
+from phaselog.domain.retry import Backoff
 from phaselog.runtime import telemetry
 from phaselog.runtime.plugins import PluginService
 from phaselog.runtime.ports import StreamHead
+from phaselog.runtime.retry import retry
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -34,7 +36,7 @@ __all__ = ["DEFAULT_SNAPSHOT_INTERVAL", "PhaselogApplication", "Store", "open_st
 log = logging.getLogger("phaselog.store")
 
 DEFAULT_SNAPSHOT_INTERVAL = 100
-_OPEN_ATTEMPTS = 12
+_OPEN_RETRIES = Backoff(first=0.05, factor=1.5, maximum=1.0, attempts=12)
 # Errors PostgreSQL raises when two processes create the same tables at the same moment.
 _CONCURRENT_DDL = (
     psycopg.errors.UniqueViolation,
@@ -124,16 +126,38 @@ class Store:
     so the global event order covers plugins, tasks, plans and states alike.
     """
 
-    def __init__(self, url: str | None = None, *, snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        create: bool = True,
+        read_only: bool = False,
+        snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL,
+    ) -> None:
         if snapshot_interval < 1:
             msg = f"snapshot_interval must be at least 1, got {snapshot_interval}"
             raise ValidationFailed(msg)
         self.location: StoreURL = parse_url(url)
         self.snapshot_interval = snapshot_interval
-        if self.location.kind == "postgresql":
-            self._prepare_postgres()
+        self.read_only = read_only
+        self.create = create and not read_only
+        # Before anything is opened (so a refused store is left untouched): its schema version.
+        self.schema_version = probe(self.location, create=self.create)
+        check_version(self.location, self.schema_version, create=self.create)
         self.app = self._open_application()
         self._closed = False
+        self.closed_on_upgrade = 0
+        if self.create and self.schema_version is not None and self.schema_version < SCHEMA_VERSION:
+            try:
+                self.closed_on_upgrade = record_upgrade(self, self.schema_version)
+            except BaseException:
+                self.close()
+                raise
+            log.info(
+                "upgraded %s from schema version %d to %d", self.url, self.schema_version, SCHEMA_VERSION
+            )
+        self.schema_version = SCHEMA_VERSION
+        log.debug("opened %s (create=%s, read_only=%s)", self.url, self.create, self.read_only)
 
     # -- opening ------------------------------------------------------------------
     @property
@@ -151,20 +175,22 @@ class Store:
         """Eventsourcing settings for this store (for runners in other processes)."""
         return dict(self.location.env)
 
-    def _prepare_postgres(self) -> None:
-        """Connect once directly, so an unreachable server fails fast with its real reason."""
-        with (
-            translate_errors(f"opening {self.url}"),
-            psycopg.connect(
-                make_conninfo("", **self.location.conninfo),
-                connect_timeout=self.location.connect_timeout,
-                autocommit=True,
-            ) as conn,
-        ):
-            if self.location.schema != "public":
-                create = psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}")
-                with contextlib.suppress(psycopg.errors.UniqueViolation):  # created by another process
-                    conn.execute(create.format(psycopg.sql.Identifier(self.location.schema)))
+    def _application_env(self) -> dict[str, str]:
+        """The eventsourcing settings of this process's application: no DDL unless creating.
+
+        Read-only, SQLite opens the file with ``mode=ro`` and every PostgreSQL
+        session starts with ``default_transaction_read_only``: nothing can be written.
+        """
+        env = dict(self.location.env)
+        if not self.create:
+            env["CREATE_TABLE"] = "n"
+        if self.read_only and self.location.sqlite_path is not None:
+            env["SQLITE_DBNAME"] = sqlite_uri(self.location, read_only=True)
+        if self.read_only and self.kind == "postgresql":
+            extra: dict[str, str] = orjson.loads(env.get(CONNINFO_ENV) or "{}")
+            extra["options"] = f"{extra.get('options', '')} -c default_transaction_read_only=on".strip()
+            env[CONNINFO_ENV] = orjson.dumps(extra).decode()
+        return env
 
     def _open_application(self) -> PhaselogApplication:
         if self.location.sqlite_path is not None:
@@ -172,20 +198,21 @@ class Store:
             if not parent.is_dir():
                 msg = f"cannot open {self.url}: folder {parent} does not exist"
                 raise StoreUnavailable(msg)
-        for attempt in range(_OPEN_ATTEMPTS):
-            try:
-                with translate_errors(f"opening {self.url}"):
-                    return PhaselogApplication(self.location.env)
-            except (PhaselogError, OSError) as exc:
-                if _is_concurrent_ddl(exc) and attempt < _OPEN_ATTEMPTS - 1:
-                    time.sleep(0.05 * (attempt + 1))  # another process is creating the same tables
-                    continue
-                if isinstance(exc, StoreUnavailable | ValidationFailed):
-                    raise
-                msg = f"cannot open {self.url}: {exc}"
-                raise StoreUnavailable(msg) from exc
-        msg = f"cannot open {self.url}"  # pragma: no cover - the loop returns or raises
-        raise StoreUnavailable(msg)
+        env = self._application_env()
+
+        def attempt() -> PhaselogApplication:
+            with translate_errors(f"opening {self.url}"):
+                return PhaselogApplication(env)
+
+        try:  # another process creating the same tables at the same moment: retry
+            return retry(
+                attempt, policy=_OPEN_RETRIES, retry_on=(PhaselogError, OSError), when=_is_concurrent_ddl
+            )
+        except (StoreUnavailable, ValidationFailed):
+            raise
+        except (PhaselogError, OSError) as exc:
+            msg = f"cannot open {self.url}: {exc}"
+            raise StoreUnavailable(msg) from exc
 
     # -- writing and reading aggregates ---------------------------------------------
     def save(self, *aggregates: Aggregate) -> list[Recording[str]]:
@@ -328,9 +355,21 @@ class Store:
         return f"Store({self.url!r})"
 
 
-def open_store(url: str | None = None, *, snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL) -> Store:
-    """Open (creating tables on first use) the store at ``url``.
+def open_store(
+    url: str | None = None,
+    *,
+    create: bool = True,
+    read_only: bool = False,
+    snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL,
+) -> Store:
+    """Open the store at ``url``: by default creating (or upgrading) its tables on first use.
 
-    ``url`` defaults to ``$PHASELOG_URL``, else ``sqlite:///phaselog.db``.
+    ``url`` defaults to ``$PHASELOG_URL``, else ``sqlite:///phaselog.db``. With
+    ``create=False`` a store that does not exist raises :class:`NotFound` and
+    nothing is created (no file, schema or table), and a store whose schema is
+    older than this phaselog is refused (:class:`SchemaOutdated`: run ``phaselog
+    migrate``). ``read_only=True`` implies ``create=False`` and never writes: it
+    works for a PostgreSQL role with only ``USAGE`` on the schema and ``SELECT``
+    on its tables, and for a SQLite file the process may only read.
     """
-    return Store(url, snapshot_interval=snapshot_interval)
+    return Store(url, create=create, read_only=read_only, snapshot_interval=snapshot_interval)

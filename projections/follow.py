@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from phaselog.domain.errors import PhaselogError
+from phaselog.domain.retry import Backoff
 from phaselog.projections import tables
 from phaselog.projections.backend import Backend
 from phaselog.projections.base import ProjectionHalted
@@ -36,6 +37,7 @@ from phaselog.projections.errors import ProjectionBusy, db_errors
 __all__ = ["SEAL_LEASE", "Follower", "runner_id"]
 
 log = logging.getLogger("phaselog.projections")
+_FOLLOW_BACKOFF = Backoff(maximum=5.0)  # a failing read model retries after poll_interval, doubling up to 5 s
 
 SEAL_LEASE = "__seal__"
 
@@ -175,7 +177,7 @@ class Follower:
                 self._on_error(name, str(exc))
                 log.warning("read model %s: %s; retrying in %.1fs", name, exc, backoff)
                 self.stop_event.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = _FOLLOW_BACKOFF.after(backoff)
                 continue
             backoff = self.poll_interval
             if moved:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from phaselog.domain.errors import ConcurrencyConflict, StoreUnavailable, ValidationFailed
+from phaselog.domain.retry import Backoff
 from phaselog.projections import tables
 from phaselog.projections.backend import Backend, open_backend
 from phaselog.projections.base import (
@@ -32,12 +33,14 @@ from phaselog.projections.errors import db_errors
 from phaselog.projections.follow import Follower, runner_id
 from phaselog.projections.rebuild import rebuild, retry_dead_letters, set_meta
 from phaselog.projections.status import status_rows
+from phaselog.runtime.retry import retry
 
 __all__ = ["Progress", "Projections", "default_projections"]
 
 log = logging.getLogger("phaselog.projections")
 
 META_TABLE = tables.META_TABLE
+_SETUP_RETRIES = Backoff(first=0.1, attempts=5)
 
 
 def default_projections() -> list[Projection]:
@@ -150,15 +153,8 @@ class Projections:
 
     # -- setup ------------------------------------------------------------------------------
     def _setup(self) -> None:
-        for attempt in range(5):
-            try:
-                self._create_tables()
-            except (ConcurrencyConflict, StoreUnavailable):  # another process created the same tables
-                if attempt == 4:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
-            else:
-                return
+        # Retried when another process creates the same tables at the same moment.
+        retry(self._create_tables, policy=_SETUP_RETRIES, retry_on=(ConcurrencyConflict, StoreUnavailable))
 
     def _create_tables(self) -> None:
         b = self.backend

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from phaselog.domain.encoding import jsonable_model, same_json
 from phaselog.domain.errors import ConcurrencyConflict, NotFound, ValidationFailed
 from phaselog.domain.ids import InvalidStreamId
+from phaselog.domain.retry import Backoff
 from phaselog.domain.state import (
     KeyedState,
     StateNotInitialized,
@@ -31,6 +32,7 @@ from phaselog.domain.state import (
 )
 from phaselog.runtime.ports import default_store_factory
 from phaselog.runtime.recoverable_events import Event, EventManager, EventPersistStateData, Listener
+from phaselog.runtime.retry import retry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -52,6 +54,7 @@ log = logging.getLogger("phaselog.state")
 
 TStateModel = TypeVar("TStateModel", bound=BaseModel)
 _SAVE_ATTEMPTS = 10
+_SAVE_RETRIES = Backoff(first=0.0, maximum=0.0, attempts=_SAVE_ATTEMPTS)  # at once: the reload is the wait
 
 _default_store: Store | None = None
 _default_store_lock = threading.Lock()
@@ -262,23 +265,28 @@ class RecoverableState(Generic[TStateModel]):
         self._change(reset)
 
     def _change(self, change: Callable[[KeyedState], bool]) -> bool:
-        with self._io_lock:
-            for _ in range(_SAVE_ATTEMPTS):
-                agg = self._agg or KeyedState.new(self._kvs, self._key)
-                self._agg = None  # until saved, the cached stream may hold unsaved events
-                if not change(agg):
-                    self._agg = agg
-                    return False
-                try:
-                    self._get_store().save(agg)
-                except ConcurrencyConflict:
-                    self._log.debug("state %r was written concurrently; reloading and retrying", self._key)
-                    self._agg = self._read_unlocked()
-                    continue
+        def attempt() -> bool:
+            agg = self._agg or KeyedState.new(self._kvs, self._key)
+            self._agg = None  # until saved, the cached stream may hold unsaved events
+            if not change(agg):
                 self._agg = agg
-                return True
-        msg = f"could not record state {self._key!r}: {_SAVE_ATTEMPTS} concurrent writers won in a row"
-        raise ConcurrencyConflict(msg)
+                return False
+            self._get_store().save(agg)
+            self._agg = agg
+            return True
+
+        def reload(_exc: BaseException, _delay: float) -> None:
+            self._log.debug("state %r was written concurrently; reloading and retrying", self._key)
+            self._agg = self._read_unlocked()
+
+        with self._io_lock:
+            try:  # another writer appended first: reload and apply the change again (last write wins)
+                return retry(attempt, policy=_SAVE_RETRIES, retry_on=ConcurrencyConflict, on_retry=reload)
+            except ConcurrencyConflict as exc:
+                reload(exc, 0.0)
+                won = f"{_SAVE_ATTEMPTS} concurrent writers won in a row"
+                msg = f"could not record state {self._key!r}: {won}"
+                raise ConcurrencyConflict(msg) from exc
 
     def _decode(self, agg: KeyedState | None) -> TStateModel:
         """Validate the stored value as the model (upcasting old versions); default when none."""

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from phaselog.domain.errors import ConcurrencyConflict, NotFound, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import utcnow
+from phaselog.domain.retry import Backoff
 from phaselog.domain.task import StaleRun, TaskAggregate, TaskCanceled, TaskState
+from phaselog.runtime.retry import retry
 from phaselog.runtime.task_models import CancelContext, Progress, TaskStatus, decode_metadata, status_of
 from phaselog.runtime.telemetry import span
 
@@ -35,6 +37,9 @@ _INT64 = 2**63  # integers the read models store (BIGINT on PostgreSQL, INTEGER 
 T = TypeVar("T")
 
 _MAX_BACKOFF = 1.0
+_WRITE_BACKOFF = Backoff(first=0.05, maximum=_MAX_BACKOFF)  # waits between writes while the store is down
+_RELEASE_RETRIES = Backoff(first=0.0, maximum=0.0, attempts=3)  # a release retries at once, after a reload
+_RELEASE_ERRORS = (ConcurrencyConflict, StoreUnavailable)
 
 
 class TaskRunner(Protocol):
@@ -170,19 +175,21 @@ class ActiveTask:
 
     def release(self) -> None:
         """Give up the claim so another controller can resume the run at once (best effort)."""
+
+        def attempt() -> None:
+            self._agg.release(self.run, self._owner)
+            self._store.save(self._agg)
+
         with self._write_lock:
-            for attempt in range(3):
-                try:
-                    self._agg.release(self.run, self._owner)
-                    self._store.save(self._agg)
-                except StaleRun:
-                    return
-                except (ConcurrencyConflict, StoreUnavailable) as exc:
-                    if attempt == 2 or not self._reload():
-                        log.warning("task %s: claim not released (%s); it lapses", self.task_id, exc)
-                        return
-                else:
-                    return
+            try:  # after a conflict or an outage: reload and try again (not when the run was replaced)
+                retry(attempt, policy=_RELEASE_RETRIES, retry_on=_RELEASE_ERRORS, when=self._retry_release)
+            except StaleRun:
+                return
+            except _RELEASE_ERRORS as exc:
+                log.warning("task %s: claim not released (%s); it lapses", self.task_id, exc)
+
+    def _retry_release(self, exc: BaseException) -> bool:
+        return not isinstance(exc, StaleRun) and self._reload()
 
     def detach(self, reason: str) -> None:
         """Stop writing for this run and cancel its context (``"shutdown"`` or ``"lost"``)."""
@@ -214,7 +221,7 @@ class ActiveTask:
                     raise StaleRun(f"task {self.task_id!r}: run {self.run} is detached from this controller")
                 if not fresh and not self._reload():
                     self._backoff(delay, persistent)
-                    delay = min(delay * 2, _MAX_BACKOFF)
+                    delay = _WRITE_BACKOFF.after(delay)
                     continue
                 fresh = False
                 agg = self._agg
@@ -236,7 +243,7 @@ class ActiveTask:
                 except StoreUnavailable as exc:
                     log.warning("task %s: store unavailable, retrying: %s", self.task_id, exc)
                     self._backoff(delay, persistent)
-                    delay = min(delay * 2, _MAX_BACKOFF)
+                    delay = _WRITE_BACKOFF.after(delay)
                     continue
                 except Exception:
                     self._reload()  # drop the half-applied events

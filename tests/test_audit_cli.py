@@ -48,7 +48,7 @@ def test_timeline_of_unknown_stream_fails(url: str) -> None:
 
 def test_as_of_version_and_time(url: str) -> None:
     """as-of prints the aggregate's state at a version, or at the last event not after a time."""
-    result = runner.invoke(audit_app, ["as-of", "acct:a", "--version", "2", "--url", url])
+    result = runner.invoke(audit_app, ["as-of", "acct:a", "--at-version", "2", "--json", "--url", url])
     assert result.exit_code == 0, result.output
     state = orjson.loads(result.stdout)
     assert (state["version"], state["aggregate"], state["state"]) == (
@@ -57,19 +57,24 @@ def test_as_of_version_and_time(url: str) -> None:
         {"owner": "ann", "balance": 10},
     )
     at = state["timestamp"]
-    by_time = orjson.loads(runner.invoke(audit_app, ["as-of", "acct:a", "--at", at, "--url", url]).stdout)
+    by_time = orjson.loads(runner.invoke(audit_app, ["as-of", "acct:a", "--at", at, "--json", "--url", url]).stdout)
     assert by_time["version"] == 2
     plugin = orjson.loads(
-        runner.invoke(audit_app, ["as-of", "plugin:cam", "--version", "1", "--url", url]).stdout
+        runner.invoke(audit_app, ["as-of", "plugin:cam", "--at-version", "1", "--json", "--url", url]).stdout
     )
     assert plugin["aggregate"] == "PluginAggregate"
 
 
-def test_as_of_needs_exactly_one_selector(url: str) -> None:
-    """as-of without --version or --at (or before the stream existed) is an error."""
-    assert main(["audit", "as-of", "acct:a", "--url", url]) == 1
+def test_as_of_defaults_to_the_latest_state(url: str) -> None:
+    """as-of without --at-version or --at shows the latest version; both, or a time too early, fail."""
+    latest = runner.invoke(audit_app, ["as-of", "acct:a", "--json", "--url", url])
+    assert latest.exit_code == 0, latest.output
+    assert orjson.loads(latest.stdout)["version"] == 3
+    assert orjson.loads(latest.stdout)["state"] == {"owner": "ann", "balance": 15}
     assert main(["audit", "as-of", "acct:a", "--at", "2000-01-01T00:00:00", "--url", url]) == 1
-    assert main(["audit", "as-of", "acct:a", "--version", "9", "--url", url]) == 1
+    assert main(["audit", "as-of", "acct:a", "--at-version", "9", "--url", url]) == 1
+    assert main(["audit", "as-of", "acct:a", "--at-version", "1", "--at", "2000-01-01", "--url", url]) == 1
+    assert main(["audit", "as-of", "acct:nope", "--url", url]) == 1
 
 
 def test_export_jsonl(url: str) -> None:

@@ -49,10 +49,10 @@ def test_demo_on_postgresql(make_url: Callable[[str], str], tmp_path: Path) -> N
     assert "Audit timeline of plugin:" in result.stdout
 
 
-def test_phaselog_errors_are_one_red_line(capsys: pytest.CaptureFixture[str]) -> None:
-    """A PhaselogError (here a bad URL) exits 1 with one line, not a traceback."""
+def test_phaselog_errors_are_one_line_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    """A PhaselogError (here a bad URL) exits 1 with one line on stderr and nothing on stdout."""
     assert main(["demo", "--url", "mysql://nowhere"]) == 1
-    out = capsys.readouterr().out
-    assert "error:" in out
-    assert "Traceback" not in out
-    assert len(out.strip().splitlines()) <= 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: unsupported store URL")
+    assert len(captured.err.splitlines()) == 1

@@ -1,0 +1,269 @@
+"""Schema versions of phaselog's own tables: reading them, and recording an upgrade.
+
+A store records its schema version in ``phaselog_meta`` (key ``schema_version``);
+a wave-1 store has no such table and counts as version 1. The recorders create
+and upgrade phaselog's tables when a store is opened with ``create=True``;
+``phaselog migrate`` does exactly that on purpose, then finishes the upgrade
+here: it re-derives the stream index's open flags (a wave-1 store's streams were
+indexed as open, whatever their aggregate says) and records the upgrade in
+``phaselog_meta`` (key ``migrated:<from>-><to>``). A store opened with
+``create=False`` (or ``read_only=True``) whose schema is older than the code is
+refused with a hint to run ``phaselog migrate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from psycopg.sql import SQL, Identifier
+
+from phaselog.adapters.errors import translate_errors
+from phaselog.adapters.postgres.schema import HEADS_TABLE, META_TABLE, SCHEMA_VERSION
+from phaselog.domain.encoding import dump_json
+from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
+
+if TYPE_CHECKING:
+    from phaselog.adapters.store import Store
+    from phaselog.adapters.urls import StoreURL
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Migration",
+    "SchemaOutdated",
+    "check_version",
+    "migrate",
+    "phaselog_version",
+    "postgres_schema_version",
+    "probe",
+    "record_upgrade",
+    "sqlite_schema_version",
+    "sqlite_uri",
+]
+
+PG_EVENTS_TABLE = "phaselog_events"
+SQLITE_EVENTS_TABLE = "stored_events"
+
+
+class SchemaOutdated(StoreUnavailable):
+    """The store's tables are older than this phaselog: run ``phaselog migrate`` first."""
+
+
+def phaselog_version() -> str:
+    """The installed phaselog's version."""
+    try:
+        return version("phaselog")
+    except PackageNotFoundError:  # pragma: no cover - running from a plain checkout
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What ``phaselog migrate`` found and did."""
+
+    url: str
+    from_version: int
+    to_version: int
+    closed_streams: int
+
+    @property
+    def changed(self) -> bool:
+        """True when the store was upgraded (False when it was already current)."""
+        return self.from_version != self.to_version
+
+
+# -- reading the version ------------------------------------------------------------------------------
+def sqlite_uri(location: StoreURL, *, read_only: bool) -> str:
+    """The ``file:`` URI of a SQLite store (``mode=ro`` when read-only)."""
+    assert location.sqlite_path is not None  # noqa: S101 - only called for SQLite
+    path = quote(str(location.sqlite_path.resolve()))
+    return f"file:{path}" + ("?mode=ro" if read_only else "")
+
+
+def sqlite_schema_version(location: StoreURL) -> int | None:
+    """The schema version of a SQLite store, ``None`` when there is no store (no file, no events table)."""
+    path = location.sqlite_path
+    assert path is not None  # noqa: S101 - only called for SQLite
+    if not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(sqlite_uri(location, read_only=True), uri=True)
+        try:
+            names = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if SQLITE_EVENTS_TABLE not in names:
+                return None
+            if META_TABLE not in names:
+                return 1
+            row = conn.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'schema_version'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        msg = f"cannot open {location.display}: {str(exc).splitlines()[0]}"
+        raise StoreUnavailable(msg) from exc
+    return _version(location, row[0] if row else None)
+
+
+def postgres_schema_version(location: StoreURL, conn: psycopg.Connection[Any]) -> int | None:
+    """The schema version of a PostgreSQL store, ``None`` when its events table does not exist."""
+    schema = Identifier(location.schema).as_string(conn)
+    found = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL",
+        (f"{schema}.{PG_EVENTS_TABLE}", f"{schema}.{META_TABLE}"),
+    ).fetchone()
+    if found is None or not found[0]:
+        return None
+    if not found[1]:
+        return 1
+    query = SQL("SELECT value FROM {}.{} WHERE key = 'schema_version'").format(
+        Identifier(location.schema), Identifier(META_TABLE)
+    )
+    row = conn.execute(query).fetchone()
+    return _version(location, row[0] if row else None)
+
+
+def _version(location: StoreURL, raw: object) -> int:
+    if raw is None:
+        return 1
+    try:
+        return int(str(raw))
+    except ValueError as exc:
+        msg = f"{location.display}: unreadable schema version {raw!r} in {META_TABLE}"
+        raise ValidationFailed(msg) from exc
+
+
+def check_version(location: StoreURL, found: int | None, *, create: bool) -> None:
+    """Refuse a store this code cannot open as asked: missing (unless creating), older, or newer."""
+    if found is None:
+        if not create:
+            raise NotFound(f"no phaselog store at {location.display} (nothing was created)")
+        return
+    if found > SCHEMA_VERSION:
+        msg = (
+            f"{location.display} has schema version {found}, newer than this phaselog "
+            f"({phaselog_version()}, schema {SCHEMA_VERSION}): upgrade phaselog"
+        )
+        raise StoreUnavailable(msg)
+    if found < SCHEMA_VERSION and not create:
+        msg = (
+            f"{location.display} has schema version {found}, older than this phaselog's "
+            f"{SCHEMA_VERSION}: run `phaselog migrate --url URL` first"
+        )
+        raise SchemaOutdated(msg)
+
+
+# -- finishing an upgrade ---------------------------------------------------------------------------
+def record_upgrade(store: Store, from_version: int) -> int:
+    """After the recorder upgraded ``store`` from ``from_version``: fix open flags, record it.
+
+    Returns how many streams of the index were marked closed.
+    """
+    closed = _closed_streams(store)
+    note = dump_json(
+        {
+            "at": datetime.now(UTC).isoformat(),
+            "by": f"phaselog {phaselog_version()}",
+            "closed_streams": len(closed),
+        }
+    ).decode()
+    key = f"migrated:{from_version}->{SCHEMA_VERSION}"
+    recorder: Any = store.app.recorder
+    with translate_errors(f"recording the upgrade of {store.url}"):
+        if store.kind == "postgresql":
+            ids = {"schema": Identifier(recorder.datastore.schema)}
+            with recorder.datastore.transaction(commit=True) as cur:
+                if closed:
+                    cur.execute(
+                        SQL("UPDATE {schema}.{heads} SET open = false WHERE stream_id = ANY(%s)").format(
+                            heads=Identifier(HEADS_TABLE), **ids
+                        ),
+                        (closed,),
+                    )
+                cur.execute(
+                    SQL(
+                        "INSERT INTO {schema}.{meta} (key, value) VALUES (%s, %s) "
+                        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+                    ).format(meta=Identifier(META_TABLE), **ids),
+                    (key, note),
+                )
+        else:
+            with recorder.datastore.transaction(commit=True) as cur:
+                update = f"UPDATE {HEADS_TABLE} SET open = 0 WHERE stream_id = ?"
+                cur.executemany(update, [(s,) for s in closed])
+                cur.execute(
+                    f"INSERT INTO {META_TABLE} (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, note),
+                )
+    return len(closed)
+
+
+def _closed_streams(store: Store) -> list[str]:
+    """Streams the index counts as open whose aggregate says they are not (``stream_open`` False)."""
+    from phaselog.adapters.audit import load_domain_modules  # noqa: PLC0415 - audit imports the store
+
+    load_domain_modules()
+    closed = []
+    for head in store.stream_heads("", open_only=True):
+        try:
+            with translate_errors(f"loading {head.stream_id!r}"):
+                aggregate: Any = store.app.repository.get(head.stream_id)
+        except PhaselogError:
+            continue  # unreadable streams keep their flag; verify reports them
+        if not getattr(aggregate, "stream_open", True):
+            closed.append(head.stream_id)
+    return closed
+
+
+def migrate(url: str | None) -> Migration:
+    """Upgrade phaselog's own tables of the store at ``url`` to this version and record it.
+
+    The store must exist (``NotFound`` otherwise; nothing is created). A store
+    already at this version is left as it is; a newer one is refused.
+    """
+    from phaselog.adapters.store import Store  # noqa: PLC0415 - the store calls back into this module
+    from phaselog.adapters.urls import parse_url  # noqa: PLC0415 - urls imports the codec, keep it lazy
+
+    location = parse_url(url)
+    before = probe(location, create=False)
+    check_version(location, before, create=True)  # missing or newer: refused here
+    if before is None:
+        raise NotFound(f"no phaselog store at {location.display} (nothing was created)")
+    if before >= SCHEMA_VERSION:
+        return Migration(location.display, before, before, 0)
+    with Store(url, create=True) as store:  # opening upgrades the tables and records the upgrade
+        closed = store.closed_on_upgrade
+    return Migration(location.display, before, SCHEMA_VERSION, closed)
+
+
+def probe(location: StoreURL, *, create: bool) -> int | None:
+    """The schema version of the store at ``location`` (``None``: no store there).
+
+    On PostgreSQL this is the first, direct connection, so an unreachable server
+    fails fast with its real reason; with ``create`` it also creates the URL's
+    schema when it does not exist yet (and only then: ``CREATE SCHEMA`` needs a
+    privilege that a role using an existing schema may not have).
+    """
+    if location.kind == "memory":
+        return None
+    if location.kind == "sqlite":
+        return sqlite_schema_version(location)
+    with (
+        translate_errors(f"opening {location.display}"),
+        psycopg.connect(
+            make_conninfo("", **location.conninfo), connect_timeout=location.connect_timeout, autocommit=True
+        ) as conn,
+    ):
+        found = postgres_schema_version(location, conn)
+        if found is None and create and location.schema != "public":
+            exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (location.schema,))
+            if exists.fetchone() is None:
+                with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateSchema):
+                    conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(location.schema)))
+        return found
