@@ -1,0 +1,27 @@
+"""phaselog.aio: the asyncio API — stores, subscriptions, plugins and read models as coroutines."""
+
+from phaselog.aio.plugins import (
+    AsyncObserver,
+    AsyncPluginService,
+    AsyncPluginStateMachine,
+    AsyncRetryState,
+)
+from phaselog.aio.projections import (
+    AsyncProjections,
+    AsyncReadModel,
+)
+from phaselog.aio.store import (
+    AsyncStore,
+    open_async_store,
+)
+
+__all__ = [
+    "AsyncObserver",
+    "AsyncPluginService",
+    "AsyncPluginStateMachine",
+    "AsyncProjections",
+    "AsyncReadModel",
+    "AsyncRetryState",
+    "AsyncStore",
+    "open_async_store",
+]

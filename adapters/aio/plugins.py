@@ -1,0 +1,287 @@
+"""Async plugins (``store.plugins`` of an :class:`~phaselog.aio.AsyncStore`): the async shell.
+
+The decisions are :mod:`phaselog.runtime.plugin_core`'s, the same the sync
+:mod:`phaselog.runtime.plugins` drives: here each store call they ask for is
+awaited on the async store, user functions and observers may be ``async def``,
+and a machine's calls are serialised by a task-reentrant asyncio lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Generator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from phaselog.domain.plugin import (
+    PluginAggregate,
+    PluginPhase,
+    RetryPolicy,
+    RetryStatus,
+    Transition,
+    plugin_stream_id,
+)
+from phaselog.domain.plugin_state import PluginStateManager
+from phaselog.runtime.plugin_core import (
+    Backoff,
+    MachineCore,
+    check_callable,
+    load_plugin,
+    machine_settings,
+    manager_for,
+    open_plugin,
+    plugin_history,
+    record_state,
+    transitions,
+)
+from phaselog.runtime.sansio import Call, drive_async
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from phaselog.aio.store import AsyncStore
+
+__all__ = ["AsyncObserver", "AsyncPluginService", "AsyncPluginStateMachine", "AsyncRetryState"]
+
+T = TypeVar("T")
+AsyncObserver = Callable[[str, Transition], object]  # may return an awaitable (async def)
+StateFn = Callable[[PluginStateManager], T | Awaitable[T]]
+
+
+async def _run(store: AsyncStore, protocol: Generator[Call, Any, Any]) -> Any:
+    """Await the store calls of a plugin protocol (the async shell)."""
+
+    async def call(step: Call) -> object:
+        return await step.on(store)
+
+    return await drive_async(protocol, call)
+
+
+async def _resolve(value: T | Awaitable[T]) -> T:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class _TaskLock:
+    """An asyncio lock the holding task may take again (a machine's ``handle`` fn may refresh it)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if self._owner is not task or task is None:
+            await self._lock.acquire()
+            self._owner = task
+        self._depth += 1
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+
+class AsyncRetryState:
+    """The retry counters of one async machine: read them, ``await advance()`` / ``await reset()``."""
+
+    def __init__(self, machine: AsyncPluginStateMachine) -> None:
+        self._machine = machine
+
+    @property
+    def status(self) -> RetryStatus:
+        """The counters as of the machine's last write or reload."""
+        return self._machine._core.known.retry  # noqa: SLF001 - the machine's own core
+
+    @property
+    def attempts(self) -> int:
+        """Recovery attempts since the last reset."""
+        return self.status.attempts
+
+    @property
+    def next_backoff(self) -> timedelta:
+        """How long to wait before the next attempt."""
+        return self.status.next_backoff
+
+    @property
+    def last_attempt(self) -> datetime | None:
+        """When the last attempt was made (UTC), ``None`` after a reset."""
+        return self.status.last_attempt
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The retry limits of the machine."""
+        return self._machine.policy
+
+    async def advance(self) -> None:
+        """Record one more attempt: attempts+1, last_attempt=now, backoff doubled (capped)."""
+        await self._machine._drive(self._machine._core.advance_retry())  # noqa: SLF001
+
+    async def reset(self) -> None:
+        """Record a reset: 0 attempts, the initial backoff, no last attempt."""
+        await self._machine._drive(self._machine._core.reset_retry())  # noqa: SLF001
+
+    def can_retry(self) -> bool:
+        """Tell whether attempts are below the machine's ``max_attempts``."""
+        return self.policy.can_retry(self.status)
+
+    def __repr__(self) -> str:
+        s = self.status
+        return f"AsyncRetryState(attempts={s.attempts}, next_backoff={s.next_backoff}, last={s.last_attempt})"
+
+
+class AsyncPluginStateMachine:
+    """The lifecycle of one plugin for asyncio code; get one with ``await store.plugins.machine(id)``.
+
+    The same rules and events as :class:`~phaselog.runtime.PluginStateMachine`:
+    writes are serialised per machine, observers (plain or ``async def``) are
+    called in the order they were added after the event is durable, and a
+    stale machine gets :class:`ConcurrencyConflict` and reloads.
+    """
+
+    def __init__(self, store: AsyncStore, core: MachineCore) -> None:
+        self._store = store
+        self._core = core
+        self._lock = _TaskLock()
+        self.retry = AsyncRetryState(self)
+
+    async def _drive(self, protocol: Generator[Call, Any, Any]) -> Any:
+        async with self._lock:
+            return await _run(self._store, protocol)
+
+    # -- reading -------------------------------------------------------------------------------------
+    @property
+    def plugin_id(self) -> str:
+        """The plugin this machine drives."""
+        return self._core.plugin_id
+
+    @property
+    def stream_id(self) -> str:
+        """The plugin's stream id (``plugin:<plugin_id>``)."""
+        return self._core.stream_id
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The retry limits of this machine."""
+        return self._core.policy
+
+    @property
+    def phase(self) -> PluginPhase:
+        """The phase as of this machine's last write or reload."""
+        return self._core.known.phase
+
+    @property
+    def version(self) -> int:
+        """The version of the plugin's stream this machine is at."""
+        return self._core.known.version
+
+    @property
+    def state(self) -> tuple[bytes | None, int]:
+        """The plugin's versioned state: ``(bytes or None, version)``."""
+        agg = self._core.known
+        return agg.state, agg.state_version
+
+    async def history(self, limit: int | None = None) -> list[Transition]:
+        """Recorded transitions, oldest first (the newest ``limit`` if given)."""
+        found: list[Transition] = await _run(self._store, transitions(self.stream_id, limit))
+        return found
+
+    async def refresh(self) -> None:
+        """Reload the plugin from the store (to see other writers' events)."""
+        await self._drive(self._core.reload())
+
+    def add_observer(self, fn: AsyncObserver) -> None:
+        """Call ``fn(plugin_id, transition)`` (awaited if ``async def``) after each recorded transition."""
+        self._core.add_observer(fn)
+
+    # -- writing ---------------------------------------------------------------------------------------
+    async def transition_to(self, next_phase: PluginPhase | str, reason: str = "") -> Transition:
+        """Move to ``next_phase`` if the lifecycle allows it; record and return the transition."""
+        transition: Transition = await self._drive(self._core.transition(next_phase, reason))
+        await self._notify(transition)
+        return transition
+
+    async def force_phase(self, phase: PluginPhase | str, reason: str = "") -> Transition:
+        """Set ``phase`` without validation, recorded with reason ``"force: ..."``."""
+        transition: Transition = await self._drive(self._core.force(phase, reason))
+        await self._notify(transition)
+        return transition
+
+    async def handle(self, fn: StateFn[T]) -> T:
+        """Run ``fn`` (plain or ``async def``) with this plugin's state and record what it wrote."""
+        check_callable(fn, "fn")
+        async with self._lock:
+            manager = manager_for(await self._drive(self._core.current()))
+            result = await _resolve(fn(manager))
+            await self._drive(self._core.write_state(manager))
+            return result
+
+    async def _notify(self, transition: Transition) -> None:
+        for observer, result in self._core.observer_calls(transition):
+            if inspect.isawaitable(result):
+                try:
+                    await result
+                except Exception:
+                    self._core.observer_failed(observer, transition)
+
+    def __repr__(self) -> str:
+        return f"AsyncPluginStateMachine({self.plugin_id!r}, phase={self._core.known.phase.value})"
+
+
+class AsyncPluginService:
+    """``store.plugins`` of an async store: machines and state units of work, as coroutines."""
+
+    def __init__(self, store: AsyncStore) -> None:
+        self._store = store
+
+    async def machine(
+        self,
+        plugin_id: str,
+        initial: PluginPhase | str = PluginPhase.UNINSTALLED,
+        *,
+        max_attempts: int = 5,
+        initial_backoff: Backoff = timedelta(seconds=1),
+        max_backoff: Backoff = timedelta(seconds=60),
+    ) -> AsyncPluginStateMachine:
+        """The machine of ``plugin_id``: created in ``initial`` if new, loaded otherwise."""
+        phase, policy = machine_settings(plugin_id, initial, max_attempts, initial_backoff, max_backoff)
+        aggregate = await _run(self._store, open_plugin(plugin_id, phase, policy))
+        return AsyncPluginStateMachine(self._store, MachineCore(plugin_id, policy, aggregate))
+
+    async def handle(self, plugin_id: str, fn: StateFn[T]) -> T:
+        """Run ``fn`` (plain or ``async def``) with the plugin's state; append what it wrote, if anything.
+
+        The rules of the sync ``plugins.handle``: an exception from ``fn``
+        records nothing, a new plugin's stream is created with the first
+        write, a concurrent writer makes the save raise ``ConcurrencyConflict``.
+        """
+        plugin_stream_id(plugin_id)
+        check_callable(fn, "fn")
+        aggregate = await _run(self._store, load_plugin(plugin_id))
+        manager = manager_for(aggregate)
+        result = await _resolve(fn(manager))
+        await _run(self._store, record_state(plugin_id, aggregate, manager))
+        return result
+
+    async def exists(self, plugin_id: str) -> bool:
+        """Tell whether the plugin has a stream."""
+        return await self._store.exists(plugin_stream_id(plugin_id))
+
+    async def plugin_ids(self) -> list[str]:
+        """Ids of every plugin in the store, sorted."""
+        return [s.removeprefix("plugin:") for s in await self._store.stream_ids("plugin:")]
+
+    async def get(self, plugin_id: str) -> PluginAggregate:
+        """Load the plugin's current aggregate (``NotFound`` if it has no stream)."""
+        return await self._store.load(plugin_stream_id(plugin_id), PluginAggregate)
+
+    async def history(self, plugin_id: str, limit: int | None = None) -> list[Transition]:
+        """Recorded transitions of ``plugin_id``, oldest first (``NotFound`` if unknown)."""
+        found: list[Transition] = await _run(self._store, plugin_history(plugin_id, limit))
+        return found
