@@ -53,7 +53,7 @@ def snapshot_table(store: Store) -> str:
 
 
 def fingerprint(agg: PluginAggregate) -> tuple[object, ...]:
-    return (agg.version, agg.phase, agg.retry, agg.state, agg.state_version)
+    return (agg.id, agg.plugin_id, agg.version, agg.phase, agg.retry, agg.state, agg.state_version)
 
 
 class EventReads:
