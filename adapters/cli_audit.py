@@ -296,12 +296,17 @@ def rebuild_command(name: Annotated[str | None, typer.Argument()] = None, url: U
 def run_command(
     url: UrlOption = None,
     poll: Annotated[float, typer.Option("--poll", help="Polling interval in seconds (SQLite).")] = 0.2,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve /healthz and /metrics on 127.0.0.1:N.")
+    ] = None,
 ) -> None:
     """Catch up, then follow new events until interrupted (LISTEN/NOTIFY on PostgreSQL)."""
+    from phaselog.adapters.serve.health import metrics_server  # noqa: PLC0415 - only with --metrics-port
+
     load_domain_modules()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with open_store(url, create=False) as store:
+    with open_store(url, create=False) as store, metrics_server(store, metrics_port):
         projections = store.projections
         projections.poll_interval = poll
         console.print(f"following {store.url} from position {projections.position()} (Ctrl-C stops)")

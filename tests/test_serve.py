@@ -184,38 +184,50 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.slow
-def test_serve_command_runs_until_interrupted(url: str) -> None:
-    """The ``serve`` command binds 127.0.0.1, answers /healthz, and exits cleanly on Ctrl-C (SIGINT)."""
-    port = _free_port()
-    code = (
-        "import typer\n"
-        "from phaselog.adapters.cli_serve import register\n"
-        "app = typer.Typer()\n"
-        "register(app)\n"
-        "@app.callback()\n"
-        "def main() -> None: ...\n"
-        "app()\n"
-    )
-    env = {**os.environ, "PHASELOG_SERVE_TOKEN": ""}
-    args = [sys.executable, "-c", code, "serve", "--url", url, "--port", str(port)]
-    with subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+def _until_healthy(proc: subprocess.Popen[bytes], port: int) -> None:
+    """Wait (at most 60 s) until ``proc`` answers /healthz on ``port``; fail at once if it exits."""
+    deadline = time.monotonic() + 60
+    status = 0
+    while status != 200:
+        assert time.monotonic() < deadline, "no answer on /healthz within 60 s"
         try:
-            deadline = time.monotonic() + 60
-            status = 0
-            while status != 200:
-                assert time.monotonic() < deadline, "serve did not answer /healthz within 60 s"
-                try:
-                    status = fetch(f"http://127.0.0.1:{port}/healthz")[0]
-                except OSError:  # not listening yet: wait a little for it (or for its exit)
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        proc.wait(timeout=0.1)
-                    assert proc.poll() is None, proc.communicate(timeout=30)
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=30)
+            status = fetch(f"http://127.0.0.1:{port}/healthz")[0]
+        except OSError:  # not listening yet: wait a little for it (or for its exit)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.1)
+            assert proc.poll() is None, proc.communicate(timeout=30)
+
+
+def _run(args: list[str], port: int, stop: signal.Signals) -> str:
+    """Start ``python -m phaselog ARGS``, wait until it is healthy, send ``stop``; return /metrics text."""
+    env = {**os.environ, "PHASELOG_SERVE_TOKEN": ""}
+    cmd = [sys.executable, "-m", "phaselog", *args]
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        try:
+            _until_healthy(proc, port)
+            metrics = fetch(f"http://127.0.0.1:{port}/metrics")
+            proc.send_signal(stop)
+            _, err = proc.communicate(timeout=30)
             assert proc.returncode == 0, err
-            assert b"stopped" in out
+            assert metrics[0] == 200
+            return metrics[2].decode()
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate(timeout=30)
+
+
+@pytest.mark.slow
+def test_serve_command_runs_until_interrupted(url: str) -> None:
+    """``phaselog serve`` binds 127.0.0.1, answers /healthz and /metrics, and exits 0 on Ctrl-C (SIGINT)."""
+    port = _free_port()
+    text = _run(["serve", "--url", url, "--port", str(port)], port, signal.SIGINT)
+    assert _sample(text, "phaselog_plugins", phase="Stopped") == 1
+
+
+@pytest.mark.slow
+def test_projections_run_serves_health_and_metrics(url: str) -> None:
+    """``phaselog projections run --metrics-port N`` serves /healthz and /metrics until SIGTERM stops it."""
+    port = _free_port()
+    text = _run(["projections", "run", "--url", url, "--metrics-port", str(port)], port, signal.SIGTERM)
+    assert _sample(text, "phaselog_projection_lag", projection="plan_runs") == 0

@@ -5,6 +5,7 @@ This package's modules import Starlette only in :mod:`phaselog.adapters.serve.ap
 """
 
 from phaselog.adapters.serve.health import (
+    METRICS_HOST_ENV,
     PROMETHEUS_CONTENT_TYPE,
     MetricsServer,
     PrometheusMetrics,
@@ -12,4 +13,11 @@ from phaselog.adapters.serve.health import (
     metrics_server,
 )
 
-__all__ = ["PROMETHEUS_CONTENT_TYPE", "MetricsServer", "PrometheusMetrics", "health", "metrics_server"]
+__all__ = [
+    "METRICS_HOST_ENV",
+    "PROMETHEUS_CONTENT_TYPE",
+    "MetricsServer",
+    "PrometheusMetrics",
+    "health",
+    "metrics_server",
+]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -21,11 +22,19 @@ import orjson
 from phaselog.domain.errors import PhaselogError
 from phaselog.runtime import telemetry
 
-__all__ = ["PROMETHEUS_CONTENT_TYPE", "MetricsServer", "PrometheusMetrics", "health", "metrics_server"]
+__all__ = [
+    "METRICS_HOST_ENV",
+    "PROMETHEUS_CONTENT_TYPE",
+    "MetricsServer",
+    "PrometheusMetrics",
+    "health",
+    "metrics_server",
+]
 
 log = logging.getLogger("phaselog.serve")
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+METRICS_HOST_ENV = "PHASELOG_METRICS_HOST"
 
 
 def health(store: Any) -> tuple[int, dict[str, Any]]:
@@ -124,15 +133,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def metrics_server(
-    store: Any, port: int | None, *, host: str = "127.0.0.1", projections: Any = None
+    store: Any, port: int | None, *, host: str | None = None, projections: Any = None
 ) -> Iterator[MetricsServer | None]:
     """Serve ``/healthz`` and ``/metrics`` for ``store`` on ``host:port`` while the block runs.
 
-    ``port=None`` serves nothing (and needs no extra); port 0 picks a free port.
+    ``port=None`` serves nothing (and needs no extra); port 0 picks a free port. ``host``
+    defaults to ``$PHASELOG_METRICS_HOST``, else 127.0.0.1 (a container sets ``0.0.0.0``).
     """
     if port is None:
         yield None
         return
+    host = host or os.environ.get(METRICS_HOST_ENV) or "127.0.0.1"
     metrics = PrometheusMetrics(store, projections)
     try:
         try:
