@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from phaselog.domain.errors import InvalidTransition, NotFound, StoreUnavailable, ValidationFailed
@@ -26,6 +26,7 @@ from phaselog.domain.plugin import (
     RetryAdvanced,
     RetryPolicy,
     RetryReset,
+    RetryStatus,
     Transition,
     is_valid_transition,
     parse_phase,
@@ -37,7 +38,9 @@ from phaselog.runtime.sansio import Call
 __all__ = [
     "Backoff",
     "MachineCore",
+    "MachineView",
     "Observer",
+    "RetryView",
     "check_callable",
     "check_reason",
     "load_plugin",
@@ -299,3 +302,70 @@ class MachineCore:
             transition,
             exc_info=True,  # noqa: LOG014 - the shells call this inside their except blocks
         )
+
+
+class MachineView:
+    """What both shells' machines read from their core (the shells add the I/O)."""
+
+    _core: MachineCore
+
+    @property
+    def plugin_id(self) -> str:
+        """The plugin this machine drives."""
+        return self._core.plugin_id
+
+    @property
+    def stream_id(self) -> str:
+        """The plugin's stream id (``plugin:<plugin_id>``)."""
+        return self._core.stream_id
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The retry limits of this machine (they shape the values it records)."""
+        return self._core.policy
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.plugin_id!r}, phase={self._core.known.phase.value})"
+
+
+class RetryView:
+    """The retry counters of one machine, read-only (the shells add ``advance`` and ``reset``)."""
+
+    def __init__(self, machine: MachineView) -> None:
+        self._machine = machine
+
+    def _status(self) -> RetryStatus:
+        return self._machine._core.known.retry  # noqa: SLF001 - the machine's own core
+
+    @property
+    def status(self) -> RetryStatus:
+        """The current counters as an immutable value."""
+        return self._status()
+
+    @property
+    def attempts(self) -> int:
+        """Recovery attempts since the last reset."""
+        return self.status.attempts
+
+    @property
+    def next_backoff(self) -> timedelta:
+        """How long to wait before the next attempt."""
+        return self.status.next_backoff
+
+    @property
+    def last_attempt(self) -> datetime | None:
+        """When the last attempt was made (UTC), ``None`` after a reset."""
+        return self.status.last_attempt
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The retry limits of the machine."""
+        return self._machine.policy
+
+    def can_retry(self) -> bool:
+        """Tell whether attempts are below the machine's ``max_attempts``."""
+        return self.policy.can_retry(self.status)
+
+    def __repr__(self) -> str:
+        s, name = self.status, type(self).__name__
+        return f"{name}(attempts={s.attempts}, next_backoff={s.next_backoff}, last={s.last_attempt})"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from phaselog.domain.plugin import (
@@ -30,7 +30,9 @@ from phaselog.domain.plugin_state import PluginStateManager
 from phaselog.runtime.plugin_core import (
     Backoff,
     MachineCore,
+    MachineView,
     Observer,
+    RetryView,
     check_callable,
     load_plugin,
     machine_settings,
@@ -58,55 +60,24 @@ def _run(store: Store, protocol: Generator[Call, Any, Any]) -> Any:
     return drive(protocol, lambda call: call.on(store))
 
 
-class RetryState:
+class RetryState(RetryView):
     """The crash-recovery retry counters of one machine; every change is a recorded event."""
 
-    def __init__(self, machine: PluginStateMachine) -> None:
-        self._machine = machine
+    _machine: PluginStateMachine
 
-    @property
-    def status(self) -> RetryStatus:
-        """The current counters as an immutable value."""
-        return self._machine._aggregate_retry()  # noqa: SLF001 - the machine's own helper
-
-    @property
-    def attempts(self) -> int:
-        """Recovery attempts since the last reset."""
-        return self.status.attempts
-
-    @property
-    def next_backoff(self) -> timedelta:
-        """How long to wait before the next attempt."""
-        return self.status.next_backoff
-
-    @property
-    def last_attempt(self) -> datetime | None:
-        """When the last attempt was made (UTC), ``None`` after a reset."""
-        return self.status.last_attempt
-
-    @property
-    def policy(self) -> RetryPolicy:
-        """Return the retry limits of the machine."""
-        return self._machine.policy
+    def _status(self) -> RetryStatus:
+        return self._machine._current().retry  # noqa: SLF001 - reloads a stale machine first
 
     def advance(self) -> None:
         """Record one more attempt: attempts+1, last_attempt=now, backoff doubled (capped)."""
         self._machine._drive(self._machine._core.advance_retry())  # noqa: SLF001
 
-    def can_retry(self) -> bool:
-        """Tell whether attempts are below the machine's ``max_attempts``."""
-        return self.policy.can_retry(self.status)
-
     def reset(self) -> None:
         """Record a reset: 0 attempts, the initial backoff, no last attempt."""
         self._machine._drive(self._machine._core.reset_retry())  # noqa: SLF001
 
-    def __repr__(self) -> str:
-        s = self.status
-        return f"RetryState(attempts={s.attempts}, next_backoff={s.next_backoff}, last={s.last_attempt})"
 
-
-class PluginStateMachine:
+class PluginStateMachine(MachineView):
     """The lifecycle of one plugin, backed by its event stream.
 
     Thread-safe: writes are serialised by a lock; observers run after the
@@ -130,21 +101,6 @@ class PluginStateMachine:
         return aggregate
 
     # -- reading -------------------------------------------------------------------------------------
-    @property
-    def plugin_id(self) -> str:
-        """The plugin this machine drives."""
-        return self._core.plugin_id
-
-    @property
-    def stream_id(self) -> str:
-        """The plugin's stream id (``plugin:<plugin_id>``)."""
-        return self._core.stream_id
-
-    @property
-    def policy(self) -> RetryPolicy:
-        """The retry limits of this machine."""
-        return self._core.policy
-
     @property
     def phase(self) -> PluginPhase:
         """The current phase (as of this machine's last write or reload)."""
@@ -211,17 +167,11 @@ class PluginStateMachine:
             return result
 
     # -- internals -----------------------------------------------------------------------------------
-    def _aggregate_retry(self) -> RetryStatus:
-        return self._current().retry
-
     def _notify(self, transition: Transition) -> None:
         with self._lock:
             calls = self._core.observer_calls(transition)
         for _ in calls:  # each observer is called as the iteration reaches it
             pass
-
-    def __repr__(self) -> str:
-        return f"PluginStateMachine({self.plugin_id!r}, phase={self._core.known.phase.value})"
 
 
 class PluginService:

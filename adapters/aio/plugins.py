@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Generator
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from phaselog.domain.plugin import (
     PluginAggregate,
     PluginPhase,
-    RetryPolicy,
-    RetryStatus,
     Transition,
     plugin_stream_id,
 )
@@ -26,6 +24,8 @@ from phaselog.domain.plugin_state import PluginStateManager
 from phaselog.runtime.plugin_core import (
     Backoff,
     MachineCore,
+    MachineView,
+    RetryView,
     check_callable,
     load_plugin,
     machine_settings,
@@ -88,36 +88,10 @@ class _TaskLock:
             self._lock.release()
 
 
-class AsyncRetryState:
+class AsyncRetryState(RetryView):
     """The retry counters of one async machine: read them, ``await advance()`` / ``await reset()``."""
 
-    def __init__(self, machine: AsyncPluginStateMachine) -> None:
-        self._machine = machine
-
-    @property
-    def status(self) -> RetryStatus:
-        """The counters as of the machine's last write or reload."""
-        return self._machine._core.known.retry  # noqa: SLF001 - the machine's own core
-
-    @property
-    def attempts(self) -> int:
-        """Recovery attempts since the last reset."""
-        return self.status.attempts
-
-    @property
-    def next_backoff(self) -> timedelta:
-        """How long to wait before the next attempt."""
-        return self.status.next_backoff
-
-    @property
-    def last_attempt(self) -> datetime | None:
-        """When the last attempt was made (UTC), ``None`` after a reset."""
-        return self.status.last_attempt
-
-    @property
-    def policy(self) -> RetryPolicy:
-        """The retry limits of the machine."""
-        return self._machine.policy
+    _machine: AsyncPluginStateMachine
 
     async def advance(self) -> None:
         """Record one more attempt: attempts+1, last_attempt=now, backoff doubled (capped)."""
@@ -127,16 +101,8 @@ class AsyncRetryState:
         """Record a reset: 0 attempts, the initial backoff, no last attempt."""
         await self._machine._drive(self._machine._core.reset_retry())  # noqa: SLF001
 
-    def can_retry(self) -> bool:
-        """Tell whether attempts are below the machine's ``max_attempts``."""
-        return self.policy.can_retry(self.status)
 
-    def __repr__(self) -> str:
-        s = self.status
-        return f"AsyncRetryState(attempts={s.attempts}, next_backoff={s.next_backoff}, last={s.last_attempt})"
-
-
-class AsyncPluginStateMachine:
+class AsyncPluginStateMachine(MachineView):
     """The lifecycle of one plugin for asyncio code; get one with ``await store.plugins.machine(id)``.
 
     The same rules and events as :class:`~phaselog.runtime.PluginStateMachine`:
@@ -156,21 +122,6 @@ class AsyncPluginStateMachine:
             return await _run(self._store, protocol)
 
     # -- reading -------------------------------------------------------------------------------------
-    @property
-    def plugin_id(self) -> str:
-        """The plugin this machine drives."""
-        return self._core.plugin_id
-
-    @property
-    def stream_id(self) -> str:
-        """The plugin's stream id (``plugin:<plugin_id>``)."""
-        return self._core.stream_id
-
-    @property
-    def policy(self) -> RetryPolicy:
-        """The retry limits of this machine."""
-        return self._core.policy
-
     @property
     def phase(self) -> PluginPhase:
         """The phase as of this machine's last write or reload."""
@@ -213,6 +164,10 @@ class AsyncPluginStateMachine:
         await self._notify(transition)
         return transition
 
+    @overload
+    async def handle(self, fn: Callable[[PluginStateManager], Awaitable[T]]) -> T: ...
+    @overload
+    async def handle(self, fn: Callable[[PluginStateManager], T]) -> T: ...
     async def handle(self, fn: StateFn[T]) -> T:
         """Run ``fn`` (plain or ``async def``) with this plugin's state and record what it wrote."""
         check_callable(fn, "fn")
@@ -229,9 +184,6 @@ class AsyncPluginStateMachine:
                     await result
                 except Exception:
                     self._core.observer_failed(observer, transition)
-
-    def __repr__(self) -> str:
-        return f"AsyncPluginStateMachine({self.plugin_id!r}, phase={self._core.known.phase.value})"
 
 
 class AsyncPluginService:
@@ -254,6 +206,10 @@ class AsyncPluginService:
         aggregate = await _run(self._store, open_plugin(plugin_id, phase, policy))
         return AsyncPluginStateMachine(self._store, MachineCore(plugin_id, policy, aggregate))
 
+    @overload
+    async def handle(self, plugin_id: str, fn: Callable[[PluginStateManager], Awaitable[T]]) -> T: ...
+    @overload
+    async def handle(self, plugin_id: str, fn: Callable[[PluginStateManager], T]) -> T: ...
     async def handle(self, plugin_id: str, fn: StateFn[T]) -> T:
         """Run ``fn`` (plain or ``async def``) with the plugin's state; append what it wrote, if anything.
 
