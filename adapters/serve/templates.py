@@ -42,6 +42,7 @@ button { font:inherit; padding:.35em .9em; border-radius:6px; border:1px solid v
 input[type=text] { font:inherit; padding:.3em .5em; border:1px solid var(--line); border-radius:6px; }
 .bar { display:inline-block; height:.7em; background:var(--accent); border-radius:2px;
        vertical-align:middle; }
+figure { margin:0 0 1em; } figcaption { margin-top:.3em; font-size:.9em; }
 svg.timeline { background:#fff; border:1px solid var(--line); border-radius:8px; max-width:100%;
                height:auto; }
 svg .lane { fill:#fff; stroke:#eef0f4; }
@@ -134,7 +135,12 @@ STREAM = """{% extends "base.html" %}{% block main %}
 <h1>{{ stream_id }}</h1>
 <p class="muted">{{ kind }} · {{ events | length }} event(s) ·
 <a href="/api/streams/{{ stream_id | urlencode }}">JSON</a></p>
-<figure>{{ svg | safe }}</figure>
+<figure>{{ svg | safe }}
+<figcaption class="muted">{% if kind == "plugin" %}○ created · ● transition · ◆ forced · ticks below:
+grey a state write, orange a retry{% elif kind == "plan" %}bars: green attempt succeeded, red failed,
+orange abandoned or unfinished, grey pause, violet cleanup · dashed lines: run started or resumed,
+solid: run finished{% elif kind == "task" %}top: states · middle: progress (0 to 100 %) · bottom: log
+entries{% else %}one mark per event{% endif %} · hover a mark for its event</figcaption></figure>
 <table id="events"><tr><th class="num">position</th><th class="num">version</th><th>time</th><th>event</th>
 <th>data</th></tr>
 {% for e in events %}<tr><td class="num">{{ e.position }}</td><td class="num">{{ e.version }}</td>
