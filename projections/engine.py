@@ -121,7 +121,7 @@ class Engine:
             return 0
         for isolate in (False, True):
             try:
-                return self._commit_batch(target, events, end, owner, lock_timeout, isolate=isolate)
+                return self._commit_batch(target, events, (after, end), owner, lock_timeout, isolate=isolate)
             except RetryIsolated:
                 target.cache.clear()
             except _Halt as halt:
@@ -139,13 +139,15 @@ class Engine:
         self,
         target: Target,
         page: Sequence[Notification],
-        end: int,
+        span: tuple[int, int],
         owner: str | None,
         lock_timeout: float | None,
         *,
         isolate: bool,
     ) -> int:
+        """Fold ``page`` (the events after ``span[0]`` up to ``span[1]``) in one transaction."""
         b, p = self.backend, target.projection
+        after, end = span
         with (
             telemetry.span("phaselog.projection.batch", projection=p.name, events=len(page), isolate=isolate),
             db_errors(f"updating read model {p.name}"),
@@ -157,7 +159,7 @@ class Engine:
                 generation = self._check_state(cur, p, owner)
                 if generation < 0:
                     return 0
-            if locked >= end:
+            if locked >= end or locked < after:  # done elsewhere, or moved back (a forced rebuild swap)
                 target.known = locked
                 return 0
             target.cache.check((locked, generation))
