@@ -16,27 +16,28 @@ HMAC-signed, so a forged seal shows as a bad signature.
 
 from __future__ import annotations
 
+import heapq
 import hmac
 import sqlite3
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from eventsourcing.postgres import PostgresApplicationRecorder
-from psycopg.rows import tuple_row
 
+from phaselog.adapters.archive import check_archive, read_archive
 from phaselog.adapters.chain import GENESIS_DIGEST, audit_key, chain_digest, seal_digest, sign_seal
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.schema import CHAIN_TABLE, SEALS_TABLE
+from phaselog.adapters.prefix import load_prefix
+from phaselog.adapters.reading import Reader, snapshot_reader
 from phaselog.domain.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from phaselog.adapters.store import Store
 
-__all__ = ["Problem", "Seal", "VerifyReport", "seal", "verify"]
+__all__ = ["Problem", "Seal", "VerifyReport", "check_rows", "seal", "verify", "verify_archive"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class VerifyReport:
     head_position: int = 0
     head_digest: str = GENESIS_DIGEST
     seals: int = 0
+    seals_unchecked: int = 0
     sealed_position: int = 0
     problems: list[Problem] = field(default_factory=list)
 
@@ -139,7 +141,7 @@ class _LostRace(Exception):
 
 
 def _seal_up_to(store: Store, horizon: int) -> Seal:
-    with _snapshot(store, write=True) as read:
+    with snapshot_reader(store, write=True) as read:
         seals = _seals(read)
         last = seals[-1][0] if seals else None
         if last is not None and last.horizon >= horizon:
@@ -172,91 +174,83 @@ def _seal_up_to(store: Store, horizon: int) -> Seal:
 
 
 # -- verifying --------------------------------------------------------------------------------------
-def verify(store: Store) -> VerifyReport:
+def verify(store: Store, *, archives: Sequence[str | Path] = ()) -> VerifyReport:
     """Check every stored event against its chain row, and the chain against the seals.
 
     Events, chain rows and seals are read in ONE read-only snapshot, so appends
-    running meanwhile can never look like removed or inserted events.
+    running meanwhile can never look like removed or inserted events. History
+    moved to archives is checked when their files are given (``archives``, the
+    consecutive files up to the newest archive); otherwise the live chain is
+    checked against the per-stream tails recorded with the newest archive.
     """
     if store.kind == "memory":
         return VerifyReport(supported=False)
-    with translate_errors("verifying the history"), _snapshot(store) as read:
+    with translate_errors("verifying the history"), snapshot_reader(store) as read:
         chain = _chain(read)
         found_at = {(sid, version): int(p) for p, sid, version in read(_events_sql(read, states=False))}
+        prefix = load_prefix(read, archives)
+        live = set(found_at.values())
+        given = bool(prefix.chain)
+        for position in [p for p in chain if p < prefix.before and (not given or p not in live)]:
+            del chain[position]  # archived: checked only with the archive file
+        if not given:  # events still stored below the archive's end are checked with its file only
+            found_at = {key: p for key, p in found_at.items() if p >= prefix.before}
+        for row in prefix.chain:
+            chain.setdefault(int(row[0]), _Link(str(row[1]), int(row[2]), str(row[3]), row[4]))
+        extra = [row for row in prefix.events if int(row[0]) not in live]
+        found_at.update({(str(r[1]), int(r[2])): int(r[0]) for r in extra})
         report = VerifyReport(
             supported=True, checked=len(found_at), head_position=max(found_at.values(), default=0)
         )
-        where = {(c.stream_id, c.version): p for p, c in chain.items()}
-        previous_global = GENESIS_DIGEST
-        notes = iter(read(_events_sql(read, states=True)))
-        note = next(notes, None)
-        for position in sorted(set(chain) | set(found_at.values())):
-            link = chain.get(position)
-            here = note if note is not None and int(note[0]) == position else None
-            if here is not None:
-                note = next(notes, None)
-            expected_previous = ""
-            if link is not None and link.link is None:
-                expected_previous, previous_global = previous_global, link.digest
-            elif link is not None:
-                before = where.get((link.stream_id, link.version - 1))
-                expected_previous = chain[before].digest if before is not None else GENESIS_DIGEST
-            problem = _check(position, link, here, expected_previous, where, found_at)
-            if problem is not None:
-                report.problems.append(problem)
-        _check_seals(_seals(read), chain, report)
+        report.problems.extend(Problem(p, kind, "", 0, detail) for p, kind, detail in prefix.problems)
+        if given:  # the archive files' own rows, also where the store still holds them
+            own = {int(r[0]): _Link(str(r[1]), int(r[2]), str(r[3]), r[4]) for r in prefix.chain}
+            own_found = {(str(r[1]), int(r[2])): int(r[0]) for r in prefix.events}
+            rows = check_rows(own, own_found, iter(prefix.events), prefix.tails, prefix.global_tail)
+            report.problems.extend(p for p in rows if p.position in live)
+        stored = (
+            row for row in read(_events_sql(read, states=True)) if given or int(row[0]) >= prefix.before
+        )
+        notes = heapq.merge(extra, stored, key=lambda row: int(row[0]))
+        report.problems.extend(check_rows(chain, found_at, notes, prefix.tails, prefix.global_tail))
+        _check_seals(_seals(read), chain, report, unchecked_before=prefix.before)
     report.problems.sort(key=lambda p: p.position)
     return report
 
 
-class Reader:
-    """Runs queries of :func:`verify` and :func:`seal` in one snapshot, rows as tuples, streamed."""
-
-    def __init__(self, store: Store, query: Callable[[str, tuple[Any, ...]], Iterator[Any]]) -> None:
-        recorder: Any = store.app.recorder
-        self.postgres = isinstance(recorder, PostgresApplicationRecorder)
-        self.schema = recorder.datastore.schema if self.postgres else ""
-        self.events = recorder.events_table_name
-        self.position = "notification_id" if self.postgres else "rowid"
-        self.param = "%s" if self.postgres else "?"
-        self._query = query
-
-    def table(self, name: str) -> str:
-        """``name`` qualified with the store's schema."""
-        return f'"{self.schema}"."{name}"' if self.postgres else name
-
-    def __call__(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[Any]:
-        return self._query(sql, params)
-
-
-@contextmanager
-def _snapshot(store: Store, *, write: bool = False) -> Iterator[Reader]:
-    """A :class:`Reader` over one repeatable-read snapshot of the store (read-only unless ``write``)."""
-    recorder: Any = store.app.recorder
-    if isinstance(recorder, PostgresApplicationRecorder):
-        with recorder.datastore.get_connection() as conn, conn.transaction():
-            mode = "READ WRITE" if write else "READ ONLY"
-            conn.execute(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ {mode}")
-
-            def read_pg(sql: str, params: tuple[Any, ...]) -> Iterator[Any]:
-                if sql.lstrip().upper().startswith("INSERT"):
-                    conn.execute(sql, params)
-                    return
-                with conn.cursor(name=f"audit_{uuid.uuid4().hex[:12]}", row_factory=tuple_row) as cur:
-                    cur.itersize = 5000
-                    cur.execute(sql, params)
-                    yield from cur
-
-            yield Reader(store, read_pg)
-        return
-    with recorder.datastore.transaction(commit=write) as cursor:
-        raw: sqlite3.Cursor = cursor.sqlite_cursor  # one read transaction: a consistent snapshot in WAL mode
-
-        def read_sqlite(sql: str, params: tuple[Any, ...]) -> Iterator[Any]:
-            raw.execute(sql, params)  # verify and seal run one query at a time on it
-            yield from (tuple(row) for row in raw)
-
-        yield Reader(store, read_sqlite)
+def check_rows(
+    chain: dict[int, _Link],
+    found_at: dict[tuple[str, int], int],
+    notes: Iterator[tuple[Any, ...]],
+    tails: dict[str, tuple[int, str]],
+    global_tail: str,
+) -> list[Problem]:
+    """Every problem of the chain rows and events, given the digests that precede them."""
+    problems: list[Problem] = []
+    where = {(c.stream_id, c.version): p for p, c in chain.items()}
+    previous_global = global_tail
+    note = next(notes, None)
+    for position in sorted(set(chain) | set(found_at.values())):
+        link = chain.get(position)
+        here = note if note is not None and int(note[0]) == position else None
+        if here is not None:
+            note = next(notes, None)
+        expected_previous = ""
+        if link is not None and link.link is None:
+            expected_previous, previous_global = previous_global, link.digest
+        elif link is not None:
+            before = where.get((link.stream_id, link.version - 1))
+            tail = tails.get(link.stream_id)
+            if before is not None:
+                expected_previous = chain[before].digest
+            elif tail is not None and tail[0] == link.version - 1:
+                expected_previous = tail[1]  # its previous event is archived
+            else:
+                expected_previous = GENESIS_DIGEST
+        problem = _check(position, link, here, expected_previous, where, found_at)
+        if problem is not None:
+            problems.append(problem)
+    return problems
 
 
 def _events_sql(read: Reader, *, states: bool) -> str:
@@ -312,7 +306,13 @@ def _check(  # noqa: PLR0911, PLR0913, PLR0917 - one verdict per kind of differe
     return None
 
 
-def _check_seals(seals: list[tuple[Seal, str | None]], chain: dict[int, _Link], report: VerifyReport) -> None:
+def _check_seals(
+    seals: list[tuple[Seal, str | None]],
+    chain: dict[int, _Link],
+    report: VerifyReport,
+    *,
+    unchecked_before: int,
+) -> None:
     key = audit_key()
     positions = sorted(chain)
     previous, after, index = GENESIS_DIGEST, 0, 0
@@ -321,6 +321,10 @@ def _check_seals(seals: list[tuple[Seal, str | None]], chain: dict[int, _Link], 
         while index < len(positions) and positions[index] <= sealed.horizon:
             covered.append(chain[positions[index]].digest)
             index += 1
+        if after + 1 < unchecked_before:  # it covers archived positions whose file was not given
+            previous, after = sealed.digest, sealed.horizon
+            report.seals_unchecked += 1
+            continue
         digest, count = seal_digest(previous, sealed.horizon, covered)
         first = after + 1
         if (digest, count) != (sealed.digest, sealed.events):
@@ -348,3 +352,20 @@ def _check_seals(seals: list[tuple[Seal, str | None]], chain: dict[int, _Link], 
         report.sealed_position = sealed.horizon
     rest = [chain[p].digest for p in positions[index:]]
     report.head_digest = seal_digest(previous, report.head_position, rest)[0]
+
+
+def verify_archive(path: str | Path) -> VerifyReport:
+    """Check one archive file alone: its events against its chain rows, and its seal."""
+    contents = read_archive(path)
+    chain = {int(r[0]): _Link(str(r[1]), int(r[2]), str(r[3]), r[4]) for r in contents.chain}
+    found_at = {(str(r[1]), int(r[2])): int(r[0]) for r in contents.events}
+    report = VerifyReport(supported=True, checked=len(found_at), head_position=contents.before - 1)
+    report.problems.extend(
+        Problem(contents.start, "unsealed", "", 0, f"archive: {p}") for p in check_archive(contents)
+    )
+    report.problems.extend(
+        check_rows(chain, found_at, iter(contents.events), contents.tails_in, contents.global_in)
+    )
+    report.head_digest = contents.digest
+    report.problems.sort(key=lambda p: p.position)
+    return report

@@ -25,6 +25,7 @@ from phaselog.adapters.postgres.functions import APPEND_FUNCTION, ENSURE_PARTITI
 
 __all__ = [
     "APPEND_ONLY_MESSAGE",
+    "ARCHIVES_TABLE",
     "CHAIN_TABLE",
     "DEFAULT_PARTITION_SIZE",
     "HEADS_TABLE",
@@ -32,6 +33,7 @@ __all__ = [
     "PARTITION_SIZE_ENV",
     "SCHEMA_VERSION",
     "SEALS_TABLE",
+    "TAILS_TABLE",
     "append_function_name",
     "install_schema",
     "lock_key",
@@ -43,6 +45,8 @@ CHAIN_TABLE = "phaselog_audit_chain"
 HEADS_TABLE = "phaselog_streams"
 SEALS_TABLE = "phaselog_seals"
 META_TABLE = "phaselog_meta"
+ARCHIVES_TABLE = "phaselog_archives"
+TAILS_TABLE = "phaselog_archive_tails"
 PARTITION_SIZE_ENV = "PHASELOG_PARTITION_SIZE"  # positions per partition of a new store (URL: partition_size)
 DEFAULT_PARTITION_SIZE = 1_000_000
 SCHEMA_VERSION = 2  # 1: wave 1 (global chain, table lock); 2: per-stream chains, heads, seals, xid8
@@ -98,6 +102,8 @@ def phaselog_statements(schema: str, table: str, channel: str, *, partition_size
         "heads": Identifier(HEADS_TABLE),
         "seals": Identifier(SEALS_TABLE),
         "meta": Identifier(META_TABLE),
+        "archives": Identifier(ARCHIVES_TABLE),
+        "tails": Identifier(TAILS_TABLE),
         "guard": Identifier(f"{table}_append_only"),
         "append": Identifier(append_function_name(table)),
         "seq": Literal(f'"{schema}"."{table}_notification_id_seq"'),
@@ -120,6 +126,16 @@ def phaselog_statements(schema: str, table: str, channel: str, *, partition_size
     }
     statements: list[str | Composed] = [
         "CREATE TABLE IF NOT EXISTS {schema}.{meta} (key text PRIMARY KEY, value text NOT NULL)",
+        (
+            "CREATE TABLE IF NOT EXISTS {schema}.{archives} (id bigint PRIMARY KEY, start bigint NOT NULL, "
+            "before bigint NOT NULL, events bigint NOT NULL, digest text NOT NULL, signature text, "
+            "file_digest text NOT NULL, archived_at timestamptz NOT NULL DEFAULT now())"
+        ),
+        (
+            "CREATE TABLE IF NOT EXISTS {schema}.{tails} (archive_id bigint NOT NULL, "
+            "stream_id text NOT NULL, "
+            "version bigint NOT NULL, digest text NOT NULL, PRIMARY KEY (archive_id, stream_id))"
+        ),
         "ALTER TABLE {schema}.{events} ADD COLUMN IF NOT EXISTS tx_id xid8",
         "ALTER TABLE {schema}.{events} ALTER COLUMN tx_id SET DEFAULT pg_current_xact_id()",
         # A new store's chain is partitioned like its events (archived and detached together).
@@ -170,9 +186,10 @@ def phaselog_statements(schema: str, table: str, channel: str, *, partition_size
             f"RAISE EXCEPTION '{APPEND_ONLY_MESSAGE}' USING ERRCODE = 'insufficient_privilege'; END $$"
         ),
     ]
-    for guarded in ("events", "chain", "seals"):
+    for guarded in ("events", "chain", "seals", "archives", "tails"):
         trigger = {**ids, "table": ids[guarded]}
-        name = table if guarded == "events" else {"chain": CHAIN_TABLE, "seals": SEALS_TABLE}[guarded]
+        names = {"chain": CHAIN_TABLE, "seals": SEALS_TABLE, "archives": ARCHIVES_TABLE, "tails": TAILS_TABLE}
+        name = table if guarded == "events" else names[guarded]
         trigger["row_trigger"] = Identifier(f"{name}_no_change")
         trigger["statement_trigger"] = Identifier(f"{name}_no_truncate")
         statements.append(

@@ -20,11 +20,13 @@ from phaselog.adapters.chain import GENESIS_DIGEST, STREAM_LINK, chain_digest
 from phaselog.adapters.postgres.recorder import prefix_range
 from phaselog.adapters.postgres.schema import (
     APPEND_ONLY_MESSAGE,
+    ARCHIVES_TABLE,
     CHAIN_TABLE,
     HEADS_TABLE,
     META_TABLE,
     SCHEMA_VERSION,
     SEALS_TABLE,
+    TAILS_TABLE,
 )
 from phaselog.runtime.ports import StreamHead
 
@@ -59,8 +61,20 @@ class PhaselogSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
             ),
             f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            (
+                f"CREATE TABLE IF NOT EXISTS {ARCHIVES_TABLE} (id INTEGER PRIMARY KEY, "
+                "start INTEGER NOT NULL, "
+                "before INTEGER NOT NULL, events INTEGER NOT NULL, digest TEXT NOT NULL, signature TEXT, "
+                "file_digest TEXT NOT NULL, archived_at TEXT NOT NULL "
+                "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+            ),
+            (
+                f"CREATE TABLE IF NOT EXISTS {TAILS_TABLE} (archive_id INTEGER NOT NULL, "
+                "stream_id TEXT NOT NULL, "
+                "version INTEGER NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (archive_id, stream_id))"
+            ),
         ]
-        for table in (self.events_table_name, CHAIN_TABLE, SEALS_TABLE):
+        for table in (self.events_table_name, CHAIN_TABLE, SEALS_TABLE, ARCHIVES_TABLE, TAILS_TABLE):
             for action in ("UPDATE", "DELETE"):
                 statements.append(
                     f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} BEFORE {action} ON {table} "

@@ -1,0 +1,74 @@
+"""Reading (and writing) phaselog's integrity tables inside one repeatable-read snapshot.
+
+Used by :mod:`~phaselog.adapters.integrity` (verify, seal) and
+:mod:`~phaselog.adapters.archive`: queries run in ONE transaction, rows come as
+tuples and are streamed (a named cursor on PostgreSQL), so concurrent appends
+never make the tables look inconsistent with each other.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.rows import tuple_row
+
+if TYPE_CHECKING:
+    from phaselog.adapters.store import Store
+
+__all__ = ["Reader", "snapshot_reader"]
+
+
+class Reader:
+    """Runs queries of :func:`verify` and :func:`seal` in one snapshot, rows as tuples, streamed."""
+
+    def __init__(self, store: Store, query: Callable[[str, tuple[Any, ...]], Iterator[Any]]) -> None:
+        recorder: Any = store.app.recorder
+        self.postgres = isinstance(recorder, PostgresApplicationRecorder)
+        self.schema = recorder.datastore.schema if self.postgres else ""
+        self.events = recorder.events_table_name
+        self.position = "notification_id" if self.postgres else "rowid"
+        self.param = "%s" if self.postgres else "?"
+        self._query = query
+
+    def table(self, name: str) -> str:
+        """``name`` qualified with the store's schema."""
+        return f'"{self.schema}"."{name}"' if self.postgres else name
+
+    def __call__(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[Any]:
+        """Run ``sql``; rows as tuples (an INSERT runs at once and yields nothing)."""
+        return self._query(sql, params)
+
+
+@contextmanager
+def snapshot_reader(store: Store, *, write: bool = False) -> Iterator[Reader]:
+    """A :class:`Reader` over one repeatable-read snapshot of the store (read-only unless ``write``)."""
+    recorder: Any = store.app.recorder
+    if isinstance(recorder, PostgresApplicationRecorder):
+        with recorder.datastore.get_connection() as conn, conn.transaction():
+            mode = "READ WRITE" if write else "READ ONLY"
+            conn.execute(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ {mode}")
+
+            def read_pg(sql: str, params: tuple[Any, ...]) -> Iterator[Any]:
+                if sql.lstrip().upper().startswith("INSERT"):
+                    conn.execute(sql, params)
+                    return
+                with conn.cursor(name=f"audit_{uuid.uuid4().hex[:12]}", row_factory=tuple_row) as cur:
+                    cur.itersize = 5000
+                    cur.execute(sql, params)
+                    yield from cur
+
+            yield Reader(store, read_pg)
+        return
+    with recorder.datastore.transaction(commit=write) as cursor:
+        raw: sqlite3.Cursor = cursor.sqlite_cursor  # one read transaction: a consistent snapshot in WAL mode
+
+        def read_sqlite(sql: str, params: tuple[Any, ...]) -> Iterator[Any]:
+            raw.execute(sql, params)  # verify and seal run one query at a time on it
+            yield from (tuple(row) for row in raw)
+
+        yield Reader(store, read_sqlite)
