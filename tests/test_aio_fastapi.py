@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+
+from conftest import load_script
+
+service = load_script("examples", "fastapi_service")
+
+
+def _events(body: str) -> list[dict[str, Any]]:
+    """Parse a text/event-stream body into its events."""
+    found = []
+    for block in body.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        found.append({"id": int(fields["id"]), "event": fields["event"], "data": json.loads(fields["data"])})
+    return found
+
+
+def test_service_transitions_plugins_and_streams_them(durable_url: str) -> None:
+    """The FastAPI example records transitions, refuses invalid ones and streams them (server-sent events)."""
+    app = service.create_app(durable_url)
+
+    async def main() -> None:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://phaselog") as client,
+        ):
+            stream = asyncio.create_task(client.get("/plugins/cam/events", params={"limit": 3}))
+            ok = await client.post("/plugins/cam/transitions", json={"to": "Installing", "reason": "api"})
+            assert ok.status_code == 200
+            assert ok.json()["phase"] == "Installing"
+            assert ok.json()["transition"]["from"] == "Uninstalled"
+            bad = await client.post("/plugins/cam/transitions", json={"to": "Running", "reason": "skip"})
+            assert bad.status_code == 409
+            assert "Installing -> Running" in bad.json()["detail"]
+            unknown = await client.post("/plugins/cam/transitions", json={"to": "Flying"})
+            assert unknown.status_code == 422
+            forced = await client.post(
+                "/plugins/cam/transitions", params={"force": "true"}, json={"to": "Running", "reason": "op"}
+            )
+            assert forced.json()["transition"]["reason"] == "force: op"
+            retry = await client.post("/plugins/cam/retry", json={"action": "advance"})
+            assert retry.json()["retry"]["attempts"] == 1
+            await client.post("/plugins/mic/transitions", json={"to": "Installing"})  # another plugin
+            await client.post("/plugins/cam/transitions", json={"to": "Degraded", "reason": "slow"})
+            response = await asyncio.wait_for(stream, 60)
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            sent = _events(response.text)
+            assert [e["data"]["to"] for e in sent] == ["Installing", "Running", "Degraded"]
+            assert {e["event"] for e in sent} == {"transition"}
+            positions = [e["id"] for e in sent]
+            assert positions == sorted(positions)
+            resumed = await client.get("/plugins/cam/events", params={"start": positions[0] + 1, "limit": 2})
+            assert [e["id"] for e in _events(resumed.text)] == positions[1:]
+            status = await client.get("/plugins/cam")
+            assert status.json()["phase"] == "Degraded"
+            assert status.json()["version"] == 5
+            history = await client.get("/plugins/cam/history", params={"limit": 2})
+            assert [t["to"] for t in history.json()] == ["Running", "Degraded"]
+            assert (await client.get("/plugins/nobody")).status_code == 404
+            assert (await client.get("/plugins/nobody/history")).status_code == 404
+
+    asyncio.run(main())
