@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 from task_helpers import ScriptedRunner, wait_for
 from test_task_controller import fast_controller, finished
 
 from phaselog.adapters import Store
 from phaselog.domain.errors import ValidationFailed
-from phaselog.runtime import TaskController
 from phaselog.runtime.task_models import CancelContext
 from phaselog.runtime.task_runner import ActiveTask
 
 
-@pytest.fixture
-def runner() -> ScriptedRunner:
-    return ScriptedRunner()
-
-
-@pytest.fixture
-def controller(store: Store, runner: ScriptedRunner) -> Iterator[TaskController]:
-    ctl = fast_controller(store, runner)
-    yield ctl
-    ctl.close()
-
-
-def test_integers_beyond_64_bits_are_refused(
-    store: Store, controller: TaskController, runner: ScriptedRunner
-) -> None:
+def test_integers_beyond_64_bits_are_refused(store: Store) -> None:
     """set_progress and add_log_entry outside 64-bit integers raise ValidationFailed and record nothing."""
     seen: dict[str, BaseException | None] = {}
 
@@ -49,13 +33,14 @@ def test_integers_beyond_64_bits_are_refused(
                 seen[name] = None
         task.set_progress(2**63 - 1, 2**63 - 1)
 
-    runner.running["big"] = run
-    controller.launch_task("big")
-    wait_for(lambda: finished(controller, "big"))
+    runner = ScriptedRunner(running={"big": run})
+    with fast_controller(store, runner) as controller:
+        controller.launch_task("big")
+        wait_for(lambda: finished(controller, "big"))
+        status = controller.task_status("big")
     assert all(isinstance(exc, ValidationFailed) for exc in seen.values()), seen
     assert len(seen) == 3
     logged = [e for e in store.stream("task:ctl:big") if type(e).__name__ == "TaskLogged"]
     assert all("too big" not in str(e) for e in logged)
-    status = controller.task_status("big")
     assert status.progress is not None
     assert status.progress.current == 2**63 - 1
