@@ -204,19 +204,16 @@ class Engine:
             return None
 
     def _check_state(self, cur: Any, p: Projection, owner: str | None) -> int:
-        """The live table's generation, or -1 when it is halted; raises :class:`LeaseLost`."""
-        b = self.backend
-        if owner is not None:
-            cur.execute(
-                b.q(
-                    f"UPDATE {b.table(tables.STATE_TABLE)} SET expires = {b.now_sql} + ? "
-                    "WHERE name = ? AND owner = ?"
-                ),
-                [self.lease_seconds, p.name, owner],
-            )
-            if int(cur.rowcount) != 1:
-                raise LeaseLost(f"{p.name}: another runner holds the lease now")
-        state = tables.read_state(b, cur, [p.name]).get(p.name)
+        """The live table's generation, or -1 when it is halted; raises :class:`LeaseLost`.
+
+        The lease is only read here, never locked: the housekeeper renews it meanwhile
+        without waiting for this batch. Exactly once does not rest on the lease but on
+        the tracking-row lock this batch holds, so a runner whose lease is taken over
+        during its batch cannot make the new owner fold anything twice.
+        """
+        state = tables.read_state(self.backend, cur, [p.name]).get(p.name)
+        if owner is not None and (state is None or state["owner"] != owner):
+            raise LeaseLost(f"{p.name}: another runner holds the lease now")
         if state is None:
             return 0
         return -1 if state["halted"] is not None else int(state["generation"])

@@ -4,8 +4,9 @@ Several runners (threads here, or processes anywhere) may follow the same store.
 A read model's lease (a row of ``phaselog_projection_state``: owner and expiry
 by the database clock) is held by one runner at a time; a housekeeping thread
 renews this runner's leases every third of ``lease_seconds``, and every batch
-re-checks (and extends) the lease inside its own transaction, so a runner that
-lost its lease never commits. A runner killed with ``kill -9`` stops renewing;
+re-reads the lease inside its own transaction, so a runner that knows it lost
+its lease commits nothing more (exactly once rests on the tracking-row lock a
+batch holds, not on the lease). A runner killed with ``kill -9`` stops renewing;
 its open batch rolls back with its connection, and another runner takes the
 lease over once it expires. A clean stop releases the leases at once.
 
