@@ -29,6 +29,15 @@ from pgserver import PostgresServer  # noqa: E402
 AREA_BENCHMARKS = ("bench_plugins", "bench_tasks", "bench_plans", "bench_state", "bench_projections")
 
 
+def _postgres_only(name: str, dsn: str) -> dict[str, Any]:
+    """Run ``name``'s PostgreSQL-only benchmark, timed; its traceback instead if it fails."""
+    started = time.perf_counter()
+    try:
+        return {**importlib.import_module(name).run(dsn), "seconds": round(time.perf_counter() - started, 1)}
+    except Exception:  # one broken benchmark must not hide the others' figures
+        return {"error": traceback.format_exc(limit=3)}
+
+
 def main() -> int:
     """Run the benchmarks and print their JSON; exit 1 if any of them failed."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -71,6 +80,7 @@ def main() -> int:
                 report["write_path"] = {**write_path, "seconds": round(time.perf_counter() - started, 1)}
             except Exception:  # one broken benchmark must not hide the others' figures
                 report["write_path"] = {"error": traceback.format_exc(limit=3)}
+            report["aio"] = _postgres_only("bench_aio", dsn)  # 1,000 coroutines on one loop vs threads
             started = time.perf_counter()
             try:  # PostgreSQL only: sweeps with 0 and with many finished tasks
                 sweep = importlib.import_module("bench_sweep").run(dsn)
