@@ -223,3 +223,26 @@ def test_a_machine_whose_store_went_away_says_so(make_url: Callable[[str], str])
             _ = machine.phase
 
     asyncio.run(main())
+
+
+def test_a_cancelled_transition_leaves_the_machine_to_reload(store_url: str) -> None:
+    """Cancelling a coroutine mid-write never leaves a phantom phase: the machine reloads what was stored."""
+
+    async def main() -> None:
+        async with open_async_store(store_url) as store:
+            machine = await store.plugins.machine("c", initial=P.RUNNING)
+            task = asyncio.create_task(machine.force_phase(P.DEGRADED, "cancelled"))
+            await asyncio.sleep(0)  # let the task reach its first await (the write), then cancel it
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            with pytest.raises(StoreUnavailable):
+                _ = machine.phase  # it cannot know whether the write landed until it reloads
+            await machine.refresh()
+            stored = await store.stream("plugin:c")
+            assert machine.version == len(stored)
+            assert machine.phase == (P.DEGRADED if len(stored) == 2 else P.RUNNING)
+            await machine.transition_to(P.STOPPING if machine.phase == P.RUNNING else P.RECOVERING, "after")
+            assert machine.version == len(stored) + 1
+
+    asyncio.run(main())

@@ -58,6 +58,7 @@ class PostgresAsyncStore(AsyncStore):
     """:class:`AsyncStore` on PostgreSQL, doing its I/O on async connections (no thread per call)."""
 
     def __init__(self, url: str | None = None, *, pool_size: int | None = None, **options: Any) -> None:
+        """``pool_size``: the most async connections (default: the URL's ``pool_max``)."""
         super().__init__(url, **options)
         env = self.location.env
         self.pool_size = pool_size or int(env["POSTGRES_POOL_SIZE"]) + int(env["POSTGRES_MAX_OVERFLOW"])
@@ -80,7 +81,7 @@ class PostgresAsyncStore(AsyncStore):
             self.conninfo,
             connection_class=psycopg.AsyncConnection[DictRow],
             kwargs={"autocommit": True, "row_factory": dict_row},
-            min_size=min(self.pool_size, 2),
+            min_size=min(self.pool_size, int(self.location.env["POSTGRES_POOL_SIZE"])),
             max_size=self.pool_size,
             timeout=float(self.location.connect_timeout) * 2,
             open=False,
@@ -111,8 +112,8 @@ class PostgresAsyncStore(AsyncStore):
                     cursor = await conn.execute(step.sql, step.params, prepare=step.prepare)
                     return list(await cursor.fetchall()) if cursor.description else []
                 except BaseException:
-                    if step.unlock_on_error and not (conn.broken or conn.closed):
-                        await conn.execute(UNLOCK_ALL)
+                    if step.unlock_on_error:
+                        await _release_position_lock(conn)
                     raise
         except psycopg.Error as exc:
             raise persistence_error(exc) from exc
@@ -220,6 +221,16 @@ class PostgresAsyncStore(AsyncStore):
 
     def __repr__(self) -> str:
         return f"PostgresAsyncStore({self.url!r})"
+
+
+async def _release_position_lock(conn: Connection) -> None:
+    """Make sure a failed (or cancelled) append never leaves the positions lock held by a pooled session."""
+    if conn.broken or conn.closed:
+        return
+    try:
+        await conn.execute(UNLOCK_ALL)
+    except psycopg.Error:  # the connection is unusable; the pool drops it
+        log.debug("could not reset advisory locks on a failing connection", exc_info=True)
 
 
 def _notification(position: int, stored: StoredEvent) -> Notification:
