@@ -15,6 +15,7 @@ Also: one 3.9 MiB event written by phaselog and by raw psycopg.
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
 import time
 import uuid
 from typing import Any
@@ -72,7 +73,18 @@ def _processes(kind: str, url: str, schema: str, writers: int, per_writer: int) 
     ]
     for proc in procs:
         proc.start()
-    spans: list[tuple[float, float]] = [results.get(timeout=600) for _ in procs]
+    spans: list[tuple[float, float]] = []
+    deadline = time.monotonic() + 600
+    while len(spans) < writers:
+        try:
+            spans.append(results.get(timeout=1))
+        except queue.Empty:
+            failed = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
+            if failed or time.monotonic() > deadline:  # a worker died: fail now, not after the timeout
+                for proc in procs:
+                    proc.kill()
+                msg = f"write-path worker processes failed (exit codes {failed})"
+                raise RuntimeError(msg) from None
     for proc in procs:
         proc.join(timeout=60)
     return max(end for _, end in spans) - min(start for start, _ in spans)
