@@ -12,13 +12,19 @@ Endpoints (all JSON except the stream):
   ``id:`` is the global position, so a client resumes with ``start=<last id + 1>``;
   ``limit`` ends the stream after that many events).
 
-The task endpoints wait for ``AsyncTaskController`` (not in phaselog.aio yet). Run::
+Tasks (an :class:`~phaselog.aio.AsyncTaskController` named ``jobs`` with an async runner):
+
+* ``POST /tasks/{id}`` ``{"steps": 3}``: launch a run (409 while the id's run is active);
+* ``GET /tasks/{id}``: its state, progress and logs.
+
+Run::
 
     pip install fastapi uvicorn
     python examples/fastapi_service.py [STORE_URL] [PORT]
 """
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,9 +34,12 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from phaselog.aio import AsyncPluginStateMachine, AsyncStore, open_async_store
+from phaselog.aio import AsyncPluginStateMachine, AsyncStore, AsyncTaskController, open_async_store
 from phaselog.domain.errors import ConcurrencyConflict, InvalidTransition, NotFound, ValidationFailed
 from phaselog.domain.plugin import PhaseChanged, plugin_stream_id
+from phaselog.domain.task import TaskAlreadyRunning, TaskState
+from phaselog.runtime.task_models import CancelContext
+from phaselog.runtime.task_runner import ActiveTask
 
 
 class TransitionRequest(BaseModel):
@@ -38,6 +47,38 @@ class TransitionRequest(BaseModel):
 
     to: str
     reason: str = ""
+
+
+class JobRequest(BaseModel):
+    """The metadata of a job: how many steps it counts."""
+
+    steps: int = 3
+
+
+class JobRunner:
+    """The jobs' runner: async hooks on the service's event loop, progress per step."""
+
+    async def on_task_pending(self, ctx: CancelContext, task: ActiveTask) -> None:  # noqa: ARG002 - TaskRunner
+        """Note the job in its log."""
+        task.add_log_entry(20, "queued")
+
+    async def on_task_running(self, ctx: CancelContext, task: ActiveTask) -> None:
+        """Count the steps of the job's metadata, one progress write each."""
+        job = task.load_task_metadata(JobRequest) or JobRequest()
+        for step in range(job.steps):
+            ctx.raise_if_cancelled()
+            await asyncio.sleep(0)  # real work would await I/O here
+            task.set_progress(step + 1, job.steps)
+
+    def on_task_completed(
+        self,
+        ctx: CancelContext,  # noqa: ARG002 - the TaskRunner signature
+        task: ActiveTask,
+        state: TaskState,
+        *args: Any,  # noqa: ARG002 - the TaskRunner signature (the error of a failed run)
+    ) -> None:
+        """Log the outcome."""
+        task.add_log_entry(20, f"ended {state.name}")
 
 
 class RetryRequest(BaseModel):
@@ -140,13 +181,41 @@ async def events(
     )
 
 
+@router.post("/tasks/{task_id}")
+async def launch(request: Request, task_id: str, body: JobRequest) -> dict[str, Any]:
+    """Launch a run of job ``task_id``."""
+    jobs: AsyncTaskController = request.app.state.jobs
+    try:
+        await jobs.launch_task(task_id, metadata=body)
+    except TaskAlreadyRunning as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except ValidationFailed as exc:
+        raise HTTPException(422, str(exc)) from exc
+    return {"task_id": task_id, "launched": True}
+
+
+@router.get("/tasks/{task_id}")
+async def task_status(request: Request, task_id: str) -> dict[str, Any]:
+    """State, progress and logs of job ``task_id``."""
+    jobs: AsyncTaskController = request.app.state.jobs
+    try:
+        found = await jobs.task_status(task_id)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    return {"task_id": task_id, **found.model_dump(mode="json"), "state": found.state.name}
+
+
 def create_app(url: str | None = None) -> FastAPI:
-    """The service on the store at ``url`` (opened for the app's lifespan)."""
+    """The service on the store at ``url`` (opened for the app's lifespan, with its job controller)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_async_store(url) as store:
+        async with (
+            open_async_store(url) as store,
+            AsyncTaskController(store, "jobs", JobRunner(), max_workers=4) as jobs,
+        ):
             app.state.store = store
+            app.state.jobs = jobs
             yield
 
     app = FastAPI(title="phaselog plugins", lifespan=lifespan)

@@ -66,3 +66,30 @@ def test_service_transitions_plugins_and_streams_them(durable_url: str) -> None:
             assert (await client.get("/plugins/nobody/history")).status_code == 404
 
     asyncio.run(main())
+
+
+def test_service_launches_jobs_and_reports_their_status(durable_url: str) -> None:
+    """The example's job endpoints launch a run on the async task controller and report its progress."""
+    app = service.create_app(durable_url)
+
+    async def main() -> None:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://phaselog") as client,
+        ):
+            launched = await client.post("/tasks/report-1", json={"steps": 4})
+            assert launched.status_code == 200
+            assert (await client.post("/tasks/report-1", json={"x": 1})).status_code in {200, 409}
+            deadline = asyncio.get_running_loop().time() + 30
+            status: dict[str, Any] = {}
+            while asyncio.get_running_loop().time() < deadline:  # bounded wait for the run to end
+                status = (await client.get("/tasks/report-1")).json()
+                if status["state"] not in {"PENDING", "RUNNING"}:
+                    break
+                await asyncio.sleep(0.02)
+            assert status["state"] == "COMPLETED"
+            assert status["progress"]["current"] == status["progress"]["total"] == 4
+            assert [entry["msg"] for entry in status["logs"]][:1] == ["queued"]
+            assert (await client.get("/tasks/nobody")).status_code == 404
+
+    asyncio.run(main())

@@ -14,6 +14,10 @@ from phaselog.aio.store import (
     AsyncStore,
     open_async_store,
 )
+from phaselog.aio.tasks import (
+    AsyncTaskController,
+    AsyncTaskRunner,
+)
 
 __all__ = [
     "AsyncObserver",
@@ -23,5 +27,7 @@ __all__ = [
     "AsyncReadModel",
     "AsyncRetryState",
     "AsyncStore",
+    "AsyncTaskController",
+    "AsyncTaskRunner",
     "open_async_store",
 ]
