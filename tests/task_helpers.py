@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -14,9 +15,13 @@ from phaselog.runtime.task_runner import ActiveTask
 Hook = Callable[[CancelContext, ActiveTask], None]
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
-    """Poll ``predicate`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+# How long a wait may take before the test fails (tools/mutation.sh shortens it: in-memory store only).
+WAIT_LIMIT = float(os.environ.get("PHASELOG_TEST_WAIT", "15"))
+
+
+def wait_for(predicate: Callable[[], object], timeout: float | None = None, what: str = "condition") -> None:
+    """Poll ``predicate`` until it is truthy; fail after ``timeout`` seconds (default ``WAIT_LIMIT``)."""
+    deadline = time.monotonic() + (WAIT_LIMIT if timeout is None else timeout)
     while time.monotonic() < deadline:
         if predicate():
             return

@@ -56,7 +56,7 @@ def test_a_cancel_during_the_pending_hook_ends_canceled_without_running(
     assert gate.entered.wait(WAIT)
     controller.cancel_task("p")
     gate.release.set()
-    wait_for(lambda: _delivered(controller, "p"), timeout=WAIT, what="the canceled run")
+    wait_for(lambda: _delivered(controller, "p"), what="the canceled run")
     status = controller.task_status("p")
     assert status.state is X
     assert [t.state for t in status.transitions] == [P, X]
@@ -78,7 +78,7 @@ def test_relaunching_a_pending_task_is_refused_and_writes_nothing(
         controller.launch_task("p", metadata={"n": 2})
     assert len(store.stream("task:ctl:p")) == before
     gate.release.set()
-    wait_for(lambda: _delivered(controller, "p"), timeout=WAIT, what="the first run")
+    wait_for(lambda: _delivered(controller, "p"), what="the first run")
     status = controller.task_status("p")
     assert (status.state, status.metadata) == (C, '{"n":1}')
     assert [t.state for t in status.transitions] == [P, R, C]
