@@ -161,29 +161,30 @@ def global_options(
 @app.command()
 def demo(url: UrlOption = None) -> None:
     """Exercise plugins, tasks, plans and state, then show this run's read-model rows and a timeline."""
+    screen = Console(highlight=False)  # the demo's prose wraps to the terminal
     with open_store(url) as store:
-        console.print(f"[bold]phaselog demo[/] on [cyan]{store.url}[/]")
+        screen.print(f"[bold]phaselog demo[/] on [cyan]{store.url}[/]")
         start = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # the format of event timestamps
         created: dict[str, str] = {}
         for title, module_name in DEMO_SECTIONS:
-            console.print(Rule(title))
+            screen.print(Rule(title))
             run_demo: Callable[[Store, Console], Any] = importlib.import_module(module_name).run_demo
-            made = run_demo(store, console)
+            made = run_demo(store, screen)
             if isinstance(made, str):
                 created[title] = made
-        _demo_read_side(store, start, created.get("Plugins"))
+        _demo_read_side(store, screen, start, created.get("Plugins"))
 
 
-def _demo_read_side(store: Store, start: str, plugin_stream: str | None) -> None:
+def _demo_read_side(store: Store, screen: Console, start: str, plugin_stream: str | None) -> None:
     render: Any = importlib.import_module("phaselog.adapters.cli_render")
-    console.print(Rule("Projections"))
-    render.render_projections(store, console, since=start)
+    screen.print(Rule("Projections"))
+    render.render_projections(store, screen, since=start)
     if plugin_stream is None:  # a demo section that did not say what it made: the newest plugin stream
         newest = max(store.stream_heads("plugin:"), key=lambda h: h.position, default=None)
         plugin_stream = newest.stream_id if newest else None
     if plugin_stream is not None:
-        console.print(Rule(f"Audit timeline of {plugin_stream}"))
-        render.render_timeline(store, plugin_stream, console)
+        screen.print(Rule(f"Audit timeline of {plugin_stream}"))
+        render.render_timeline(store, plugin_stream, screen)
 
 
 @app.command("migrate")
@@ -234,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
     except KeyboardInterrupt:
         return fail("interrupted", status=130)
+    except Exception as exc:  # a bug: still one line (the traceback is logged at debug level, -vv)
+        logging.getLogger("phaselog.cli").debug("unexpected error", exc_info=True)
+        return fail(f"unexpected {type(exc).__name__}: {exc} (a bug in phaselog; -vv shows the traceback)")
     except SystemExit as exc:  # typer's standalone mode ends every run with one
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)

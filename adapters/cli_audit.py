@@ -63,7 +63,7 @@ def timeline_command(  # noqa: PLR0913, PLR0917 - one option per filter (typer p
         str | None, typer.Option("--until", metavar="ISO", help="Only events at or before this time.")
     ] = None,
     wide: Annotated[
-        bool, typer.Option("--wide", help="Full times and details (wrapped, never cut).")
+        bool, typer.Option("--wide", help="Full times and every detail, never cut (one event per line pair).")
     ] = False,
     url: UrlOption = None,
     as_json: JsonOption = False,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+import typer.core
 from rich.console import Console
 
 __all__ = [
@@ -18,6 +19,9 @@ __all__ = [
     "fail",
     "short",
 ]
+
+# An argument's help names it (STREAM, NAME); typer would add a type label such as <str> after it.
+setattr(typer.core.TyperArgument, "display_type_rich", lambda _self, ctx: None)  # noqa: ARG005, B010
 
 console = Console(highlight=False, soft_wrap=True)
 """Standard output for tables and messages (data goes out as JSON through :func:`echo_json`)."""

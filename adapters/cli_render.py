@@ -44,6 +44,7 @@ GLANCE_COLUMNS = {
     "recoverable_states": (("id", "state"), ("persists", "writes"), ("value", "value")),
 }
 _FIXED_MAX = 28  # widest a column other than the last may get
+_DETAILS_MIN = 20  # a timeline's details keep at least this many characters
 
 
 def _json_text(text: str) -> Any:
@@ -146,10 +147,15 @@ def render_timeline(  # noqa: PLR0913 - the renderer's options, all keyword-only
             console.print(f"{more} more event(s): use --limit, --since/--until or --json", soft_wrap=True)
         return
     table = Table(title=f"timeline of {stream_id}", title_justify="left", expand=True)
-    for i, name in enumerate(("pos", "ver", "time", "event")):
-        width = max([len(name), *(len(c[i]) for c in cells)])
-        table.add_column(name, justify="right" if i < 2 else "left", no_wrap=True, min_width=width)
-    table.add_column("details", ratio=1, no_wrap=True, overflow="ellipsis")
+    widths = [max([len(name), *(len(c[i]) for c in cells)]) for i, name in enumerate(("pos", "ver", "time"))]
+    # a row: five cells of padding and borders (3 each, plus 1); on a narrow terminal the event name
+    # is cut (with an ellipsis) so that the details keep _DETAILS_MIN characters
+    room = console.width - sum(widths) - 16 - _DETAILS_MIN
+    event_width = max(5, min(room, max([5, *(len(c[3]) for c in cells)])))
+    for name, width in zip(("pos", "ver", "time"), widths, strict=True):
+        table.add_column(name, justify="left" if name == "time" else "right", no_wrap=True, width=width)
+    table.add_column("event", no_wrap=True, overflow="ellipsis", width=event_width)
+    table.add_column("details", ratio=1, no_wrap=True, overflow="ellipsis", min_width=_DETAILS_MIN)
     for cell in cells:
         table.add_row(*cell)
     if more:

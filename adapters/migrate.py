@@ -29,6 +29,8 @@ from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.schema import HEADS_TABLE, META_TABLE, SCHEMA_VERSION
 from phaselog.domain.encoding import dump_json
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
+from phaselog.domain.retry import Backoff
+from phaselog.runtime.retry import retry
 
 if TYPE_CHECKING:
     from phaselog.adapters.store import Store
@@ -49,6 +51,8 @@ __all__ = [
 ]
 
 PG_EVENTS_TABLE = "phaselog_events"
+_SQLITE_BUSY_S = 30.0
+_PROBE_RETRIES = Backoff(first=0.05, factor=1.5, maximum=1.0, attempts=12)
 SQLITE_EVENTS_TABLE = "stored_events"
 
 
@@ -93,21 +97,30 @@ def sqlite_schema_version(location: StoreURL) -> int | None:
     assert path is not None  # noqa: S101 - only called for SQLite
     if not path.is_file():
         return None
-    try:
-        conn = sqlite3.connect(sqlite_uri(location, read_only=True), uri=True)
+
+    def read() -> tuple[set[str], object]:
+        conn = sqlite3.connect(sqlite_uri(location, read_only=True), uri=True, timeout=_SQLITE_BUSY_S)
         try:
             names = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if SQLITE_EVENTS_TABLE not in names:
-                return None
             if META_TABLE not in names:
-                return 1
+                return names, None
             row = conn.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'schema_version'").fetchone()
+            return names, row[0] if row else None
         finally:
             conn.close()
+
+    try:  # a file another process is creating this moment may be locked while it switches to WAL
+        names, raw = retry(read, policy=_PROBE_RETRIES, retry_on=sqlite3.OperationalError, when=_locked)
     except sqlite3.Error as exc:
         msg = f"cannot open {location.display}: {str(exc).splitlines()[0]}"
         raise StoreUnavailable(msg) from exc
-    return _version(location, row[0] if row else None)
+    if SQLITE_EVENTS_TABLE not in names:
+        return None
+    return 1 if META_TABLE not in names else _version(location, raw)
+
+
+def _locked(exc: BaseException) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def postgres_schema_version(location: StoreURL, conn: psycopg.Connection[Any]) -> int | None:

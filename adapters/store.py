@@ -221,6 +221,7 @@ class Store:
         Raises :class:`ConcurrencyConflict` (and records nothing) when another
         writer appended to one of the streams from the same version first.
         """
+        self._check_writable("saving events")
         versions = [(agg, agg.version - len(agg.pending_events)) for agg in aggregates]
         with telemetry.appending(aggregates), translate_errors("saving events"):
             # stream_open reaches the recorder (eventsourcing passes save kwargs through), which
@@ -241,7 +242,7 @@ class Store:
         ``snapshot_interval``. A failure is logged, never raised: the events are
         already durable and a snapshot is only an optimisation.
         """
-        if aggregate.pending_events or self.app.snapshots is None:
+        if aggregate.pending_events or self.app.snapshots is None or self.read_only:
             return
         try:
             with translate_errors(f"snapshotting {aggregate.id!r}"):
@@ -287,7 +288,14 @@ class Store:
     # -- tamper evidence ---------------------------------------------------------------------
     def seal(self) -> Seal | None:
         """Seal everything committed so far (see :mod:`phaselog.adapters.integrity`); None on memory."""
+        self._check_writable("sealing the history")
         return seal(self)
+
+    def _check_writable(self, what: str) -> None:
+        """Refuse a write on a read-only store before any I/O (the database would refuse it too)."""
+        if self.read_only:
+            msg = f"{what}: {self.url} is open read-only"
+            raise StoreUnavailable(msg)
 
     # -- the global order -------------------------------------------------------------
     def max_position(self) -> int:

@@ -6,7 +6,7 @@ the host. Run::
 
     python examples/plugin_host.py [STORE_URL]
 
-STORE_URL defaults to a fresh SQLite file in a temporary folder.
+STORE_URL defaults to a fresh SQLite file in a temporary folder, removed when the host exits.
 """
 
 from __future__ import annotations
@@ -115,13 +115,15 @@ def second_run(url: str, plugin_id: str) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1:
-        url = sys.argv[1]
-    else:
-        url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='phaselog-')) / 'plugins.db'}"
     plugin_id = f"echo-{uuid.uuid4().hex[:6]}"
-    first_run(url, plugin_id)
-    second_run(url, plugin_id)
+    if len(sys.argv) > 1:
+        first_run(sys.argv[1], plugin_id)
+        second_run(sys.argv[1], plugin_id)
+        return
+    with tempfile.TemporaryDirectory(prefix="phaselog-") as folder:  # removed again on the way out
+        url = f"sqlite:///{Path(folder) / 'plugins.db'}"
+        first_run(url, plugin_id)
+        second_run(url, plugin_id)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_support import pg_schema_exists
 
 from phaselog.adapters import open_store
+from phaselog.adapters.errors import translate_errors
+from phaselog.adapters.migrate import SCHEMA_VERSION, SchemaOutdated
 from phaselog.adapters.urls import parse_url
-from phaselog.domain.errors import PhaselogError, StoreUnavailable, ValidationFailed
+from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 
+from conftest import raw_execute
 from support_events import Counter, open_counter
 
 
@@ -137,3 +141,66 @@ def test_many_processes_create_one_sqlite_file_at_once(
         time.sleep(0.01)
     go.touch()
     assert [p.wait(timeout=120) for p in procs] == [0] * 10
+
+
+# -- create=False and read_only=True -------------------------------------------------------------------------
+def test_create_false_on_a_missing_store_is_not_found_and_creates_nothing(
+    make_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """open_store(create=False) or read_only=True on no store raises NotFound; no file, schema or table."""
+    for kind in ("memory", "sqlite", "postgresql"):
+        url = make_url(kind)
+        for options in ({"create": False}, {"read_only": True}):
+            with pytest.raises(NotFound, match="no phaselog store"):
+                open_store(url, **options)
+        if kind == "sqlite":
+            assert list(tmp_path.glob("store-*")) == []
+        if kind == "postgresql":
+            assert not pg_schema_exists(url)
+
+
+def test_a_read_only_store_reads_and_never_writes(durable_url: str) -> None:
+    """read_only=True reads what exists; any write fails (StoreUnavailable) and records nothing."""
+    with open_store(durable_url) as store:
+        store.save(open_counter("counter:ro"))
+    with open_store(durable_url, read_only=True) as store:
+        assert (store.read_only, store.create) == (True, False)
+        assert store.load("counter:ro", Counter).version == 1
+        before = store.max_position()
+        with pytest.raises(StoreUnavailable, match="read-only"):
+            store.save(open_counter("counter:written"))
+        with pytest.raises(StoreUnavailable, match="read-only"):
+            store.seal()
+        assert store.max_position() == before
+        assert not store.exists("counter:written")
+        # and past the store's own check, the database itself refuses (read-only connections / file)
+        with pytest.raises(StoreUnavailable), translate_errors("writing behind the store's back"):
+            store.app.save(open_counter("counter:behind"))
+        assert store.max_position() == before
+
+
+def test_an_older_schema_is_refused_unless_creating(durable_url: str) -> None:
+    """create=False refuses a store whose schema version is older, naming `phaselog migrate`."""
+    with open_store(durable_url) as store:
+        store.save(open_counter("counter:old"))
+    raw_execute(durable_url, "DROP TABLE phaselog_meta")  # as a wave-1 store: version 1
+    for options in ({"create": False}, {"read_only": True}):
+        with pytest.raises(SchemaOutdated, match="phaselog migrate"):
+            open_store(durable_url, **options)
+    with open_store(durable_url) as store:  # create=True upgrades (and records it) as before
+        assert store.load("counter:old", Counter).version == 1
+    with open_store(durable_url, read_only=True) as store:
+        assert store.schema_version == SCHEMA_VERSION
+
+
+def test_a_newer_schema_is_refused_in_every_mode(durable_url: str) -> None:
+    """A store written by a newer phaselog is never opened (this one's DDL would replace its functions)."""
+    with open_store(durable_url) as store:
+        store.save(open_counter("counter:new"))
+    raw_execute(durable_url, "UPDATE phaselog_meta SET value = '99' WHERE key = 'schema_version'")
+    for options in ({}, {"create": False}, {"read_only": True}):
+        with pytest.raises(StoreUnavailable, match="newer than this phaselog"):
+            open_store(durable_url, **options)
+    assert raw_execute(durable_url, "SELECT value FROM phaselog_meta WHERE key = 'schema_version'") == [
+        ("99",)
+    ]

@@ -37,16 +37,42 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 @pytest.mark.slow
-def test_readme_tour_runs(tmp_path: Path) -> None:
-    """The README's Python tour runs as written and prints what it promises."""
+def test_readme_tour_runs_and_runs_again(tmp_path: Path) -> None:
+    """The README's Python tour runs as written, prints what it promises, and runs again on its ops.db."""
     (tmp_path / "tour.py").write_text(_block("tour", "python"))
-    result = subprocess.run(
-        [sys.executable, "tour.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0].startswith("Installing 0:00:02")
-    assert "COMPLETED" in lines[1]
-    assert "current=3 total=3" in lines[1]
-    assert lines[2] == "1"
-    assert lines[3].startswith("Installing")
+    for run in (1, 2):
+        result = subprocess.run(
+            [sys.executable, "tour.py"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0].startswith("Installing 0:00:02")
+        assert "COMPLETED" in lines[1]
+        assert "current=3 total=3" in lines[1]
+        assert lines[2] == str(run)  # the crawler's state is recovered and counts on
+        assert lines[3].startswith("Installing")
+
+
+@pytest.mark.slow
+def test_readme_audit_commands_run_on_the_tour_store(tmp_path: Path) -> None:
+    """Every `phaselog ... --url sqlite:///ops.db` command the README names runs on the tour's store."""
+    (tmp_path / "tour.py").write_text(_block("tour", "python"))
+    subprocess.run([sys.executable, "tour.py"], cwd=tmp_path, capture_output=True, timeout=120, check=True)
+    commands = sorted(set(re.findall(r"`phaselog ([^`]*--url sqlite:///ops\.db)", README)))
+    assert len(commands) >= 6
+    for command in commands:
+        args = [a for a in re.sub(r"\[[^\]]*\]", "", command).split() if a]
+        result = subprocess.run(
+            [sys.executable, "-m", "phaselog", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, (command, result.stderr)
