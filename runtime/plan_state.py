@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from datetime import timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -25,6 +27,7 @@ __all__ = [
     "Step",
     "check_json",
     "run_hook",
+    "set_hook_loop",
     "to_seconds",
 ]
 
@@ -234,6 +237,41 @@ def to_seconds(value: float | timedelta, what: str) -> float:
     return float(seconds)
 
 
+_hook_loop = threading.local()
+
+
+def set_hook_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Run the ``async def`` hooks of plans this thread executes on ``loop`` (None: a loop of their own)."""
+    _hook_loop.value = loop
+
+
+def _await(awaited: Awaitable[Any], ctx: PlanContext, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Wait for what an ``async def`` hook returned, on ``loop`` (or a loop of its own).
+
+    Cancelling the plan's context cancels the coroutine; that surfaces as
+    PlanCancelled (or PlanTimeout), as a sync hook's ``raise_if_cancelled`` would.
+    """
+
+    async def guarded() -> None:
+        task = asyncio.ensure_future(awaited)
+        running = asyncio.get_running_loop()
+
+        def cancel_task() -> None:
+            running.call_soon_threadsafe(task.cancel)
+
+        ctx.on_cancel(cancel_task)
+        try:
+            await task
+        except asyncio.CancelledError:
+            ctx.raise_if_cancelled()
+            raise
+
+    if loop is None:
+        asyncio.run(guarded())
+    else:
+        asyncio.run_coroutine_threadsafe(guarded(), loop).result()
+
+
 def run_hook(fn: Hook, ctx: PlanContext, state: PlanState, *, grace: float, name: str) -> HookResult:
     """Run ``fn(ctx, state)`` in a daemon thread and wait for it, its deadline or cancellation.
 
@@ -242,13 +280,16 @@ def run_hook(fn: Hook, ctx: PlanContext, state: PlanState, *, grace: float, name
     stops waiting and gets ``("abandoned", None, reason)`` -- Python cannot kill a
     thread, so a hook that ignores ``ctx`` keeps running in the background.
     """
+    loop: asyncio.AbstractEventLoop | None = getattr(_hook_loop, "value", None)
     fn = in_span(fn, "phaselog.plan.hook", hook=name)  # parented by the caller's span, run in its thread
     box: list[BaseException] = []
     done = threading.Event()
 
     def target() -> None:
         try:
-            fn(ctx, state)
+            result = fn(ctx, state)
+            if inspect.isawaitable(result):  # an async def hook: awaited on the plan's hook loop
+                _await(result, ctx, loop)
         except BaseException as exc:  # a hook's failure is data, handed to the plan
             box.append(exc)
         finally:

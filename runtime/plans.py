@@ -30,6 +30,7 @@ from phaselog.domain.plan import (
     StepErrorInfo,
     plan_stream_id,
 )
+from phaselog.runtime.plan_async import AsyncExecution
 from phaselog.runtime.plan_state import HookResult, PlanContext, PlanState, Step, run_hook, to_seconds
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ log = logging.getLogger("phaselog.plans")
 HOOKS: tuple[Literal["pre_exec", "exec", "post_exec"], ...] = ("pre_exec", "exec", "post_exec")
 
 
-class Plan:
+class Plan(AsyncExecution):
     """A sequence of steps and pauses executed durably as runs of the stream ``plan:<plan_id>``.
 
     ``limit_duration`` bounds each ``execute()``/``resume()`` call; at the deadline the
@@ -171,9 +172,8 @@ class Plan:
     def _run_no(self) -> int:
         return 0 if self._agg is None else self._agg.last_run
 
-    # StateBackend for PlanState
     def state_lock(self) -> threading.RLock:
-        """The lock guarding the plan's aggregate."""
+        """The lock guarding the plan's aggregate (this and the next two serve PlanState)."""
         return self._lock
 
     def state_values(self) -> dict[str, Any]:
