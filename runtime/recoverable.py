@@ -268,12 +268,10 @@ class RecoverableState(Generic[TStateModel]):
         def attempt() -> bool:
             agg = self._agg or KeyedState.new(self._kvs, self._key)
             self._agg = None  # until saved, the cached stream may hold unsaved events
-            if not change(agg):
-                self._agg = agg
-                return False
-            self._get_store().save(agg)
+            if changed := change(agg):
+                self._get_store().save(agg)
             self._agg = agg
-            return True
+            return changed
 
         def reload(_exc: BaseException, _delay: float) -> None:
             self._log.debug("state %r was written concurrently; reloading and retrying", self._key)
@@ -284,8 +282,7 @@ class RecoverableState(Generic[TStateModel]):
                 return retry(attempt, policy=_SAVE_RETRIES, retry_on=ConcurrencyConflict, on_retry=reload)
             except ConcurrencyConflict as exc:
                 reload(exc, 0.0)
-                won = f"{_SAVE_ATTEMPTS} concurrent writers won in a row"
-                msg = f"could not record state {self._key!r}: {won}"
+                msg = f"could not record state {self._key!r}: {_SAVE_ATTEMPTS} writers won in a row"
                 raise ConcurrencyConflict(msg) from exc
 
     def _decode(self, agg: KeyedState | None) -> TStateModel:
