@@ -132,7 +132,9 @@ def global_options(
     ] = False,
     verbose: Annotated[
         int,
-        typer.Option("--verbose", "-v", count=True, help="More log output: -v info, -vv debug."),
+        typer.Option(
+            "--verbose", "-v", count=True, show_default=False, help="More log output: -v info, -vv debug."
+        ),
     ] = 0,
     log_level: Annotated[
         str | None,
@@ -143,7 +145,10 @@ def global_options(
         ),
     ] = None,
     log_format: Annotated[
-        str, typer.Option("--log-format", metavar="FORMAT", help="Log lines as text or json.")
+        str,
+        typer.Option(
+            "--log-format", metavar="FORMAT", show_default=False, help="Log lines as text (default) or json."
+        ),
     ] = "text",
 ) -> None:
     """Event-sourced lifecycles for plugins, tasks, plans and recoverable state."""

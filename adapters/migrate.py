@@ -155,7 +155,9 @@ def check_version(location: StoreURL, found: int | None, *, create: bool) -> Non
     """Refuse a store this code cannot open as asked: missing (unless creating), older, or newer."""
     if found is None:
         if not create:
-            raise NotFound(f"no phaselog store at {location.display} (nothing was created)")
+            lives = " (a memory:// store lives only inside the process that opened it)"
+            note = lives if location.kind == "memory" else " (nothing was created)"
+            raise NotFound(f"no phaselog store at {location.display}{note}")
         return
     if found > SCHEMA_VERSION:
         msg = (
