@@ -28,7 +28,7 @@ from phaselog.domain.errors import NotFound, ValidationFailed
 
 __all__ = ["audit_app", "projections_app", "register", "render_projections", "render_timeline"]
 
-_echo_json = echo_json
+_echo_json = echo_json  # the names the projections commands below were written with
 _short = short
 
 audit_app = typer.Typer(
