@@ -57,7 +57,9 @@ def test_as_of_version_and_time(url: str) -> None:
         {"owner": "ann", "balance": 10},
     )
     at = state["timestamp"]
-    by_time = orjson.loads(runner.invoke(audit_app, ["as-of", "acct:a", "--at", at, "--json", "--url", url]).stdout)
+    by_time = orjson.loads(
+        runner.invoke(audit_app, ["as-of", "acct:a", "--at", at, "--json", "--url", url]).stdout
+    )
     assert by_time["version"] == 2
     plugin = orjson.loads(
         runner.invoke(audit_app, ["as-of", "plugin:cam", "--at-version", "1", "--json", "--url", url]).stdout
