@@ -261,6 +261,20 @@ def _events_sql(read: Reader, *, states: bool) -> str:
     )
 
 
+def _retyped(position: int, link: _Link | None, note: tuple[Any, ...] | None) -> Problem | None:
+    """A stored value of another type than phaselog wrote (SQLite columns take anything): changed."""
+    if note is None:
+        return None
+    version = link.version if link is not None else 0
+    if not isinstance(note[2], int):
+        detail = f"stored version is {type(note[2]).__name__} {note[2]!r}, not an integer"
+        return Problem(position, "changed", str(note[1]), version, detail)
+    if len(note) > 4 and not isinstance(note[4], bytes | bytearray | memoryview):
+        detail = f"stored state is {type(note[4]).__name__}, not the bytes phaselog wrote"
+        return Problem(position, "changed", str(note[1]), version, detail)
+    return None
+
+
 def _check(  # noqa: PLR0911, PLR0913, PLR0917 - one verdict per kind of difference, from one row pair
     position: int,
     link: _Link | None,
@@ -269,6 +283,9 @@ def _check(  # noqa: PLR0911, PLR0913, PLR0917 - one verdict per kind of differe
     where: dict[tuple[str, int], int],
     found_at: dict[tuple[str, int], int],
 ) -> Problem | None:
+    retyped = _retyped(position, link, note)
+    if retyped is not None:
+        return retyped
     if link is None:
         if note is None:  # pragma: no cover - a position comes from a chain row or an event
             return None
@@ -296,9 +313,6 @@ def _check(  # noqa: PLR0911, PLR0913, PLR0917 - one verdict per kind of differe
                 position, "reordered", sid, version, f"the chain records this event at {where[sid, version]}"
             )
         detail = f"the chain records {link.stream_id}@{link.version} at this position"
-        return Problem(position, "changed", sid, version, detail)
-    if not isinstance(note[4], bytes | bytearray | memoryview):
-        detail = f"stored state is {type(note[4]).__name__}, not the bytes phaselog wrote"
         return Problem(position, "changed", sid, version, detail)
     actual = chain_digest(expected_previous, position, sid, version, str(note[3]), bytes(note[4]))
     if actual != link.digest:

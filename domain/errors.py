@@ -20,6 +20,8 @@ Every error phaselog raises on purpose derives from :class:`PhaselogError`
     │   ├── StateValidationFailed    (state) stored state no longer fits its model
     │   └── PluginStateUnreadable    (plugin_state)
     ├── StoreUnavailable             the database cannot be reached, opened or used
+    │   ├── SchemaOutdated           (adapters.migrate) tables older than the code: phaselog migrate
+    │   └── ProjectionBusy           (projections) another runner holds the read model's lease
     ├── IntegrityViolation           the stored history was changed behind our back
     ├── TaskCanceled                 (task) raised inside a task runner to cancel it
     ├── ControllerClosed             (task) launching on a closed controller
@@ -30,6 +32,8 @@ Every error phaselog raises on purpose derives from :class:`PhaselogError`
     ├── RecordedError                (plan) an error known only from the log after a crash
     ├── StateNotInitialized          (state) used before initialize() (also RuntimeError)
     ├── EventManagerNotActive        (state) emitting on a closed manager (also RuntimeError)
+    ├── ProjectionHalted             (projections.base) a read model stopped on an event (on_error="stop")
+    ├── LeaseLost                    (projections.engine) a runner lost its read model's lease
     └── ProjectionTimeout            (projections.base) wait() gave up (also TimeoutError)
 
 Errors from drivers (sqlite3, psycopg) and from eventsourcing are wrapped in one

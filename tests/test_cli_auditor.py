@@ -113,14 +113,7 @@ def test_errors_are_one_line_on_stderr_never_a_traceback(filled_url: str, tmp_pa
         "UPDATE stored_events SET state = 42 WHERE rowid = 2",
         "UPDATE stored_events SET state = 4.5 WHERE rowid = 2",
         "UPDATE stored_events SET topic = X'00ff' WHERE rowid = 2",
-        pytest.param(
-            "UPDATE stored_events SET originator_version = 'two' WHERE rowid = 2",
-            marks=pytest.mark.xfail(
-                reason="integrity.verify (lead) raises ValueError on a TEXT originator_version; "
-                "the CLI turns it into one line, but it should be reported as changed",
-                strict=True,
-            ),
-        ),
+        "UPDATE stored_events SET originator_version = 'two' WHERE rowid = 2",
     ],
 )
 def test_verify_names_a_row_whose_values_changed_type(

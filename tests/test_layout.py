@@ -155,4 +155,5 @@ def test_wheel_contains_exactly_the_layer_folders(tmp_path: Path) -> None:
         for p in (ROOT / layer).rglob("*")
         if (p.suffix == ".py" or p.name == "py.typed") and "__pycache__" not in p.parts
     }
+    expected.add("phaselog/__main__.py")  # python -m phaselog (py-modules: adapters/entry/__main__.py)
     assert packaged == expected
