@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
@@ -29,7 +30,16 @@ class _StoreRecorderCase(contract.ApplicationRecorderTestCase[ApplicationRecorde
 
     def create_recorder(self) -> ApplicationRecorder:
         store = open_store(self.url)
-        self.addCleanup(store.close)
+        before = set(threading.enumerate())
+
+        def close() -> None:
+            # eventsourcing's threaded cases stop their reader threads without joining them: wait for
+            # them (bounded) so the store is never closed under a thread still using its connection.
+            for thread in set(threading.enumerate()) - before:
+                thread.join(timeout=30)
+            store.close()
+
+        self.addCleanup(close)
         return store.app.recorder
 
     # Speed lives in benchmarks/, not in tests: these two timing cases are not collected.
