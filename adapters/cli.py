@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "phaselog.adapters.cli_audit",  # audit …, projections …
     "phaselog.adapters.cli_streams",  # streams, audit timeline
     "phaselog.adapters.cli_serve",  # serve (issue 15)
+    "phaselog.adapters.cli_archive",  # audit archive
 )
 """Modules whose ``register(app)`` adds their commands; missing ones are skipped."""
 

@@ -8,6 +8,7 @@ nothing, and works for a database role that may only read. Commands that write
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -23,6 +24,7 @@ from rich.table import Table
 from phaselog.adapters.audit import as_of, export_jsonl, load_domain_modules, parse_time, timeline, verify
 from phaselog.adapters.cli_common import JsonOption, UrlOption, console, echo_json, short
 from phaselog.adapters.cli_render import decode_state, event_row, render_projections, render_timeline
+from phaselog.adapters.integrity import VerifyReport, verify_archive
 from phaselog.adapters.store import open_store
 from phaselog.domain.errors import NotFound, ValidationFailed
 
@@ -127,11 +129,30 @@ def as_of_command(
     echo_json(state)
 
 
+ArchiveOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--archive",
+        help="An archive file (repeatable): alone, without --url, it is verified by itself; with a store, "
+        "the consecutive archives up to the newest are verified as its prefix.",
+    ),
+]
+
+
 @audit_app.command("verify")
-def verify_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
-    """Recompute the hash chain; exit 1 naming each changed, removed or inserted event."""
+def verify_command(url: UrlOption = None, as_json: JsonOption = False, archive: ArchiveOption = None) -> None:
+    """Recompute the chains and seals; exit 1 naming each changed, removed, inserted or reordered event."""
+    files = list(archive or [])
+    if files and url is None and not os.environ.get("PHASELOG_URL"):
+        for path in files:
+            _report(verify_archive(path), as_json=as_json, what=str(path))
+        return
     with open_store(url, read_only=True) as store:
-        report = verify(store)
+        report = verify(store, archives=files)
+    _report(report, as_json=as_json, what=store.url)
+
+
+def _report(report: VerifyReport, *, as_json: bool, what: str) -> None:
     if as_json:
         echo_json(report.as_dict())
     elif not report.supported:
@@ -139,7 +160,7 @@ def verify_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
     elif report.ok:
         sealed = f"; {report.seals} seal(s) up to {report.sealed_position} match" if report.seals else ""
         console.print(
-            f"[green]ok[/]: {report.checked} events match their chains{sealed}; "
+            f"[green]ok[/] {what}: {report.checked} events match their chains{sealed}; "
             f"head {report.head_position} {report.head_digest}"
         )
     else:
