@@ -23,7 +23,9 @@ from phaselog.domain.plan import (
 from phaselog.runtime.plan_state import GenericStep, PlanContext, PlanState
 from phaselog.runtime.plans import Plan
 
-WAIT = 30.0  # upper bound of every wait in these tests; never reached when the code is right
+# Upper bound of every wait here, never reached when the code is right (tools/mutation.sh
+# shortens it so that a mutant which makes a hook wait fails fast).
+WAIT = float(os.environ.get("PHASELOG_TEST_WAIT", "30"))
 # Plan deadlines must cover the store writes made before the timed part (several PostgreSQL commits
 # on a loaded 2-core machine); the tests only wait for them where a timeout is the point.
 # tools/mutation.sh, which runs only the in-memory store, shortens them through the environment.
