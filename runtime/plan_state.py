@@ -171,6 +171,11 @@ class GenericStep:
         """Call the cleanup function, if any."""
         return self._call("cleanup", ctx, state)
 
+    @property
+    def has_cleanup(self) -> bool:
+        """False when no cleanup function was given: the plan then records no cleanup for the step."""
+        return self._hooks["cleanup"] is not None
+
     def retries(self) -> int:
         """The retry count (0 unless :meth:`with_retries` set it)."""
         return self._retries

@@ -18,7 +18,6 @@ from phaselog.domain.events import DomainEvent, utcnow
 from phaselog.domain.plan import (
     ErrorInfo,
     PlanCancelled,
-    PlanCreated,
     PlanError,
     PlanFailed,
     PlanItem,
@@ -31,6 +30,7 @@ from phaselog.domain.plan import (
     plan_stream_id,
 )
 from phaselog.runtime.plan_async import AsyncExecution
+from phaselog.runtime.plan_records import PlanRecords
 from phaselog.runtime.plan_state import HookResult, PlanContext, PlanState, Step, run_hook, to_seconds
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ log = logging.getLogger("phaselog.plans")
 HOOKS: tuple[Literal["pre_exec", "exec", "post_exec"], ...] = ("pre_exec", "exec", "post_exec")
 
 
-class Plan(AsyncExecution):
+class Plan(PlanRecords, AsyncExecution):
     """A sequence of steps and pauses executed durably as runs of the stream ``plan:<plan_id>``.
 
     ``limit_duration`` bounds each ``execute()``/``resume()`` call; at the deadline the
@@ -122,10 +122,6 @@ class Plan(AsyncExecution):
         ]
 
     # -- reading ----------------------------------------------------------------------------
-    def _refresh(self) -> None:
-        with self._lock:
-            self._agg = self._store.load(self._stream, PlanRun) if self._store.exists(self._stream) else None
-
     @property
     def needs_resume(self) -> bool:
         """True when the latest recorded run did not finish (call :meth:`resume`)."""
@@ -146,32 +142,7 @@ class Plan(AsyncExecution):
             self._refresh()
             return [] if self._agg is None else list(self._agg.history)
 
-    # -- recording ------------------------------------------------------------------------
-    def _record(self, *events: tuple[type[DomainEvent], dict[str, Any]]) -> PlanRun:
-        """Apply and durably save events (all or none); on failure reload and re-raise."""
-        with self._lock:
-            agg = self._agg if self._agg is not None else PlanRun.start(PlanCreated, self._stream)
-            try:
-                for cls, fields in events:
-                    agg.trigger(cls, **fields)
-                self._store.save(agg)
-            except BaseException:
-                self._refresh()
-                raise
-            self._agg = agg
-            return agg
-
-    def _run_event(self, cls: type[DomainEvent], **fields: Any) -> None:
-        self._run_events((cls, fields))
-
-    def _run_events(self, *events: tuple[type[DomainEvent], dict[str, Any]]) -> None:
-        """Record events of the current run atomically (facts of the same instant)."""
-        run = self._run_no()
-        self._record(*((cls, {"run": run, **fields}) for cls, fields in events))
-
-    def _run_no(self) -> int:
-        return 0 if self._agg is None else self._agg.last_run
-
+    # -- recording (the core is PlanRecords) ------------------------------------------------
     def state_lock(self) -> threading.RLock:
         """The lock guarding the plan's aggregate (this and the next two serve PlanState)."""
         return self._lock
@@ -330,7 +301,8 @@ class Plan(AsyncExecution):
                     break
                 outcomes.append((ev.HookSucceeded, about))
             if exc is None:
-                self._run_events(*outcomes, (ev.StepSucceeded, {"step": name, "attempts": attempt}))
+                succeeded = (ev.StepSucceeded, {"step": name, "attempts": attempt})
+                self._run_events(*outcomes, succeeded, durable=False)  # made durable by the next commit
                 return True
             log.info("plan %s step %s attempt %d failed: %r", self._plan_id, name, attempt, exc)
             failed = (ev.HookFailed, {**about, "error": ErrorInfo.of(exc)})
@@ -356,8 +328,8 @@ class Plan(AsyncExecution):
     def _cleanup_phase(self) -> None:
         rec = self._current()
         for name in rec.cleanup_order:
-            if name in self._current().cleanup_started:
-                continue  # done, or abandoned after a crash: at most once
+            if name in self._current().cleanup_started or not getattr(self._steps[name], "has_cleanup", True):
+                continue  # done, or abandoned after a crash (at most once), or nothing to clean up
             self._run_event(ev.CleanupStarted, step=name)
             deadline = None if self._cleanup_limit is None else time.monotonic() + self._cleanup_limit
             cctx = PlanContext(deadline=deadline)
@@ -368,7 +340,8 @@ class Plan(AsyncExecution):
             if exc is not None:
                 log.warning("plan %s: cleanup of step %s failed: %r", self._plan_id, name, exc)
                 self._live_cleanup_errors[name] = exc
-            self._run_event(ev.CleanupFinished, step=name, error=None if exc is None else ErrorInfo.of(exc))
+            finished = {"step": name, "error": None if exc is None else ErrorInfo.of(exc)}
+            self._run_events((ev.CleanupFinished, finished), durable=False)  # made durable by the next commit
 
     def _finish(self) -> None:
         rec = self._current()
