@@ -146,7 +146,7 @@ def test_plan_hooks_are_spans_and_steps_counted_by_outcome(store: Store, otel: O
     def bad(ctx: PlanContext, state: PlanState) -> None:
         raise ValueError("no")
 
-    plan = Plan(store, "p").add_step(GenericStep("a", exec=ok))
+    plan = Plan(store, "p").add_step(GenericStep("a", exec=ok, cleanup=ok))
     plan.add_step(GenericStep("b", exec=bad).with_retries(1))
     with pytest.raises(PlanFailed):
         plan.execute()
