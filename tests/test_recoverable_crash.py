@@ -12,6 +12,8 @@ import pytest
 from phaselog.adapters import Store
 from phaselog.domain.state import StatePersisted
 
+from conftest import raw_execute
+
 CHILD = textwrap.dedent(
     """
     import asyncio, json, logging, sys, time
@@ -73,6 +75,27 @@ def _spawn(script: Path, url: str, mode: str) -> subprocess.Popen[str]:
     )
 
 
+def _wait_for_dead_sessions(url: str) -> None:
+    """On PostgreSQL, wait (bounded) until no other session of the database is running a statement.
+
+    A client killed with -9 leaves its last statement running on the server; it commits (it was
+    never acknowledged, so nothing acknowledged is lost) and only then does the session end.
+    """
+    if not url.startswith("postgresql"):
+        return  # SQLite: the killed writer's transaction either committed or is rolled back
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        busy = raw_execute(
+            url,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state <> 'idle'",
+        )
+        if int(str(busy[0][0])) == 0:
+            return
+        time.sleep(0.05)
+    pytest.fail("the killed child's server session is still running a statement after 30 s")
+
+
 def _persisted(store: Store) -> list[StatePersisted]:
     return [e for e in store.stream("state:crash:crawl") if isinstance(e, StatePersisted)]
 
@@ -97,6 +120,7 @@ def test_state_survives_kill_9_and_is_recovered_by_a_new_process(
         child.kill()  # SIGKILL: no teardown, no final PERSIST_STATE
         child.communicate(timeout=30)
     assert child.returncode == -9
+    _wait_for_dead_sessions(durable_url)  # a statement the child had sent may still commit server-side
 
     last = _persisted(store)[-1].value
     assert last["requests"] > 0
