@@ -31,7 +31,7 @@ from phaselog.runtime.retry import retry
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["DEFAULT_SNAPSHOT_INTERVAL", "PhaselogApplication", "Store", "open_store"]
+__all__ = ["DEFAULT_SNAPSHOT_INTERVAL", "PhaselogApplication", "Store", "open_store", "snapshot_due"]
 
 log = logging.getLogger("phaselog.store")
 
@@ -62,6 +62,12 @@ def _is_concurrent_ddl(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__
     return False
+
+
+def snapshot_due(aggregate: Aggregate, before: int, interval: int) -> bool:
+    """True when saving moved ``aggregate`` (a class with ``SNAPSHOTS``) past a multiple of ``interval``."""
+    crossed = aggregate.version // interval > before // interval
+    return crossed and bool(getattr(aggregate, "SNAPSHOTS", False))
 
 
 class SnapshotFallbackRepository(Repository[str]):
@@ -229,8 +235,7 @@ class Store:
             open_flags = {agg.id: agg.stream_open for agg in aggregates}
             recordings = self.app.save(*aggregates, stream_open=open_flags)
         for agg, before in versions:
-            crossed = agg.version // self.snapshot_interval > before // self.snapshot_interval
-            if crossed and getattr(agg, "SNAPSHOTS", False):
+            if snapshot_due(agg, before, self.snapshot_interval):
                 self.snapshot(agg)
         return recordings
 

@@ -30,13 +30,14 @@ from phaselog.adapters.postgres.statements import (
     Rows,
     persistence_error,
 )
+from phaselog.adapters.store import snapshot_due
 from phaselog.aio.store import AsyncStore, Follower
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
 from phaselog.runtime.ports import StreamHead
 from phaselog.runtime.sansio import drive_async
 
-__all__ = ["PostgresAsyncStore", "snapshot_due"]
+__all__ = ["PostgresAsyncStore"]
 
 log = logging.getLogger("phaselog.aio")
 
@@ -46,12 +47,6 @@ Connection = psycopg.AsyncConnection[DictRow]
 # Without a notification a follower still reads again this often: writers in other
 # transactions may hold the commit horizon back past the NOTIFY of a later append.
 LISTEN_POLL_INTERVAL = 0.5
-
-
-def snapshot_due(aggregate: Aggregate, before: int, interval: int) -> bool:
-    """True when saving moved ``aggregate`` across a multiple of ``interval`` (the sync store's rule)."""
-    crossed = aggregate.version // interval > before // interval
-    return crossed and bool(getattr(aggregate, "SNAPSHOTS", False))
 
 
 class PostgresAsyncStore(AsyncStore):
