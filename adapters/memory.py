@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+from eventsourcing.persistence import ApplicationRecorder, ConnectionPoolClosedError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 from typing_extensions import override
 
@@ -18,13 +18,36 @@ from phaselog.runtime.ports import StreamHead
 
 __all__ = ["MemoryApplicationRecorder", "MemoryFactory"]
 
+# What a closed memory store refuses (everything a store reads or writes through its recorder).
+_GUARDED = frozenset(
+    {
+        "insert_events",
+        "select_events",
+        "select_notifications",
+        "max_notification_id",
+        "select_stream_heads",
+        "horizon_position",
+        "subscribe",
+    }
+)
+
 
 class MemoryApplicationRecorder(POPOApplicationRecorder):
-    """eventsourcing's in-memory application recorder that also keeps stream heads."""
+    """eventsourcing's in-memory application recorder that also keeps stream heads.
+
+    Once its store is closed every call raises, as a closed durable store's would.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self._heads: dict[str, StreamHead] = {}
+        self.closed = False
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _GUARDED and object.__getattribute__(self, "closed"):
+            msg = "the memory store is closed"
+            raise ConnectionPoolClosedError(msg)
+        return object.__getattribute__(self, name)
 
     @override
     def _update_table(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
@@ -53,6 +76,15 @@ class MemoryApplicationRecorder(POPOApplicationRecorder):
 class MemoryFactory(POPOFactory):
     """eventsourcing's POPO factory with phaselog's memory application recorder."""
 
+    _recorder: MemoryApplicationRecorder | None = None
+
     @override
     def application_recorder(self) -> ApplicationRecorder:
-        return MemoryApplicationRecorder()
+        self._recorder = MemoryApplicationRecorder()
+        return self._recorder
+
+    @override
+    def close(self) -> None:
+        if self._recorder is not None:
+            self._recorder.closed = True
+        super().close()
