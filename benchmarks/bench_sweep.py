@@ -22,19 +22,20 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test suite's helpers
+
+from sweep_helpers import CountingStore, save_finished
 
 from phaselog.adapters import Store, open_store
-from phaselog.domain.events import Aggregate, DomainEvent, utcnow
+from phaselog.domain.events import utcnow
 from phaselog.domain.task import TaskAggregate, TaskState
-from phaselog.runtime.ports import EventStore, StreamHead
 from phaselog.runtime.task_models import CancelContext
 from phaselog.runtime.task_runner import ActiveTask
 from phaselog.runtime.tasks import TaskController
@@ -46,7 +47,6 @@ REPEATS = 15 if QUICK else 40
 BATCH = 500  # aggregates per store.save call while seeding
 NAME = "sweep"
 HOLDER = f"{NAME}/live-holder"
-AggT = TypeVar("AggT", bound=Aggregate)
 
 
 class _IdleRunner:
@@ -62,67 +62,9 @@ class _IdleRunner:
         """Nothing to report."""
 
 
-class _CountingStore:
-    """Delegates to a real store and counts the aggregates loaded (the sweep's unit of work)."""
-
-    def __init__(self, inner: EventStore) -> None:
-        self.inner = inner
-        self.loads = 0
-        self._lock = threading.Lock()
-
-    @property
-    def kind(self) -> str:
-        """The wrapped store's kind."""
-        return self.inner.kind
-
-    def save(self, *aggregates: Aggregate) -> Sequence[object]:
-        """Delegate."""
-        return self.inner.save(*aggregates)
-
-    def load(self, aggregate_id: str, aggregate_type: type[AggT], *, version: int | None = None) -> AggT:
-        """Count, then delegate."""
-        with self._lock:
-            self.loads += 1
-        return self.inner.load(aggregate_id, aggregate_type, version=version)
-
-    def exists(self, aggregate_id: str) -> bool:
-        """Delegate."""
-        return self.inner.exists(aggregate_id)
-
-    def stream_ids(self, prefix: str = "") -> list[str]:
-        """Delegate."""
-        return self.inner.stream_ids(prefix)
-
-    def stream_heads(self, prefix: str = "", *, open_only: bool = False) -> list[StreamHead]:
-        """Delegate."""
-        return self.inner.stream_heads(prefix, open_only=open_only)
-
-    def stream(
-        self, aggregate_id: str, *, gt: int | None = None, lte: int | None = None
-    ) -> list[DomainEvent]:
-        """Delegate."""
-        return self.inner.stream(aggregate_id, gt=gt, lte=lte)
-
-    def close(self) -> None:
-        """The benchmark closes the real store."""
-
-
-def _finished(task_id: str, end: TaskState) -> TaskAggregate:
-    owner = f"{NAME}/gone"
-    agg = TaskAggregate.launch(NAME, task_id, "", owner, utcnow() + timedelta(seconds=30))
-    if end is not TaskState.FAILED:
-        agg.change_state(1, owner, TaskState.RUNNING)
-    agg.change_state(1, owner, end)
-    agg.mark_delivered(1, owner)
-    return agg
-
-
 def _seed(store: Store, finished: int) -> list[str]:
     """Save ``finished`` delivered tasks (many per append) and the active ones; return the active ids."""
-    ends = (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELED)
-    for start in range(0, finished, BATCH):
-        stop = min(start + BATCH, finished)
-        store.save(*(_finished(f"done-{i:06d}", ends[i % 3]) for i in range(start, stop)))
+    save_finished(store, NAME, finished, batch=BATCH)
     active = [TaskAggregate.launch(NAME, f"active-{i:02d}", "", HOLDER, utcnow() + timedelta(hours=1))
               for i in range(ACTIVE)]
     store.save(*active)
@@ -149,25 +91,29 @@ class _Setup:
         started = time.perf_counter()
         self.active = _seed(self.store, finished)
         self.build_s = time.perf_counter() - started
-        self.counting = _CountingStore(self.store)
+        self.counting = CountingStore(self.store)
         started = time.perf_counter()
         self.ctl = stack.enter_context(
             TaskController(self.counting, NAME, _IdleRunner(), lease=timedelta(seconds=30),
                            sweep_interval=timedelta(hours=1))  # only the timed sweeps run
         )
         self.first_ms = (time.perf_counter() - started) * 1000
-        self.first_loads = self.counting.loads
+        self.first_loads = self.loaded()
         self.times: list[float] = []
         self.loads: list[int] = []
+
+    def loaded(self) -> int:
+        """Aggregates the controller has loaded so far (the sweep's unit of work)."""
+        return sum(self.counting.loads.values())
 
     def sweep(self) -> None:
         """Let the holder renew its claims, then time one sweep."""
         _renew(self.store, self.active)
-        before = self.counting.loads
+        before = self.loaded()
         started = time.perf_counter()
         self.ctl._resume(attempts=1)  # noqa: SLF001 - the benchmark times the sweep itself
         self.times.append((time.perf_counter() - started) * 1000)
-        self.loads.append(self.counting.loads - before)
+        self.loads.append(self.loaded() - before)
         if self.ctl.active_tasks():
             msg = "the sweep adopted a task held by a live controller"
             raise RuntimeError(msg)
@@ -212,7 +158,6 @@ def run(dsn: str, finished: int = FINISHED, repeats: int = REPEATS) -> dict[str,
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from pgserver import PostgresServer
 
     if len(sys.argv) > 1:
