@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -112,3 +113,11 @@ def load_script(folder: str, name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """An event that frees non-cooperative hooks when the test ends."""
+    event = threading.Event()
+    yield event
+    event.set()

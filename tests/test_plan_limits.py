@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from plan_helpers import LIMIT, WAIT, events_of
 
 from phaselog.adapters import Store
 from phaselog.domain.plan import (
@@ -23,26 +22,9 @@ from phaselog.domain.plan import (
 from phaselog.runtime.plan_state import GenericStep, PlanContext, PlanState
 from phaselog.runtime.plans import Plan
 
-# Upper bound of every wait here, never reached when the code is right (tools/mutation.sh
-# shortens it so that a mutant which makes a hook wait fails fast).
-WAIT = float(os.environ.get("PHASELOG_TEST_WAIT", "30"))
-# Plan deadlines must cover the store writes made before the timed part (several PostgreSQL commits
-# on a loaded 2-core machine); the tests only wait for them where a timeout is the point.
-# tools/mutation.sh, which runs only the in-memory store, shortens them through the environment.
-LIMIT = timedelta(seconds=float(os.environ.get("PHASELOG_TEST_PLAN_LIMIT", "2")))
 GRACE = timedelta(milliseconds=300)
 
 
-@pytest.fixture
-def release() -> Iterator[threading.Event]:
-    """An event that frees non-cooperative hooks when the test ends."""
-    event = threading.Event()
-    yield event
-    event.set()
-
-
-def events_of(store: Store, plan_id: str, cls: type[Any]) -> list[Any]:
-    return [e for e in store.stream(f"plan:{plan_id}") if isinstance(e, cls)]
 
 
 def record(log: list[str], label: str) -> Any:
