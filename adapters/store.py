@@ -18,7 +18,6 @@ from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.integrity import Seal, seal
 from phaselog.adapters.migrate import SCHEMA_VERSION, check_version, probe, record_upgrade, sqlite_uri
 from phaselog.adapters.postgres.factory import CONNINFO_ENV
-from phaselog.adapters.sql import stream_heads
 from phaselog.adapters.urls import MAX_EVENT_BYTES_ENV, StoreURL, parse_url
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
@@ -280,8 +279,10 @@ class Store:
 
     def stream_heads(self, prefix: str = "", *, open_only: bool = False) -> list[StreamHead]:
         """The head (version, position, open flag) of every stream starting with ``prefix``, by id."""
+        recorder: Any = self.app.recorder  # every phaselog recorder keeps the stream index
         with translate_errors(f"listing stream heads {prefix!r}"):
-            return stream_heads(self.app.recorder, prefix, open_only=open_only)
+            heads: list[StreamHead] = recorder.select_stream_heads(prefix, open_only=open_only)
+            return heads
 
     def stream(
         self, aggregate_id: str, *, gt: int | None = None, lte: int | None = None
