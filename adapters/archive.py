@@ -301,36 +301,29 @@ def _record(store: Store, contents: Archive, target: Path) -> None:
         done = records(read)
         new_id = (done[-1].id if done else 0) + 1
         p = read.param
-        list(
-            read(
-                f"INSERT INTO {read.table(ARCHIVES_TABLE)} "
-                "(id, start, before, events, digest, signature, file_digest) "
-                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
-                (
-                    new_id,
-                    contents.start,
-                    contents.before,
-                    len(contents.events),
-                    contents.digest,
-                    contents.signature,
-                    file_digest,
-                ),
-            )
+        read.write(
+            f"INSERT INTO {read.table(ARCHIVES_TABLE)} "
+            "(id, start, before, events, digest, signature, file_digest) "
+            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
+            (
+                new_id,
+                contents.start,
+                contents.before,
+                len(contents.events),
+                contents.digest,
+                contents.signature,
+                file_digest,
+            ),
         )
-        list(
-            read(
-                f"INSERT INTO {read.table(META_TABLE)} (key, value) VALUES ({p}, {p})",
-                (f"archive_{new_id}", global_out),
-            )
+        read.write(
+            f"INSERT INTO {read.table(META_TABLE)} (key, value) VALUES ({p}, {p})",
+            (f"archive_{new_id}", global_out),
         )
-        for sid, (version, digest) in tails.items():
-            list(
-                read(
-                    f"INSERT INTO {read.table(TAILS_TABLE)} (archive_id, stream_id, version, digest) "
-                    f"VALUES ({p}, {p}, {p}, {p})",
-                    (new_id, sid, version, digest),
-                )
-            )
+        read.write_many(
+            f"INSERT INTO {read.table(TAILS_TABLE)} (archive_id, stream_id, version, digest) "
+            f"VALUES ({p}, {p}, {p}, {p})",
+            [(new_id, sid, version, digest) for sid, (version, digest) in tails.items()],
+        )
 
 
 def _detach(store: Store, before: int) -> list[str]:

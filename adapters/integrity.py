@@ -161,12 +161,10 @@ def _seal_up_to(store: Store, horizon: int) -> Seal:
         new_id = (last.id if last is not None else 0) + 1
         p = read.param
         try:
-            list(
-                read(
-                    f"INSERT INTO {read.table(SEALS_TABLE)} (id, horizon, events, digest, signature) "
-                    f"VALUES ({p}, {p}, {p}, {p}, {p})",
-                    (new_id, horizon, count, digest, signature),
-                )
+            read.write(
+                f"INSERT INTO {read.table(SEALS_TABLE)} (id, horizon, events, digest, signature) "
+                f"VALUES ({p}, {p}, {p}, {p}, {p})",
+                (new_id, horizon, count, digest, signature),
             )
         except (psycopg.errors.UniqueViolation, sqlite3.IntegrityError) as exc:
             raise _LostRace from exc

@@ -26,7 +26,13 @@ __all__ = ["Reader", "snapshot_reader"]
 class Reader:
     """Runs queries of :func:`verify` and :func:`seal` in one snapshot, rows as tuples, streamed."""
 
-    def __init__(self, store: Store, query: Callable[[str, tuple[Any, ...]], Iterator[Any]]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        query: Callable[[str, tuple[Any, ...]], Iterator[Any]],
+        execute: Callable[[str, tuple[Any, ...]], object],
+        execute_many: Callable[[str, list[tuple[Any, ...]]], object],
+    ) -> None:
         recorder: Any = store.app.recorder
         self.postgres = isinstance(recorder, PostgresApplicationRecorder)
         self.schema = recorder.datastore.schema if self.postgres else ""
@@ -34,14 +40,25 @@ class Reader:
         self.position = "notification_id" if self.postgres else "rowid"
         self.param = "%s" if self.postgres else "?"
         self._query = query
+        self._execute = execute
+        self._execute_many = execute_many
 
     def table(self, name: str) -> str:
         """``name`` qualified with the store's schema."""
         return f'"{self.schema}"."{name}"' if self.postgres else name
 
     def __call__(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[Any]:
-        """Run ``sql``; rows as tuples (an INSERT runs at once and yields nothing)."""
+        """Run the query ``sql``; its rows as tuples, streamed."""
         return self._query(sql, params)
+
+    def write(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        """Run the statement ``sql`` now, in the same transaction (a writable snapshot only)."""
+        self._execute(sql, params)
+
+    def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run the statement ``sql`` once per row, batched, in the same transaction."""
+        if rows:
+            self._execute_many(sql, rows)
 
 
 @contextmanager
@@ -54,15 +71,12 @@ def snapshot_reader(store: Store, *, write: bool = False) -> Iterator[Reader]:
             conn.execute(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ {mode}")
 
             def read_pg(sql: str, params: tuple[Any, ...]) -> Iterator[Any]:
-                if sql.lstrip().upper().startswith("INSERT"):
-                    conn.execute(sql, params)
-                    return
                 with conn.cursor(name=f"audit_{uuid.uuid4().hex[:12]}", row_factory=tuple_row) as cur:
                     cur.itersize = 5000
                     cur.execute(sql, params)
                     yield from cur
 
-            yield Reader(store, read_pg)
+            yield Reader(store, read_pg, conn.execute, lambda sql, rows: conn.cursor().executemany(sql, rows))
         return
     with recorder.datastore.transaction(commit=write) as cursor:
         raw: sqlite3.Cursor = cursor.sqlite_cursor  # one read transaction: a consistent snapshot in WAL mode
@@ -71,4 +85,4 @@ def snapshot_reader(store: Store, *, write: bool = False) -> Iterator[Reader]:
             raw.execute(sql, params)  # verify and seal run one query at a time on it
             yield from (tuple(row) for row in raw)
 
-        yield Reader(store, read_sqlite)
+        yield Reader(store, read_sqlite, raw.execute, raw.executemany)
