@@ -14,7 +14,7 @@ from eventsourcing.persistence import ApplicationRecorder, ConnectionPoolClosedE
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 from typing_extensions import override
 
-from phaselog.runtime.ports import StreamHead
+from phaselog.runtime.ports import LogRecord, StreamHead
 
 __all__ = ["MemoryApplicationRecorder", "MemoryFactory"]
 
@@ -24,6 +24,7 @@ _GUARDED = frozenset(
         "insert_events",
         "select_events",
         "select_notifications",
+        "select_records",
         "max_notification_id",
         "select_stream_heads",
         "horizon_position",
@@ -63,6 +64,15 @@ class MemoryApplicationRecorder(POPOApplicationRecorder):
     def horizon_position(self) -> int:
         """The newest position (memory commits in position order)."""
         return self.max_notification_id() or 0
+
+    def select_records(
+        self, start: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+    ) -> list[LogRecord]:
+        """The log as :class:`LogRecord` tuples from ``start`` (inclusive), in order."""
+        return [
+            LogRecord(n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+            for n in self.select_notifications(start, limit, stop=stop, topics=topics)
+        ]
 
     def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> list[StreamHead]:
         """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
@@ -24,7 +24,7 @@ from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
 from phaselog.domain.retry import Backoff
 from phaselog.runtime import telemetry
 from phaselog.runtime.plugins import PluginService
-from phaselog.runtime.ports import StreamHead
+from phaselog.runtime.ports import LogRecord, StreamHead
 from phaselog.runtime.retry import retry
 
 if TYPE_CHECKING:
@@ -315,6 +315,14 @@ class Store:
         """Stored events in global order from position ``start`` (inclusive)."""
         with translate_errors("reading the event log"):
             return list(self.app.recorder.select_notifications(start=start, limit=limit, stop=stop))
+
+    def records(
+        self, start: int = 1, limit: int = 1000, *, stop: int | None = None, topics: Sequence[str] = ()
+    ) -> list[LogRecord]:
+        """Like :meth:`notifications` (only ``topics`` when given), as lean :class:`LogRecord` rows."""
+        with translate_errors("reading the event log"):
+            found: list[LogRecord] = self.app.recorder.select_records(start, limit, stop, topics)  # type: ignore[attr-defined]
+            return found
 
     def iter_notifications(self, start: int = 1, batch: int = 1000) -> Iterator[Notification]:
         """Every stored event in global order, read in batches."""

@@ -96,6 +96,19 @@ class Backend:
             rows,
         )
 
+    def insert(self, cursor: Any, qualified: str, projection: Any, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows`` known to be new to ``projection``'s table."""
+        names = list(projection.columns)
+        cursor.executemany(
+            self.q(f"INSERT INTO {qualified} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"),
+            rows,
+        )
+
+    def is_empty(self, cursor: Any, qualified: str) -> bool:
+        """True when the table has no row."""
+        cursor.execute(f"SELECT 1 AS one FROM {qualified} LIMIT 1")
+        return cursor.fetchone() is None
+
     def positions(self, cursor: Any, names: Sequence[str]) -> dict[str, int]:
         """Current tracked positions of ``names`` (0 when absent), read inside ``cursor``'s transaction."""
         if not names:
@@ -262,30 +275,41 @@ class PostgresBackend(Backend):
         )
 
     @override
+    def insert(self, cursor: Any, qualified: str, projection: Any, rows: Sequence[Sequence[Any]]) -> None:
+        if len(rows) < _COPY_FROM:
+            super().insert(cursor, qualified, projection, rows)
+            return
+        with cursor.copy(f"COPY {qualified} ({', '.join(projection.columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    @override
     @contextmanager
     def write(self, names: Sequence[str], *, lock_timeout: float | None = None) -> Iterator[Any]:
         with self.datastore.transaction(commit=True) as cursor:
-            if names:
-                # A read model is derived data: a server crash may lose its last batches (never half of
-                # one: rows and position commit together) and the runner folds them again. So its
-                # commits need not wait for the WAL flush.
-                cursor.execute("SET LOCAL synchronous_commit = off")
+            # A read model is derived data: a server crash may lose its last batches (never half of one:
+            # rows and position commit together) and the runner folds them again. So its commits need not
+            # wait for the WAL flush. Both settings are local to this transaction, and sent in one statement.
+            settings = ["set_config('synchronous_commit', 'off', true)"] if names else []
             if lock_timeout is not None:
-                cursor.execute(f"SET LOCAL lock_timeout = {max(1, int(lock_timeout * 1000))}")
+                settings.append(f"set_config('lock_timeout', '{max(1, int(lock_timeout * 1000))}ms', true)")
+            if settings:
+                cursor.execute(f"SELECT {', '.join(settings)}")
             if names:
-                # Lock the tracking rows in one global order: the writers of one read model
-                # (runners in any process, rebuild swaps) serialise here, other read models don't.
-                cursor.execute(
-                    f"INSERT INTO {self.table(self.tracking_table)} "
-                    "SELECT unnest(%s::text[]), 0 ON CONFLICT DO NOTHING",
-                    [list(names)],
+                # Lock the tracking rows in one global order (created first when missing): the writers
+                # of one read model (runners in any process, rebuild swaps) serialise here, others don't.
+                tracking = self.table(self.tracking_table)
+                lock = (
+                    f"SELECT application_name FROM {tracking} WHERE application_name = ANY(%s) "
+                    "ORDER BY application_name FOR UPDATE"
                 )
                 try:
-                    cursor.execute(
-                        f"SELECT application_name FROM {self.table(self.tracking_table)} "
-                        "WHERE application_name = ANY(%s) ORDER BY application_name FOR UPDATE",
-                        [list(names)],
-                    )
+                    if len(cursor.execute(lock, [list(names)]).fetchall()) < len(set(names)):
+                        cursor.execute(
+                            f"INSERT INTO {tracking} SELECT unnest(%s::text[]), 0 ON CONFLICT DO NOTHING",
+                            [list(names)],
+                        )
+                        cursor.execute(lock, [list(names)])
                 except psycopg.errors.LockNotAvailable as exc:
                     raise ProjectionBusy(f"another runner is updating {', '.join(names)}") from exc
             yield cursor

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from typing_extensions import override
 
@@ -25,6 +24,7 @@ from phaselog.domain.events import resolve_topic, upcast
 __all__ = [
     "DictRows",
     "EventData",
+    "EventDecoder",
     "Projection",
     "ProjectionHalted",
     "ProjectionTimeout",
@@ -46,9 +46,8 @@ class ProjectionHalted(PhaselogError):
     """A read model with ``on_error="stop"`` met an event it cannot fold and stopped before it."""
 
 
-@dataclass(frozen=True, slots=True)
-class EventData:
-    """One stored event as a projection sees it."""
+class EventData(NamedTuple):
+    """One stored event as a projection sees it (immutable; a tuple, cheap to make by the million)."""
 
     position: int
     topic: str
@@ -63,30 +62,45 @@ class EventData:
         return None if value is None else str(value)
 
 
+class EventDecoder:
+    """Stored events (``Notification`` or :class:`~phaselog.runtime.ports.LogRecord`) to :class:`EventData`.
+
+    The JSON state, decrypted and decompressed as the store's mapper would, upcast
+    when its class is known. Whether a class is versioned is looked up once per class.
+    """
+
+    def __init__(self, mapper: Any) -> None:
+        self._cipher = mapper.cipher
+        self._compressor = mapper.compressor
+        self._versioned: dict[type[Any], bool] = {}
+
+    def __call__(self, record: Any) -> EventData:
+        """One stored event as a projection sees it."""
+        raw = record.state
+        if self._cipher:
+            raw = self._cipher.decrypt(raw)
+        if self._compressor:
+            raw = self._compressor.decompress(raw)
+        data = load_json(raw)
+        if not isinstance(data, dict):
+            data = {"value": data}
+        topic = record.topic
+        try:
+            cls = resolve_topic(topic)
+        except UnknownEventType:
+            data.pop("class_version", None)
+        else:
+            versioned = self._versioned.get(cls)
+            if versioned is None:
+                versioned = self._versioned[cls] = getattr(cls, "class_version", 1) != 1
+            if versioned or "class_version" in data:  # else nothing to upcast
+                data = upcast(cls, data)
+        return EventData(record.id, topic, str(record.originator_id), record.originator_version, data)
+
+
 def event_data(mapper: Any, notification: Any) -> EventData:
     """A stored notification as :class:`EventData`: its JSON state, upcast when its class is known."""
-    raw = notification.state
-    if mapper.cipher:
-        raw = mapper.cipher.decrypt(raw)
-    if mapper.compressor:
-        raw = mapper.compressor.decompress(raw)
-    data = load_json(raw)
-    if not isinstance(data, dict):
-        data = {"value": data}
-    try:
-        cls = resolve_topic(notification.topic)
-    except UnknownEventType:
-        data.pop("class_version", None)
-    else:
-        if "class_version" in data or getattr(cls, "class_version", 1) != 1:  # else nothing to upcast
-            data = upcast(cls, data)
-    return EventData(
-        position=notification.id,
-        topic=notification.topic,
-        stream_id=str(notification.originator_id),
-        version=notification.originator_version,
-        data=data,
-    )
+    return EventDecoder(mapper)(notification)
 
 
 class Rows:
@@ -159,7 +173,7 @@ class Projection:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def handles(self, topic: str) -> bool:
-        """True when events of ``topic`` reach :meth:`apply`."""
+        """True when events of ``topic`` reach :meth:`apply` (a function of the topic: asked once each)."""
         return self.topics is None or topic in self.topics
 
     def apply(self, rows: Rows, event: EventData) -> None:
@@ -237,12 +251,13 @@ def encode_row(projection: Projection, row: Mapping[str, Any]) -> list[Any]:
     for name, kind in projection.columns.items():
         value = row.get(name)
         if value is not None:
-            if kind == "json":
-                value = dump_json(value).decode()
+            if kind == "text":
+                if value.__class__ is not str or "\x00" in value or value.startswith(_ESCAPED_TEXT):
+                    value = store_text(str(value))
             elif kind == "int":
                 value = int(value)
             else:
-                value = store_text(str(value))
+                value = dump_json(value).decode()
         values.append(value)
     return values
 

@@ -2,8 +2,10 @@
 
 :class:`BatchRows` is the :class:`Rows` view a fold sees during a batch: rows are
 prefetched in one query (keys from :meth:`Projection.key_for`), read from a
-bounded cache of committed rows kept across batches, changed in memory, and
-written by one ``executemany`` upsert (pipelined by psycopg) at the end.
+bounded cache of committed rows kept across batches (which also knows which
+keys a table started without), changed in memory, and written once each at the
+end: rows new to the table by one bulk insert (COPY on PostgreSQL), the others
+by one bulk upsert.
 
 :func:`fold_events` folds a batch. A fold that raises is undone (its puts and
 deletes roll back in memory) and reported as a failure; in *isolated* mode
@@ -18,14 +20,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from eventsourcing.persistence import Notification
 from typing_extensions import override
 
 from phaselog.domain.errors import StoreUnavailable
 from phaselog.projections.backend import Backend
 from phaselog.projections.base import EventData, Projection, Rows, decode_row, encode_row
-from phaselog.projections.errors import db_errors, is_poison
+from phaselog.projections.errors import is_poison
 from phaselog.projections.tables import DeadLetter
+from phaselog.runtime.ports import LogRecord
 
 __all__ = ["BatchRows", "RetryIsolated", "RowCache", "describe", "fold_events", "read_page"]
 
@@ -34,18 +36,43 @@ _CHUNK = 500  # keys per prefetch query (SQLite allows 999 parameters)
 
 
 class RowCache:
-    """Committed rows of one table known as of ``mark`` (position, generation); bounded, oldest out."""
+    """Committed rows of one table known as of ``mark`` (position, generation); bounded, oldest out.
+
+    When the table was empty as the cache started (a fresh read model, a rebuild's
+    shadow table), the cache is *complete*: every row of the table is either held
+    here or was evicted, and evicted keys are remembered in a fixed-size Bloom
+    filter. A key neither held nor (maybe) evicted is then known to be absent
+    without asking the database, and a row known to be absent is inserted
+    rather than upserted.
+    """
+
+    _BITS = 1 << 20  # 128 KiB of filter per cache: ~2% false "maybe evicted" at 100,000 evicted keys
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.rows: dict[str, dict[str, Any] | None] = {}
         self.mark: tuple[int, int] | None = None
+        self.complete = False
+        self._evicted = bytearray(self._BITS // 8)
+        self._any_evicted = False
 
     def check(self, mark: tuple[int, int]) -> None:
         """Forget everything unless the table is still exactly as last seen."""
         if mark != self.mark:
-            self.rows.clear()
-            self.mark = None
+            self.clear()
+
+    def known_absent(self, key: str) -> bool:
+        """True when the table certainly has no row ``key`` (only a complete cache knows)."""
+        if not self.complete or key in self.rows:
+            return False
+        if not self._any_evicted:
+            return True
+        return not all(self._evicted[i >> 3] & (1 << (i & 7)) for i in self._bits(key))
+
+    def _bits(self, key: str) -> tuple[int, int, int]:
+        h = hash(key) & 0xFFFFFFFFFFFFFFFF
+        mask = self._BITS - 1
+        return h & mask, (h >> 21) & mask, (h >> 42) & mask
 
     def commit(self, changes: Mapping[str, dict[str, Any] | None], mark: tuple[int, int]) -> None:
         """Take a committed batch's rows and move to ``mark``."""
@@ -54,14 +81,23 @@ class RowCache:
             rows.pop(key, None)
             rows[key] = row
         if len(rows) > self.capacity:
-            for key in list(rows)[: len(rows) - self.capacity]:
-                del rows[key]
+            gone = list(rows)[: len(rows) - self.capacity]
+            evicted = self._evicted
+            for key in gone:
+                if rows.pop(key) is not None and self.complete:  # an absent row needs no remembering
+                    for i in self._bits(key):
+                        evicted[i >> 3] |= 1 << (i & 7)
+            self._any_evicted = self._any_evicted or bool(gone)
         self.mark = mark
 
     def clear(self) -> None:
         """Forget everything (after a rollback or a write elsewhere)."""
         self.rows.clear()
         self.mark = None
+        if self._any_evicted:
+            self._evicted[:] = bytes(len(self._evicted))
+        self._any_evicted = False
+        self.complete = False
 
 
 class BatchRows(Rows):
@@ -73,23 +109,34 @@ class BatchRows(Rows):
         self._b = backend
         self._cur = cursor
         self._p = projection
+        self._key = projection.key
         self._qualified = backend.table(table)
+        self._known = cache
         self._cache = cache.rows
         self.changes: dict[str, dict[str, Any] | None] = {}
         self._unwritten: set[str] = set()
+        self._written: set[str] = set()
         self._journal: dict[str, Any] | None = None
 
     def prefetch(self, keys: Iterable[str | None]) -> None:
         """Load the rows of ``keys`` not yet known, in as few queries as possible."""
-        missing = sorted({k for k in keys if k is not None and k not in self._cache})
+        cache, known = self._cache, self._known
+        missing: set[str] = set()
+        for key in keys:
+            if key is not None and key not in cache:
+                if known.known_absent(key):
+                    cache[key] = None
+                else:
+                    missing.add(key)
         p = self._p
-        for i in range(0, len(missing), _CHUNK):
-            chunk = missing[i : i + _CHUNK]
+        ordered = sorted(missing)
+        for i in range(0, len(ordered), _CHUNK):
+            chunk = ordered[i : i + _CHUNK]
             cond, params = self._b.in_list(p.key, chunk)
             self._cur.execute(self._b.q(f"SELECT * FROM {self._qualified} WHERE {cond}"), params)
             found = {str(row[p.key]): decode_row(p, row) for row in self._cur.fetchall()}
             for key in chunk:
-                self._cache[key] = found.get(key)
+                cache[key] = found.get(key)
 
     @override
     def get(self, key: str) -> dict[str, Any] | None:
@@ -97,8 +144,11 @@ class BatchRows(Rows):
         if row is _MISSING:
             row = self._cache.get(key, _MISSING)
             if row is _MISSING:
-                self.prefetch([key])
-                row = self._cache[key]
+                if self._known.known_absent(key):
+                    self._cache[key] = row = None
+                else:
+                    self.prefetch([key])
+                    row = self._cache[key]
         return None if row is None else dict(row)
 
     def _change(self, key: str, row: dict[str, Any] | None) -> None:
@@ -110,8 +160,11 @@ class BatchRows(Rows):
     @override
     def put(self, key: str, row: Mapping[str, Any]) -> None:
         new = dict(row)
-        new[self._p.key] = key
-        self._change(key, new)
+        new[self._key] = key
+        if self._journal is not None and key not in self._journal:
+            self._journal[key] = self.changes.get(key, _MISSING)
+        self.changes[key] = new
+        self._unwritten.add(key)
 
     @override
     def delete(self, key: str) -> None:
@@ -135,18 +188,35 @@ class BatchRows(Rows):
                 self.changes[key] = before
         self._journal = None
 
+    def _absent(self, key: str) -> bool:
+        """True when the table had no row ``key`` before this batch and the batch wrote none yet."""
+        if key in self._written:
+            return False
+        row = self._cache.get(key, _MISSING)
+        return self._known.known_absent(key) if row is _MISSING else row is None
+
     def flush(self) -> None:
-        """Write every row changed since the last flush: one upsert or delete each."""
+        """Write every row changed since the last flush: an insert, an upsert or a delete each."""
         if not self._unwritten:
             return
         p = self._p
         keys = sorted(self._unwritten)
-        puts = [encode_row(p, row) for k in keys if (row := self.changes[k]) is not None]
-        gone = [[k] for k in keys if self.changes[k] is None]
+        fresh: list[list[Any]] = []
+        puts: list[list[Any]] = []
+        gone: list[list[str]] = []
+        for key in keys:
+            row = self.changes[key]
+            if row is not None:
+                (fresh if self._absent(key) else puts).append(encode_row(p, row))
+            elif not self._absent(key):
+                gone.append([key])
+        if fresh:
+            self._b.insert(self._cur, self._qualified, p, fresh)
         if puts:
             self._b.upsert(self._cur, self._qualified, p, puts)
         if gone:
             self._cur.executemany(self._b.q(f"DELETE FROM {self._qualified} WHERE {p.key} = ?"), gone)
+        self._written.update(keys)
         self._unwritten.clear()
 
 
@@ -163,7 +233,7 @@ class RetryIsolated(Exception):
 def fold_events(
     projection: Projection,
     rows: BatchRows,
-    events: Sequence[tuple[Notification, EventData | BaseException]],
+    events: Sequence[tuple[LogRecord, EventData | BaseException]],
     *,
     isolate: bool,
 ) -> list[DeadLetter]:
@@ -220,7 +290,7 @@ def _raised_by_fold(exc: BaseException) -> bool:
 
 def read_page(
     store: Any, after: int, limit: int, topics: Sequence[str], stop: int | None
-) -> tuple[list[Notification], int]:
+) -> tuple[list[LogRecord], int]:
     """The next events after ``after`` (only ``topics`` when given) and the position they reach.
 
     With a topic filter the reached position may lie past the last event returned,
@@ -229,16 +299,15 @@ def read_page(
     readable no unseen position below it remains.
     """
     if not topics:
-        page = store.notifications(after + 1, limit, stop=stop)
+        page = store.records(after + 1, limit, stop=stop)
         return page, page[-1].id if page else after
     head = store.max_position()
     if stop is not None:
         head = min(head, stop)
     if head <= after:
         return [], after
-    settled = bool(store.notifications(head, 1, stop=head))
-    with db_errors("reading the event log"):
-        page = list(store.app.recorder.select_notifications(after + 1, limit, stop=head, topics=topics))
+    settled = bool(store.records(head, 1, stop=head))
+    page = store.records(after + 1, limit, stop=head, topics=topics)
     if len(page) == limit:
         return page, page[-1].id
     if settled:

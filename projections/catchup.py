@@ -12,17 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from eventsourcing.persistence import Notification
-
 from phaselog.domain.errors import StoreUnavailable
 from phaselog.projections.base import ProjectionHalted
 from phaselog.projections.batch import read_page
 from phaselog.projections.engine import Engine, Target
 from phaselog.projections.errors import ProjectionBusy
+from phaselog.runtime.ports import LogRecord
 
 __all__ = ["CatchUp"]
 
-Page = tuple[list[Notification], int]
+Page = tuple[list[LogRecord], int]
 
 
 class CatchUp:

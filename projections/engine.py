@@ -17,15 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from eventsourcing.persistence import Notification
-
 from phaselog.domain.errors import PhaselogError
 from phaselog.projections import tables
 from phaselog.projections.backend import Backend
-from phaselog.projections.base import EventData, Projection, ProjectionHalted, event_data
+from phaselog.projections.base import EventData, EventDecoder, Projection, ProjectionHalted
 from phaselog.projections.batch import BatchRows, RetryIsolated, RowCache, fold_events, read_page
 from phaselog.projections.errors import db_errors
 from phaselog.runtime import telemetry
+from phaselog.runtime.ports import LogRecord
 
 __all__ = ["Engine", "LeaseLost", "Progress", "Target"]
 
@@ -83,10 +82,9 @@ class Engine:
         self.batch_size = batch_size
         self.cache_rows = cache_rows
         self.lease_seconds = lease_seconds
-
-    def decode(self, notification: Notification) -> EventData:
+        self.decode = EventDecoder(store.app.mapper)
         """The JSON state of a stored event (upcast when its class is known)."""
-        return event_data(self.store.app.mapper, notification)
+        self._handled: dict[str, dict[str, bool]] = {}
 
     def position(self, table: str) -> int:
         """The committed position of ``table``."""
@@ -102,7 +100,7 @@ class Engine:
         owner: str | None = None,
         lock_timeout: float | None = None,
         limit: int | None = None,
-        page: tuple[list[Notification], int] | None = None,
+        page: tuple[list[LogRecord], int] | None = None,
     ) -> int:
         """Fold the next page of events into ``target``; return the positions it advanced (0: none).
 
@@ -138,7 +136,7 @@ class Engine:
     def _commit_batch(  # noqa: PLR0913 - the parts of one batch
         self,
         target: Target,
-        page: Sequence[Notification],
+        page: Sequence[LogRecord],
         span: tuple[int, int],
         owner: str | None,
         lock_timeout: float | None,
@@ -153,28 +151,17 @@ class Engine:
             db_errors(f"updating read model {p.name}"),
             b.write([target.table], lock_timeout=lock_timeout) as cur,
         ):
-            locked = b.positions(cur, [target.table])[target.table]
+            locked, state = tables.position_and_state(b, cur, target.table, p.name if target.live else None)
             generation = 0
             if target.live:
-                generation = self._check_state(cur, p, owner)
+                generation = self._check_state(state, p, owner)
                 if generation < 0:
                     return 0
             if locked >= end or locked < after:  # done elsewhere, or moved back (a forced rebuild swap)
                 target.known = locked
                 return 0
             target.cache.check((locked, generation))
-            events = [(n, self._decoded(n)) for n in page if n.id > locked and p.handles(n.topic)]
-            rows = BatchRows(b, cur, p, target.table, target.cache)
-            rows.prefetch(self._key(p, e) for _, e in events)
-            failures = fold_events(p, rows, events, isolate=isolate)
-            if failures and self.on_error == "stop":
-                raise _Halt(failures[0])
-            if not isolate:
-                try:
-                    rows.flush()
-                except Exception as exc:
-                    log.info("%s: bulk write failed (%s); retrying the batch event by event", p.name, exc)
-                    raise RetryIsolated from exc
+            rows, failures = self._fold(target, cur, page, locked, isolate=isolate)
             if failures:
                 tables.record_dead_letters(b, cur, target.table, failures)
                 for position, _, topic, error in failures:
@@ -188,7 +175,47 @@ class Engine:
         target.known = end
         return end - locked
 
-    def _decoded(self, notification: Notification) -> EventData | BaseException:
+    def _fold(
+        self, target: Target, cur: Any, page: Sequence[LogRecord], after: int, *, isolate: bool
+    ) -> tuple[BatchRows, list[tables.DeadLetter]]:
+        """Fold ``page``'s events past ``after`` into ``target``'s rows; write them unless isolated."""
+        b, p = self.backend, target.projection
+        if target.cache.mark is None:  # a fresh cache: complete when the table is empty
+            target.cache.complete = b.is_empty(cur, b.table(target.table))
+        events = self._decode_page(p, page, after)
+        rows = BatchRows(b, cur, p, target.table, target.cache)
+        if not target.cache.complete:  # a complete cache answers every key without a query
+            rows.prefetch(self._key(p, e) for _, e in events)
+        failures = fold_events(p, rows, events, isolate=isolate)
+        if failures and self.on_error == "stop":
+            raise _Halt(failures[0])
+        if not isolate:
+            try:
+                rows.flush()
+            except Exception as exc:
+                log.info("%s: bulk write failed (%s); retrying the batch event by event", p.name, exc)
+                raise RetryIsolated from exc
+        return rows, failures
+
+    def _decode_page(
+        self, p: Projection, page: Sequence[LogRecord], after: int
+    ) -> list[tuple[LogRecord, EventData | BaseException]]:
+        """The events of ``page`` past ``after`` that ``p`` folds, decoded (or the decoding error)."""
+        handled, decode = self._handled.setdefault(p.name, {}), self.decode
+        out: list[tuple[LogRecord, EventData | BaseException]] = []
+        for record in page:
+            topic = record.topic
+            folds = handled.get(topic)
+            if folds is None:  # Projection.handles is a function of the topic alone: asked once per topic
+                folds = handled[topic] = p.handles(topic)
+            if folds and record.id > after:
+                try:
+                    out.append((record, decode(record)))
+                except Exception as exc:  # an undecodable event is poison for the read models that fold it
+                    out.append((record, exc))
+        return out
+
+    def _decoded(self, notification: LogRecord) -> EventData | BaseException:
         try:
             return self.decode(notification)
         except Exception as exc:  # an undecodable event is poison for the read models that fold it
@@ -203,7 +230,7 @@ class Engine:
         except Exception:  # the fold will meet (and report) the same problem
             return None
 
-    def _check_state(self, cur: Any, p: Projection, owner: str | None) -> int:
+    def _check_state(self, state: dict[str, Any] | None, p: Projection, owner: str | None) -> int:
         """The live table's generation, or -1 when it is halted; raises :class:`LeaseLost`.
 
         The lease is only read here, never locked: the housekeeper renews it meanwhile
@@ -211,7 +238,6 @@ class Engine:
         the tracking-row lock this batch holds, so a runner whose lease is taken over
         during its batch cannot make the new owner fold anything twice.
         """
-        state = tables.read_state(self.backend, cur, [p.name]).get(p.name)
         if owner is not None and (state is None or state["owner"] != owner):
             raise LeaseLost(f"{p.name}: another runner holds the lease now")
         if state is None:

@@ -16,13 +16,12 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from eventsourcing.persistence import Notification
-
 from phaselog.projections import tables
 from phaselog.projections.base import Projection
 from phaselog.projections.batch import BatchRows, RowCache, fold_events, read_page
 from phaselog.projections.engine import Engine, Progress, Target
 from phaselog.projections.errors import db_errors
+from phaselog.runtime.ports import LogRecord
 
 __all__ = ["REBUILD_PAGE", "rebuild", "retry_dead_letters", "set_meta"]
 
@@ -115,9 +114,9 @@ def retry_dead_letters(engine: Engine, p: Projection) -> int:
         letters = tables.dead_letters(b, cur, [p.table])
         if not letters:
             return 0
-        notes: list[Notification] = []
+        notes: list[LogRecord] = []
         for letter in letters:
-            found = engine.store.notifications(letter["position"], 1, stop=letter["position"])
+            found = engine.store.records(letter["position"], 1, stop=letter["position"])
             notes.extend(n for n in found if n.id == letter["position"])
         events = [(n, engine._decoded(n)) for n in notes]  # noqa: SLF001 - same decoding as a batch
         rows = BatchRows(b, cur, p, p.table, RowCache(0))

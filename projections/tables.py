@@ -12,7 +12,7 @@ Text that may hold NUL (errors quote event data) is stored with :func:`store_tex
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ __all__ = [
     "dead_letters",
     "drop_dead_letter",
     "ensure_state",
+    "position_and_state",
     "read_state",
     "record_dead_letters",
     "release_leases",
@@ -73,30 +74,49 @@ def ensure_state(b: Backend, cur: Any, names: Iterable[str]) -> None:
     )
 
 
+_STATE_COLUMNS = (
+    "s.name, s.owner, s.expires - {now} AS remaining, s.generation, s.halted, s.last_error, s.last_error_at"
+)
+
+
+def _state(row: Mapping[str, Any]) -> dict[str, Any]:
+    error = row["last_error"]
+    return {
+        "owner": row["owner"],
+        "remaining": None if row["remaining"] is None else float(row["remaining"]),
+        "generation": int(row["generation"] or 0),
+        "halted": None if row["halted"] is None else int(row["halted"]),
+        "last_error": None if error is None else load_text(str(error)),
+        "last_error_at": row["last_error_at"],
+    }
+
+
 def read_state(b: Backend, cur: Any, names: Sequence[str]) -> dict[str, dict[str, Any]]:
     """State rows of ``names`` (owner, seconds left on the lease, generation, halted, last error)."""
     if not names:
         return {}
-    cond, params = b.in_list("name", names)
+    cond, params = b.in_list("s.name", names)
+    columns = _STATE_COLUMNS.format(now=b.now_sql)
+    cur.execute(b.q(f"SELECT {columns} FROM {b.table(STATE_TABLE)} s WHERE {cond}"), params)
+    return {str(row["name"]): _state(row) for row in cur.fetchall()}
+
+
+def position_and_state(
+    b: Backend, cur: Any, table: str, name: str | None
+) -> tuple[int, dict[str, Any] | None]:
+    """In one query: the tracked position of ``table`` and (unless ``name`` is None) its state row."""
+    columns = _STATE_COLUMNS.format(now=b.now_sql)
     cur.execute(
         b.q(
-            f"SELECT name, owner, expires - {b.now_sql} AS remaining, generation, halted, last_error, "
-            f"last_error_at FROM {b.table(STATE_TABLE)} WHERE {cond}"
+            f"SELECT t.notification_id AS position, {columns} FROM {b.table(b.tracking_table)} t "
+            f"LEFT JOIN {b.table(STATE_TABLE)} s ON s.name = ? WHERE t.application_name = ?"
         ),
-        params,
+        [name, table],
     )
-    out: dict[str, dict[str, Any]] = {}
-    for row in cur.fetchall():
-        error = row["last_error"]
-        out[str(row["name"])] = {
-            "owner": row["owner"],
-            "remaining": None if row["remaining"] is None else float(row["remaining"]),
-            "generation": int(row["generation"] or 0),
-            "halted": None if row["halted"] is None else int(row["halted"]),
-            "last_error": None if error is None else load_text(str(error)),
-            "last_error_at": row["last_error_at"],
-        }
-    return out
+    row = cur.fetchone()
+    if row is None:
+        return 0, None
+    return int(row["position"] or 0), None if row["name"] is None else _state(row)
 
 
 def set_state(b: Backend, cur: Any, name: str, **values: Any) -> None:

@@ -20,9 +20,23 @@ if TYPE_CHECKING:
 
     from phaselog.domain.events import DomainEvent
 
-__all__ = ["EventStore", "StreamHead", "default_store_factory", "register_default_store_factory"]
+__all__ = ["EventStore", "LogRecord", "StreamHead", "default_store_factory", "register_default_store_factory"]
 
 AggT = TypeVar("AggT", bound=Aggregate)
+
+
+class LogRecord(NamedTuple):
+    """One stored event as the log reader returns it: a plain row, cheaper than a ``Notification``.
+
+    Its field names are those of eventsourcing's ``Notification``, so code that reads
+    ``id``, ``originator_id``, ``originator_version``, ``topic`` and ``state`` takes either.
+    """
+
+    id: int
+    originator_id: str
+    originator_version: int
+    topic: str
+    state: bytes
 
 
 class StreamHead(NamedTuple):

@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 import psycopg
 from eventsourcing.persistence import Notification, Recording, StoredEvent
 from psycopg.conninfo import make_conninfo
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import AsyncConnectionPool
 
@@ -94,7 +94,7 @@ class PostgresAsyncStore(AsyncStore):
         """Drive one protocol of :attr:`statements` on the async pool."""
         return await drive_async(protocol, self._do)
 
-    async def _do(self, step: Query | Pause) -> Rows | None:
+    async def _do(self, step: Query | Pause) -> Rows | list[tuple[Any, ...]] | None:
         if isinstance(step, Pause):
             await asyncio.sleep(step.seconds)
             return None
@@ -104,6 +104,11 @@ class PostgresAsyncStore(AsyncStore):
         try:
             async with self._pool.connection() as conn:
                 try:
+                    if step.tuples:  # the lean log reader
+                        plain = await conn.cursor(row_factory=tuple_row).execute(
+                            step.sql, step.params, prepare=step.prepare
+                        )
+                        return list(await plain.fetchall())
                     cursor = await conn.execute(step.sql, step.params, prepare=step.prepare)
                     return list(await cursor.fetchall()) if cursor.description else []
                 except BaseException:

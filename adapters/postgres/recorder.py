@@ -31,7 +31,7 @@ import psycopg
 from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL
 from typing_extensions import override
 
@@ -44,7 +44,7 @@ from phaselog.adapters.postgres.statements import (
     Rows,
     prefix_range,
 )
-from phaselog.runtime.ports import StreamHead
+from phaselog.runtime.ports import LogRecord, StreamHead
 from phaselog.runtime.sansio import drive
 
 __all__ = ["PhaselogPostgresApplicationRecorder", "prefix_range"]
@@ -70,12 +70,16 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
         """Drive one protocol of :attr:`statements` on this recorder's pool."""
         return drive(protocol, self._do)
 
-    def _do(self, step: Query | Pause) -> Rows | None:
+    def _do(self, step: Query | Pause) -> Rows | list[tuple[Any, ...]] | None:
         if isinstance(step, Pause):
             time.sleep(step.seconds)
             return None
         with self.datastore.get_connection() as conn:
             try:
+                if step.tuples:  # the lean log reader
+                    with conn.cursor(row_factory=tuple_row) as plain:
+                        plain.execute(step.sql, step.params, prepare=step.prepare)
+                        return list(plain.fetchall())
                 with conn.cursor() as curs:
                     curs.execute(step.sql, step.params, prepare=step.prepare)
                     return list(curs.fetchall()) if curs.description else []
@@ -126,6 +130,13 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
                 start, limit, stop, topics, inclusive_of_start=inclusive_of_start
             )
         )
+        return found
+
+    def select_records(
+        self, start: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+    ) -> list[LogRecord]:
+        """The lean read of the log: :class:`LogRecord` tuples from ``start`` (inclusive), in order."""
+        found: list[LogRecord] = self.run(self.statements.select_records(start, limit, stop, topics))
         return found
 
     def horizon_position(self) -> int:

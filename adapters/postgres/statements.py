@@ -23,7 +23,7 @@ from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from phaselog.adapters.postgres.schema import CHAIN_TABLE, HEADS_TABLE, SEALS_TABLE, append_function_name
 from phaselog.domain.retry import Backoff
-from phaselog.runtime.ports import StreamHead
+from phaselog.runtime.ports import LogRecord, StreamHead
 
 __all__ = [
     "APPEND_ATTEMPTS",
@@ -58,6 +58,7 @@ class Query:
     params: Sequence[Any] = ()
     prepare: bool = True
     unlock_on_error: bool = False  # run UNLOCK_ALL on the same session when it fails
+    tuples: bool = False  # answer with plain tuples rather than dicts (the lean log reader)
 
 
 @dataclass(frozen=True)
@@ -265,16 +266,17 @@ class PostgresStatements:
         ]
 
     # -- the global order -------------------------------------------------------------------------
-    def select_notifications(
+    def _log_query(  # noqa: PLR0913 - the reader's filters
         self,
         start: int | None,
         limit: int,
-        stop: int | None = None,
-        topics: Sequence[str] = (),
+        stop: int | None,
+        topics: Sequence[str],
         *,
         inclusive_of_start: bool = True,
-    ) -> Flow:
-        """Notifications from ``start`` in position order, only below the commit horizon."""
+        tuples: bool = False,
+    ) -> Query:
+        """The ordered read of the log from ``start``, only below the commit horizon."""
         conditions: list[Composable] = [SQL("(e.tx_id IS NULL OR e.tx_id < h.x)")]
         params: list[Any] = []
         if start is not None:
@@ -295,7 +297,20 @@ class PostgresStatements:
             "ORDER BY e.notification_id LIMIT %s",
             where=SQL(" AND ").join(conditions),
         )
-        rows = yield from _retrying(Query(statement, params))
+        return Query(statement, params, tuples=tuples)
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Flow:
+        """Notifications from ``start`` in position order, only below the commit horizon."""
+        query = self._log_query(start, limit, stop, topics, inclusive_of_start=inclusive_of_start)
+        rows = yield from _retrying(query)
         return [
             Notification(
                 id=row["notification_id"],
@@ -306,6 +321,13 @@ class PostgresStatements:
             )
             for row in rows
         ]
+
+    def select_records(
+        self, start: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+    ) -> Flow:
+        """Like :meth:`select_notifications` (``start`` inclusive), as :class:`LogRecord` tuples."""
+        rows = yield from _retrying(self._log_query(start, limit, stop, topics, tuples=True))
+        return list(map(LogRecord._make, rows))
 
     def horizon_position(self) -> Flow:
         """The newest position below the commit horizon: every position up to it is final."""

@@ -28,7 +28,7 @@ from phaselog.adapters.postgres.schema import (
     SEALS_TABLE,
     TAILS_TABLE,
 )
-from phaselog.runtime.ports import StreamHead
+from phaselog.runtime.ports import LogRecord, StreamHead
 
 __all__ = ["PhaselogSQLiteApplicationRecorder"]
 
@@ -161,6 +161,24 @@ class PhaselogSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     def horizon_position(self) -> int:
         """The newest position: SQLite's single writer commits in position order."""
         return self.max_notification_id() or 0
+
+    def select_records(
+        self, start: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+    ) -> list[LogRecord]:
+        """The lean read of the log: :class:`LogRecord` tuples from ``start`` (inclusive), in order."""
+        sql = f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name} "
+        sql += "WHERE rowid >= ?"
+        params: list[Any] = [start]
+        if stop is not None:
+            sql += " AND rowid <= ?"
+            params.append(stop)
+        if topics:
+            sql += f" AND topic IN ({','.join('?' * len(topics))})"
+            params.extend(topics)
+        params.append(limit)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql + " ORDER BY rowid LIMIT ?", params)
+            return [LogRecord(r[0], str(r[1]), r[2], r[3], r[4]) for r in c.fetchall()]
 
     def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> list[StreamHead]:
         """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
