@@ -301,7 +301,7 @@ def run(url: str, events: int | None = None) -> dict[str, object]:
         started = time.perf_counter()
         _fill(store, total)
         fill = time.perf_counter() - started
-        views = Projections(store, batch_size=2000)
+        views = Projections(store)  # the defaults a user gets (batch_size=5000)
         try:
             started = time.perf_counter()
             views.catch_up()

@@ -12,7 +12,7 @@ breaks on a field it does not know and never needs the event class imported.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 from typing_extensions import override
@@ -81,7 +81,9 @@ class EventDecoder:
             raw = self._cipher.decrypt(raw)
         if self._compressor:
             raw = self._compressor.decompress(raw)
-        data = load_json(raw)
+        return self._event(record, load_json(raw))
+
+    def _event(self, record: Any, data: Any) -> EventData:
         if not isinstance(data, dict):
             data = {"value": data}
         topic = record.topic
@@ -95,7 +97,33 @@ class EventDecoder:
                 versioned = self._versioned[cls] = getattr(cls, "class_version", 1) != 1
             if versioned or "class_version" in data:  # else nothing to upcast
                 data = upcast(cls, data)
-        return EventData(record.id, topic, str(record.originator_id), record.originator_version, data)
+        event = (record.id, topic, str(record.originator_id), record.originator_version, data)
+        return _new_event(EventData, event)
+
+    def page(
+        self, records: Iterable[Any], after: int, folds: Callable[[str], bool], memo: dict[str, bool]
+    ) -> list[tuple[Any, EventData | Exception]]:
+        """The records past ``after`` whose topic ``folds``, each with its event or its decoding error.
+
+        ``memo`` keeps ``folds``' answer per topic (it must depend on the topic alone).
+        """
+        plain = not self._cipher and not self._compressor
+        out: list[tuple[Any, EventData | Exception]] = []
+        append, event = out.append, self._event
+        for record in records:
+            topic = record.topic
+            wanted = memo.get(topic)
+            if wanted is None:
+                wanted = memo[topic] = folds(topic)
+            if wanted and record.id > after:
+                try:
+                    append((record, event(record, load_json(record.state)) if plain else self(record)))
+                except Exception as exc:  # an undecodable event is poison for the read models that fold it
+                    append((record, exc))
+        return out
+
+
+_new_event = tuple.__new__  # EventData's own __new__ without its Python-level frame (a hot path)
 
 
 def event_data(mapper: Any, notification: Any) -> EventData:

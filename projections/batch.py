@@ -244,19 +244,19 @@ def fold_events(
     undone) and writes its rows under a savepoint. A :class:`StoreUnavailable` (the
     database itself failing) is raised in both, never dead-lettered.
     """
+    if not isolate:
+        _fold_fast(projection, rows, events)
+        return []
     failures: list[DeadLetter] = []
     for notification, event in events:
-        if isolate:
-            rows.begin_event()
+        rows.begin_event()
         try:
-            _fold_one(projection, rows, event, isolate=isolate)
+            _fold_one(projection, rows, event)
         except StoreUnavailable:
             raise
         except Exception as exc:
             if not is_poison(exc) and not _raised_by_fold(exc):
                 raise
-            if not isolate:
-                raise RetryIsolated from exc
             rows.undo_event()
             failures.append(
                 (notification.id, str(notification.originator_id), notification.topic, describe(exc))
@@ -265,21 +265,39 @@ def fold_events(
     return failures
 
 
-def _fold_one(
-    projection: Projection, rows: BatchRows, event: EventData | BaseException, *, isolate: bool
+def _fold_fast(
+    projection: Projection, rows: BatchRows, events: Sequence[tuple[LogRecord, EventData | BaseException]]
 ) -> None:
+    """The fast pass: one loop, no journal; the first failing event raises :class:`RetryIsolated`."""
+    apply = projection.apply
+    try:
+        for _, event in events:
+            apply(rows, _decoded(event))
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        if not is_poison(exc) and not _raised_by_fold(exc):
+            raise
+        raise RetryIsolated from exc
+
+
+def _decoded(event: EventData | BaseException) -> EventData:
     if isinstance(event, BaseException):
         raise event  # it could not be decoded
-    projection.apply(rows, event)
-    if isolate:
-        cur = rows._cur  # noqa: SLF001 - the batch's own cursor
-        cur.execute("SAVEPOINT phaselog_event")
-        try:
-            rows.flush()
-        except BaseException:
-            cur.execute("ROLLBACK TO SAVEPOINT phaselog_event")
-            raise
-        cur.execute("RELEASE SAVEPOINT phaselog_event")
+    return event
+
+
+def _fold_one(projection: Projection, rows: BatchRows, event: EventData | BaseException) -> None:
+    """Fold one event and write its rows under a savepoint (the isolated pass)."""
+    projection.apply(rows, _decoded(event))
+    cur = rows._cur  # noqa: SLF001 - the batch's own cursor
+    cur.execute("SAVEPOINT phaselog_event")
+    try:
+        rows.flush()
+    except BaseException:
+        cur.execute("ROLLBACK TO SAVEPOINT phaselog_event")
+        raise
+    cur.execute("RELEASE SAVEPOINT phaselog_event")
 
 
 def _raised_by_fold(exc: BaseException) -> bool:

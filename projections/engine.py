@@ -23,6 +23,7 @@ from phaselog.projections.backend import Backend
 from phaselog.projections.base import EventData, EventDecoder, Projection, ProjectionHalted
 from phaselog.projections.batch import BatchRows, RetryIsolated, RowCache, fold_events, read_page
 from phaselog.projections.errors import db_errors
+from phaselog.projections.gcpause import paused_gc
 from phaselog.runtime import telemetry
 from phaselog.runtime.ports import LogRecord
 
@@ -75,6 +76,7 @@ class Engine:
         batch_size: int,
         cache_rows: int,
         lease_seconds: float,
+        pause_gc: bool = True,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -82,6 +84,7 @@ class Engine:
         self.batch_size = batch_size
         self.cache_rows = cache_rows
         self.lease_seconds = lease_seconds
+        self.pause_gc = pause_gc
         self.decode = EventDecoder(store.app.mapper)
         """The JSON state of a stored event (upcast when its class is known)."""
         self._handled: dict[str, dict[str, bool]] = {}
@@ -161,7 +164,8 @@ class Engine:
                 target.known = locked
                 return 0
             target.cache.check((locked, generation))
-            rows, failures = self._fold(target, cur, page, locked, isolate=isolate)
+            with paused_gc(enabled=self.pause_gc):
+                rows, failures = self._fold(target, cur, page, locked, isolate=isolate)
             if failures:
                 tables.record_dead_letters(b, cur, target.table, failures)
                 for position, _, topic, error in failures:
@@ -182,7 +186,7 @@ class Engine:
         b, p = self.backend, target.projection
         if target.cache.mark is None:  # a fresh cache: complete when the table is empty
             target.cache.complete = b.is_empty(cur, b.table(target.table))
-        events = self._decode_page(p, page, after)
+        events = self.decode.page(page, after, p.handles, self._handled.setdefault(p.name, {}))
         rows = BatchRows(b, cur, p, target.table, target.cache)
         if not target.cache.complete:  # a complete cache answers every key without a query
             rows.prefetch(self._key(p, e) for _, e in events)
@@ -196,24 +200,6 @@ class Engine:
                 log.info("%s: bulk write failed (%s); retrying the batch event by event", p.name, exc)
                 raise RetryIsolated from exc
         return rows, failures
-
-    def _decode_page(
-        self, p: Projection, page: Sequence[LogRecord], after: int
-    ) -> list[tuple[LogRecord, EventData | BaseException]]:
-        """The events of ``page`` past ``after`` that ``p`` folds, decoded (or the decoding error)."""
-        handled, decode = self._handled.setdefault(p.name, {}), self.decode
-        out: list[tuple[LogRecord, EventData | BaseException]] = []
-        for record in page:
-            topic = record.topic
-            folds = handled.get(topic)
-            if folds is None:  # Projection.handles is a function of the topic alone: asked once per topic
-                folds = handled[topic] = p.handles(topic)
-            if folds and record.id > after:
-                try:
-                    out.append((record, decode(record)))
-                except Exception as exc:  # an undecodable event is poison for the read models that fold it
-                    out.append((record, exc))
-        return out
 
     def _decoded(self, notification: LogRecord) -> EventData | BaseException:
         try:

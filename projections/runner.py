@@ -64,12 +64,13 @@ class Projections:
         projections: Iterable[Projection] | None = None,
         *,
         on_error: OnError = "skip",
-        batch_size: int = 1000,
+        batch_size: int = 5000,
         poll_interval: float = 0.2,
         lease_seconds: float = 10.0,
         seal_interval: float = 60.0,
         cache_rows: int = 20_000,
         busy_timeout: float = 2.0,
+        pause_gc: bool = True,
     ) -> None:
         if on_error not in {"skip", "stop"}:
             raise ValidationFailed(f"on_error must be 'skip' or 'stop', not {on_error!r}")
@@ -91,6 +92,7 @@ class Projections:
             batch_size=batch_size,
             cache_rows=cache_rows,
             lease_seconds=lease_seconds,
+            pause_gc=pause_gc,
         )
         self.models = {p.name: ReadModel(self.backend, p) for p in self._projections}
         self._targets = {p.name: Target(p, p.table, RowCache(cache_rows)) for p in self._projections}

@@ -105,7 +105,7 @@ class PostgresAsyncStore(AsyncStore):
             async with self._pool.connection() as conn:
                 try:
                     if step.tuples:  # the lean log reader
-                        plain = await conn.cursor(row_factory=tuple_row).execute(
+                        plain = await conn.cursor(row_factory=tuple_row, binary=True).execute(
                             step.sql, step.params, prepare=step.prepare
                         )
                         return list(await plain.fetchall())

@@ -77,7 +77,7 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn:
             try:
                 if step.tuples:  # the lean log reader
-                    with conn.cursor(row_factory=tuple_row) as plain:
+                    with conn.cursor(row_factory=tuple_row, binary=True) as plain:
                         plain.execute(step.sql, step.params, prepare=step.prepare)
                         return list(plain.fetchall())
                 with conn.cursor() as curs:
