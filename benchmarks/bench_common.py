@@ -3,6 +3,21 @@
 from __future__ import annotations
 
 import statistics
+import time
+
+
+def calibration_loop_s() -> float:
+    """Seconds of CPU a fixed pure-Python loop (10 million additions) takes now.
+
+    The VM is shared: the same loop took 0.69 s at one moment and 1.1 s an hour
+    later. Reported next to a benchmark's figures, it says how fast the machine
+    was while they were taken.
+    """
+    started = time.process_time()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return round(time.process_time() - started, 3)
 
 
 def latency_summary(samples: list[float]) -> dict[str, float]:

@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 import bench_scale  # noqa: E402
 import bench_store  # noqa: E402
+from bench_common import calibration_loop_s  # noqa: E402
 from pgserver import PostgresServer  # noqa: E402
 
 AREA_BENCHMARKS = ("bench_plugins", "bench_tasks", "bench_plans", "bench_state", "bench_projections")
@@ -49,7 +50,13 @@ def main() -> int:
     if not dsn:
         server = PostgresServer.start()
         dsn = server.dsn
-    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    report: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "calibration_loop_s": calibration_loop_s(),  # how fast the shared VM was at the start
+        }
+    }
     try:
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
