@@ -86,23 +86,11 @@ class Backend:
 
     def upsert(self, cursor: Any, qualified: str, projection: Any, rows: Sequence[Sequence[Any]]) -> None:
         """Insert or replace ``rows`` (column values in declared order) of ``projection``'s table."""
-        names = list(projection.columns)
-        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != projection.key)
-        cursor.executemany(
-            self.q(
-                f"INSERT INTO {qualified} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
-                f"ON CONFLICT ({projection.key}) DO UPDATE SET {updates}"
-            ),
-            rows,
-        )
+        cursor.executemany(self.q(_insert_sql(qualified, projection) + _on_conflict(projection)), rows)
 
     def insert(self, cursor: Any, qualified: str, projection: Any, rows: Sequence[Sequence[Any]]) -> None:
         """Insert ``rows`` known to be new to ``projection``'s table."""
-        names = list(projection.columns)
-        cursor.executemany(
-            self.q(f"INSERT INTO {qualified} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"),
-            rows,
-        )
+        cursor.executemany(self.q(_insert_sql(qualified, projection)), rows)
 
     def is_empty(self, cursor: Any, qualified: str) -> bool:
         """True when the table has no row."""
@@ -265,13 +253,9 @@ class PostgresBackend(Backend):
             f"SELECT {names} FROM {qualified} WITH NO DATA"
         )
         cursor.execute(f"TRUNCATE {stage}")
-        with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        updates = ", ".join(f"{n} = excluded.{n}" for n in projection.columns if n != projection.key)
+        _copy(cursor, stage, projection, rows)
         cursor.execute(
-            f"INSERT INTO {qualified} ({names}) SELECT {names} FROM {stage} "
-            f"ON CONFLICT ({projection.key}) DO UPDATE SET {updates}"
+            f"INSERT INTO {qualified} ({names}) SELECT {names} FROM {stage}" + _on_conflict(projection)
         )
 
     @override
@@ -279,9 +263,7 @@ class PostgresBackend(Backend):
         if len(rows) < _COPY_FROM:
             super().insert(cursor, qualified, projection, rows)
             return
-        with cursor.copy(f"COPY {qualified} ({', '.join(projection.columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        _copy(cursor, qualified, projection, rows)
 
     @override
     @contextmanager
@@ -356,6 +338,25 @@ class PostgresBackend(Backend):
     @override
     def close(self) -> None:
         self._drop_listener()
+
+
+def _insert_sql(qualified: str, projection: Any) -> str:
+    """``INSERT`` of one row of ``projection``'s columns, in declared order, with ``?`` placeholders."""
+    names = list(projection.columns)
+    return f"INSERT INTO {qualified} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+
+
+def _on_conflict(projection: Any) -> str:
+    """The clause that turns an insert of ``projection``'s rows into an upsert on its key."""
+    updates = ", ".join(f"{n} = excluded.{n}" for n in projection.columns if n != projection.key)
+    return f" ON CONFLICT ({projection.key}) DO UPDATE SET {updates}"
+
+
+def _copy(cursor: Any, table: str, projection: Any, rows: Sequence[Sequence[Any]]) -> None:
+    """``COPY`` ``rows`` (``projection``'s columns, in declared order) into ``table``."""
+    with cursor.copy(f"COPY {table} ({', '.join(projection.columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _retry(create: Any) -> None:
