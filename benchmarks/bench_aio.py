@@ -20,7 +20,6 @@ plugin's last transition (the same clock on both sides) and the threads used.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import threading
@@ -36,7 +35,7 @@ from phaselog.aio import AsyncPluginStateMachine, open_async_store
 from phaselog.domain.plugin import PluginPhase
 from phaselog.runtime.plugins import PluginStateMachine
 
-from bench_common import latency_summary
+from bench_common import latency_summary, main_on_postgres
 
 P = PluginPhase
 
@@ -137,13 +136,4 @@ def run(
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from pgserver import PostgresServer
-
-    given = os.environ.get("PHASELOG_BENCH_DSN")
-    server = None if given else PostgresServer.start()
-    try:
-        print(json.dumps(run(given or server.dsn), indent=2))  # type: ignore[union-attr]
-    finally:
-        if server is not None:
-            server.stop()
+    main_on_postgres(run)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 
 def calibration_loop_s() -> float:
@@ -29,3 +35,20 @@ def latency_summary(samples: list[float]) -> dict[str, float]:
         "p95_ms": round(ordered[int(len(ordered) * 0.95)] * 1000, 3),
         "ops_per_s": round(len(ordered) / sum(ordered), 1),
     }
+
+
+def main_on_postgres(run: Callable[[str], dict[str, Any]]) -> None:
+    """A PostgreSQL-only benchmark's command line: print ``run``'s JSON for a database.
+
+    The database is ``argv[1]`` or ``$PHASELOG_BENCH_DSN`` when given, else a throwaway server.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from pgserver import PostgresServer  # noqa: PLC0415 - the test suite's helper, only for the command line
+
+    given = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PHASELOG_BENCH_DSN")
+    server = None if given else PostgresServer.start()
+    try:
+        print(json.dumps(run(given or server.dsn), indent=2))  # type: ignore[union-attr]
+    finally:
+        if server is not None:
+            server.stop()

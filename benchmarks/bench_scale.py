@@ -19,15 +19,12 @@ in the same run on the same server, so ratios survive a noisy shared machine.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -211,14 +208,6 @@ def run(
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from pgserver import PostgresServer
+    from bench_common import main_on_postgres
 
-    if len(sys.argv) > 1:
-        print(json.dumps(run(sys.argv[1]), indent=2))
-    else:
-        server = PostgresServer.start()
-        try:
-            print(json.dumps(run(server.dsn), indent=2))
-        finally:
-            server.stop()
+    main_on_postgres(run)

@@ -18,7 +18,6 @@ and ``ratio`` = median sweep with ``finished`` tasks over median sweep with none
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -158,13 +157,6 @@ def run(dsn: str, finished: int = FINISHED, repeats: int = REPEATS) -> dict[str,
 
 
 if __name__ == "__main__":
-    from pgserver import PostgresServer
+    from bench_common import main_on_postgres
 
-    if len(sys.argv) > 1:
-        print(json.dumps(run(sys.argv[1]), indent=2))
-    else:
-        server = PostgresServer.start()
-        try:
-            print(json.dumps(run(server.dsn), indent=2))
-        finally:
-            server.stop()
+    main_on_postgres(run)
