@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import ApplicationRecorder, ConnectionPoolClosedError, StoredEvent
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    ConnectionPoolClosedError,
+    Notification,
+    StoredEvent,
+)
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 from typing_extensions import override
 
@@ -64,6 +69,23 @@ class MemoryApplicationRecorder(POPOApplicationRecorder):
     def horizon_position(self) -> int:
         """The newest position (memory commits in position order)."""
         return self.max_notification_id() or 0
+
+    @override
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """The in-memory read of eventsourcing, except that a limit of 0 is an empty page (as in SQL)."""
+        if limit <= 0:  # eventsourcing's in-memory recorder would return every notification
+            return []
+        return super().select_notifications(
+            start, limit, stop=stop, topics=topics, inclusive_of_start=inclusive_of_start
+        )
 
     def select_records(
         self, start: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()

@@ -21,6 +21,7 @@ from phaselog.adapters.postgres.factory import CONNINFO_ENV
 from phaselog.adapters.urls import MAX_EVENT_BYTES_ENV, StoreURL, parse_url
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
+from phaselog.domain.ids import check_log_read
 from phaselog.domain.retry import Backoff
 from phaselog.runtime import telemetry
 from phaselog.runtime.plugins import PluginService
@@ -313,6 +314,7 @@ class Store:
         self, start: int = 1, limit: int = 1000, *, stop: int | None = None
     ) -> list[Notification]:
         """Stored events in global order from position ``start`` (inclusive)."""
+        check_log_read(start, limit, stop)
         with translate_errors("reading the event log"):
             return list(self.app.recorder.select_notifications(start=start, limit=limit, stop=stop))
 
@@ -320,6 +322,7 @@ class Store:
         self, start: int = 1, limit: int = 1000, *, stop: int | None = None, topics: Sequence[str] = ()
     ) -> list[LogRecord]:
         """Like :meth:`notifications` (only ``topics`` when given), as lean :class:`LogRecord` rows."""
+        check_log_read(start, limit, stop, topics)
         with translate_errors("reading the event log"):
             found: list[LogRecord] = self.app.recorder.select_records(start, limit, stop, topics)  # type: ignore[attr-defined]
             return found

@@ -10,6 +10,7 @@ import pytest
 from test_projections_positions import Tally, _table, _truth
 
 from phaselog.adapters import Store
+from phaselog.domain.errors import ValidationFailed
 from phaselog.projections import Projections
 from phaselog.projections.base import EventData
 from phaselog.projections.batch import RowCache
@@ -53,6 +54,24 @@ def test_records_are_the_notifications_as_plain_rows(store: Store) -> None:
     added = store.records(1, 100, stop=last - 1, topics=[Added.TOPIC])
     assert [r.id for r in added] == [n.id for n in notes if n.topic == Added.TOPIC and n.id < last]
     assert store.records(last + 1, 10) == []
+
+
+@pytest.mark.parametrize(
+    ("start", "limit", "stop", "topics"),
+    [(1, -1, None, ()), ("1", 10, None, ()), (True, 10, None, ()), (1, 10, 2.5, ()), (1, 10, None, "topic"),
+     (1, 10, None, [1])],
+)
+def test_a_malformed_read_of_the_log_is_refused_alike(
+    store: Store, start: object, limit: object, stop: object, topics: object
+) -> None:
+    """A negative limit, non-int positions or a bare-str topic raise ValidationFailed on every store."""
+    _interleaved(store, 1, 1)
+    with pytest.raises(ValidationFailed):
+        store.records(start, limit, stop=stop, topics=topics)  # type: ignore[arg-type]
+    if topics == ():
+        with pytest.raises(ValidationFailed):
+            store.notifications(start, limit, stop=stop)  # type: ignore[arg-type]
+    assert len(store.records(1, 0)) == 0  # a zero limit is an empty page, not an error
 
 
 def test_an_evicting_cache_still_folds_every_event_once(store: Store, views_made: list[Projections]) -> None:
