@@ -19,6 +19,7 @@ from eventsourcing.persistence import (
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 from typing_extensions import override
 
+from phaselog.runtime.horizon import InFlightAppend, PreparedTransaction
 from phaselog.runtime.ports import LogRecord, StreamHead
 
 __all__ = ["MemoryApplicationRecorder", "MemoryFactory"]
@@ -33,6 +34,8 @@ _GUARDED = frozenset(
         "max_notification_id",
         "select_stream_heads",
         "horizon_position",
+        "positions",
+        "in_flight",
         "subscribe",
     }
 )
@@ -70,6 +73,19 @@ class MemoryApplicationRecorder(POPOApplicationRecorder):
         """The newest position (memory commits in position order)."""
         return self.max_notification_id() or 0
 
+    def positions(self) -> tuple[int, int, int]:
+        """``(horizon position, newest position, 0)``: one writer commits in position order here."""
+        newest = self.max_notification_id() or 0
+        return newest, newest, 0
+
+    def in_flight(self) -> list[InFlightAppend]:
+        """Appends in flight that hold readers back: never any here."""
+        return []
+
+    def prepared(self) -> list[PreparedTransaction]:
+        """Prepared transactions: none here."""
+        return []
+
     @override
     def select_notifications(
         self,
@@ -88,7 +104,13 @@ class MemoryApplicationRecorder(POPOApplicationRecorder):
         )
 
     def select_records(
-        self, start: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+        self,
+        start: int,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        final: bool = True,  # noqa: ARG002 - every committed position is final here
     ) -> list[LogRecord]:
         """The log as :class:`LogRecord` tuples from ``start`` (inclusive), in order."""
         return [

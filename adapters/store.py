@@ -3,126 +3,46 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 import orjson
-import psycopg
-from eventsourcing.application import Application, ProjectorFunction, Repository
 from eventsourcing.persistence import Notification, Recording
 
-from phaselog.adapters.codec import MAX_EVENT_BYTES, OrjsonTranscoder, PydanticMapper
+from phaselog.adapters.application import PhaselogApplication, is_concurrent_ddl, snapshot_due
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.integrity import Seal, seal
 from phaselog.adapters.migrate import SCHEMA_VERSION, check_version, probe, record_upgrade, sqlite_uri
 from phaselog.adapters.postgres.factory import CONNINFO_ENV
-from phaselog.adapters.urls import MAX_EVENT_BYTES_ENV, StoreURL, parse_url
+from phaselog.adapters.urls import StoreURL, check_stall_thresholds, parse_url
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
 from phaselog.domain.ids import check_log_read
 from phaselog.domain.retry import Backoff
 from phaselog.runtime import telemetry
+from phaselog.runtime.horizon import Horizon, StallWatch
 from phaselog.runtime.plugins import PluginService
-from phaselog.runtime.ports import LogRecord, StreamHead
+from phaselog.runtime.ports import LogRecord, Saved, StreamHead
 from phaselog.runtime.retry import retry
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["DEFAULT_SNAPSHOT_INTERVAL", "PhaselogApplication", "Store", "open_store", "snapshot_due"]
+__all__ = [
+    "DEFAULT_SNAPSHOT_INTERVAL",
+    "PhaselogApplication",
+    "Store",
+    "open_store",
+    "snapshot_due",
+    "stall_watch",
+]
 
 log = logging.getLogger("phaselog.store")
 
 DEFAULT_SNAPSHOT_INTERVAL = 100
 _OPEN_RETRIES = Backoff(first=0.05, factor=1.5, maximum=1.0, attempts=12)
-# Errors PostgreSQL raises when two processes create the same tables at the same moment.
-_CONCURRENT_DDL = (
-    psycopg.errors.UniqueViolation,
-    psycopg.errors.DuplicateObject,
-    psycopg.errors.DuplicateTable,
-    psycopg.errors.DuplicateFunction,
-    psycopg.errors.DeadlockDetected,
-)
 AggT = TypeVar("AggT", bound=Aggregate)
-
-
-def _is_concurrent_ddl(exc: BaseException) -> bool:
-    """True when ``exc`` (or what it wraps) is a clash of two processes creating tables.
-
-    On PostgreSQL that is a duplicate or a deadlock; on SQLite, a new database
-    file that another process holds locked while switching it to WAL mode.
-    """
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, _CONCURRENT_DDL):
-            return True
-        if isinstance(seen, sqlite3.OperationalError) and "locked" in str(seen):
-            return True
-        seen = seen.__cause__
-    return False
-
-
-def snapshot_due(aggregate: Aggregate, before: int, interval: int) -> bool:
-    """True when saving moved ``aggregate`` (a class with ``SNAPSHOTS``) past a multiple of ``interval``."""
-    crossed = aggregate.version // interval > before // interval
-    return crossed and bool(getattr(aggregate, "SNAPSHOTS", False))
-
-
-class SnapshotFallbackRepository(Repository[str]):
-    """A repository that replays the full history when a snapshot cannot be read.
-
-    A snapshot is an optimisation, never the truth: an unreadable snapshot
-    (unknown topic, failed upcast, invalid state) is logged and skipped.
-    """
-
-    def _reconstruct_aggregate(
-        self,
-        aggregate_id: str,
-        version: int | None,
-        projector_func: ProjectorFunction[Any, Any],
-    ) -> Any:
-        restored: Any = None
-        gt: int | None = None
-        if self.snapshot_store is not None:
-            try:
-                found: list[Any] = list(
-                    self.snapshot_store.get(aggregate_id, desc=True, limit=1, lte=version)
-                )
-                if found:
-                    restored, gt = found[0].mutate(None), found[0].originator_version
-            except PhaselogError as exc:
-                log.warning("ignoring unreadable snapshot of %s, replaying all events: %s", aggregate_id, exc)
-        events = self.event_store.get(aggregate_id, gt=gt, lte=version)
-        aggregate = projector_func(restored, events)
-        if aggregate is None:
-            msg = f"no stream {aggregate_id!r}" + ("" if version is None else f" at version {version}")
-            raise NotFound(msg)
-        return aggregate
-
-
-class PhaselogApplication(Application[str]):
-    """The eventsourcing application behind a store: one notification log for everything."""
-
-    name = "phaselog"
-    snapshot_class = Snapshot
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        super().__init__(env={**env, "IS_SNAPSHOTTING_ENABLED": "y"})
-
-    def construct_mapper(self) -> PydanticMapper:
-        """The pydantic + orjson mapper (eventsourcing's extension point)."""
-        return PydanticMapper(
-            transcoder=OrjsonTranscoder(),
-            cipher=self.factory.cipher(),
-            compressor=self.factory.compressor(),
-            max_event_bytes=int(self.env.get(MAX_EVENT_BYTES_ENV) or MAX_EVENT_BYTES),
-        )
-
-    def construct_repository(self) -> SnapshotFallbackRepository:
-        """A repository that survives unreadable snapshots."""
-        return SnapshotFallbackRepository(event_store=self.events, snapshot_store=self.snapshots)
 
 
 class Store:
@@ -132,18 +52,21 @@ class Store:
     so the global event order covers plugins, tasks, plans and states alike.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every option of open_store
         self,
         url: str | None = None,
         *,
         create: bool = True,
         read_only: bool = False,
         snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL,
+        stall_warning: float | None = None,
+        stall_unhealthy: float | None = None,
     ) -> None:
         if snapshot_interval < 1:
             msg = f"snapshot_interval must be at least 1, got {snapshot_interval}"
             raise ValidationFailed(msg)
         self.location: StoreURL = parse_url(url)
+        self.stalls = stall_watch(self.location, stall_warning, stall_unhealthy)
         self.snapshot_interval = snapshot_interval
         self.read_only = read_only
         self.create = create and not read_only
@@ -212,7 +135,7 @@ class Store:
 
         try:  # another process creating the same tables at the same moment: retry
             return retry(
-                attempt, policy=_OPEN_RETRIES, retry_on=(PhaselogError, OSError), when=_is_concurrent_ddl
+                attempt, policy=_OPEN_RETRIES, retry_on=(PhaselogError, OSError), when=is_concurrent_ddl
             )
         except (StoreUnavailable, ValidationFailed):
             raise
@@ -221,11 +144,13 @@ class Store:
             raise StoreUnavailable(msg) from exc
 
     # -- writing and reading aggregates ---------------------------------------------
-    def save(self, *aggregates: Aggregate) -> list[Recording[str]]:
+    def save(self, *aggregates: Aggregate) -> Saved[Recording[str]]:
         """Append the pending events of ``aggregates`` atomically; return their recordings.
 
-        Raises :class:`ConcurrencyConflict` (and records nothing) when another
-        writer appended to one of the streams from the same version first.
+        The result's ``position`` is the newest position this save committed (for
+        ``projections.wait_for``: read your own writes). Raises
+        :class:`ConcurrencyConflict` (and records nothing) when another writer
+        appended to one of the streams from the same version first.
         """
         self._check_writable("saving events")
         versions = [(agg, agg.version - len(agg.pending_events)) for agg in aggregates]
@@ -237,7 +162,7 @@ class Store:
         for agg, before in versions:
             if snapshot_due(agg, before, self.snapshot_interval):
                 self.snapshot(agg)
-        return recordings
+        return Saved(recordings, max((r.notification.id for r in recordings), default=0))
 
     def snapshot(self, aggregate: Aggregate) -> None:
         """Store a snapshot of ``aggregate`` as just saved (it must have no pending events).
@@ -319,13 +244,38 @@ class Store:
             return list(self.app.recorder.select_notifications(start=start, limit=limit, stop=stop))
 
     def records(
-        self, start: int = 1, limit: int = 1000, *, stop: int | None = None, topics: Sequence[str] = ()
+        self,
+        start: int = 1,
+        limit: int = 1000,
+        *,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        final: bool = True,
     ) -> list[LogRecord]:
-        """Like :meth:`notifications` (only ``topics`` when given), as lean :class:`LogRecord` rows."""
+        """Like :meth:`notifications` (only ``topics`` when given), as lean :class:`LogRecord` rows.
+
+        ``final=False`` also returns events committed beyond the horizon (behind an
+        append still in flight): never advance a cursor past those; they serve to
+        measure lag.
+        """
         check_log_read(start, limit, stop, topics)
         with translate_errors("reading the event log"):
-            found: list[LogRecord] = self.app.recorder.select_records(start, limit, stop, topics)  # type: ignore[attr-defined]
+            recorder: Any = self.app.recorder
+            found: list[LogRecord] = recorder.select_records(start, limit, stop, topics, final=final)
             return found
+
+    def horizon(self) -> Horizon:
+        """Where readers of the global order stop, and the appends in flight holding them there.
+
+        An append in flight for longer than ``stall_warning`` is a stall: it is
+        logged once, as a warning naming it. See :mod:`phaselog.runtime.horizon`.
+        """
+        recorder: Any = self.app.recorder
+        with translate_errors("reading the commit horizon"):
+            in_flight = recorder.in_flight()
+            position, head, held_back = recorder.positions()
+            prepared = recorder.prepared()
+        return self.stalls.observe(position, head, held_back, in_flight, prepared)
 
     def iter_notifications(self, start: int = 1, batch: int = 1000) -> Iterator[Notification]:
         """Every stored event in global order, read in batches."""
@@ -380,12 +330,14 @@ class Store:
         return f"Store({self.url!r})"
 
 
-def open_store(
+def open_store(  # noqa: PLR0913 - the store's options, all keyword-only
     url: str | None = None,
     *,
     create: bool = True,
     read_only: bool = False,
     snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL,
+    stall_warning: float | None = None,
+    stall_unhealthy: float | None = None,
 ) -> Store:
     """Open the store at ``url``: by default creating (or upgrading) its tables on first use.
 
@@ -396,5 +348,28 @@ def open_store(
     migrate``). ``read_only=True`` implies ``create=False`` and never writes: it
     works for a PostgreSQL role with only ``USAGE`` on the schema and ``SELECT``
     on its tables, and for a SQLite file the process may only read.
+
+    ``stall_warning`` and ``stall_unhealthy`` (seconds; URL parameters of the same
+    names, defaults 5 and 30) say when an append in flight is named as a stall
+    and when ``/healthz`` turns ``degraded`` (see :meth:`Store.horizon`).
     """
-    return Store(url, create=create, read_only=read_only, snapshot_interval=snapshot_interval)
+    return Store(
+        url,
+        create=create,
+        read_only=read_only,
+        snapshot_interval=snapshot_interval,
+        stall_warning=stall_warning,
+        stall_unhealthy=stall_unhealthy,
+    )
+
+
+def stall_watch(location: StoreURL, warning: float | None, unhealthy: float | None) -> StallWatch:
+    """The stall thresholds of a store: the options given, else its URL's (defaults 5 s and 30 s)."""
+    warn = location.stall_warning if warning is None else warning
+    bad = (
+        (location.stall_unhealthy if warning is None else max(location.stall_unhealthy, warn))
+        if unhealthy is None
+        else unhealthy
+    )
+    warn, bad = check_stall_thresholds(warn, bad)
+    return StallWatch(stall_warning=warn, stall_unhealthy=bad)

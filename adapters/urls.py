@@ -13,6 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from phaselog.adapters.codec import MAX_EVENT_BYTES
 from phaselog.domain.errors import ValidationFailed
+from phaselog.runtime.horizon import DEFAULT_STALL_UNHEALTHY, DEFAULT_STALL_WARNING
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_EVENT_BYTES_ENV",
     "PHASELOG_PARAMETERS",
     "StoreURL",
+    "check_stall_thresholds",
     "parse_url",
 ]
 
@@ -42,6 +44,8 @@ class StoreURL:
     schema: str = "public"
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     connect_timeout: int = DEFAULT_CONNECT_TIMEOUT_S
+    stall_warning: float = DEFAULT_STALL_WARNING
+    stall_unhealthy: float = DEFAULT_STALL_UNHEALTHY
 
 
 def parse_url(url: str | None) -> StoreURL:
@@ -50,9 +54,9 @@ def parse_url(url: str | None) -> StoreURL:
     parts = urlsplit(raw)
     scheme = parts.scheme.lower()
     if scheme == "memory":
-        limit = _int_param(
-            _own_params(raw, parts.query), "max_event_bytes", DEFAULT_MAX_EVENT_BYTES, minimum=1
-        )
+        own = _own_params(raw, parts.query)
+        limit = _int_param(own, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES, minimum=1)
+        warning, unhealthy = _stall_params(own)
         return StoreURL(
             kind="memory",
             display="memory://",
@@ -61,11 +65,13 @@ def parse_url(url: str | None) -> StoreURL:
                 MAX_EVENT_BYTES_ENV: str(limit),
             },
             max_event_bytes=limit,
+            stall_warning=warning,
+            stall_unhealthy=unhealthy,
         )
     if scheme == "sqlite":
-        limit = _int_param(
-            _own_params(raw, parts.query), "max_event_bytes", DEFAULT_MAX_EVENT_BYTES, minimum=1
-        )
+        own = _own_params(raw, parts.query)
+        limit = _int_param(own, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES, minimum=1)
+        warning, unhealthy = _stall_params(own)
         found = _sqlite(raw, parts.netloc, parts.path)
         return StoreURL(
             kind=found.kind,
@@ -73,6 +79,8 @@ def parse_url(url: str | None) -> StoreURL:
             env={**found.env, MAX_EVENT_BYTES_ENV: str(limit)},
             sqlite_path=found.sqlite_path,
             max_event_bytes=limit,
+            stall_warning=warning,
+            stall_unhealthy=unhealthy,
         )
     if scheme in _POSTGRES_SCHEMES:
         return _postgres(raw)
@@ -80,14 +88,47 @@ def parse_url(url: str | None) -> StoreURL:
     raise ValidationFailed(msg)
 
 
+_OWN_PARAMETERS = frozenset({"max_event_bytes", "stall_warning", "stall_unhealthy"})
+
+
 def _own_params(raw: str, query: str) -> dict[str, str]:
-    """The query parameters of a memory or SQLite URL: only ``max_event_bytes`` is known."""
+    """The query parameters of a memory or SQLite URL (``max_event_bytes`` and the stall thresholds)."""
     params = dict(parse_qsl(query, keep_blank_values=True))
-    unknown = sorted(set(params) - {"max_event_bytes"})
+    unknown = sorted(set(params) - _OWN_PARAMETERS)
     if unknown:
-        msg = f"unknown URL parameter {unknown[0]!r} in {raw!r} (known: max_event_bytes)"
+        known = ", ".join(sorted(_OWN_PARAMETERS))
+        msg = f"unknown URL parameter {unknown[0]!r} in {raw!r} (known: {known})"
         raise ValidationFailed(msg)
     return params
+
+
+def _stall_params(params: dict[str, str]) -> tuple[float, float]:
+    """``stall_warning`` and ``stall_unhealthy`` (seconds, warning <= unhealthy) from URL parameters."""
+    warning = _seconds_param(params, "stall_warning", DEFAULT_STALL_WARNING)
+    unhealthy = _seconds_param(params, "stall_unhealthy", max(DEFAULT_STALL_UNHEALTHY, warning))
+    return check_stall_thresholds(warning, unhealthy)
+
+
+def check_stall_thresholds(warning: float, unhealthy: float) -> tuple[float, float]:
+    """The two stall thresholds, refused unless ``0 < warning <= unhealthy``."""
+    if not 0 < warning <= unhealthy:
+        msg = f"stall_warning ({warning} s) must be above 0 and at most stall_unhealthy ({unhealthy} s)"
+        raise ValidationFailed(msg)
+    return warning, unhealthy
+
+
+def _seconds_param(params: dict[str, str], name: str, default: float) -> float:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        msg = f"invalid URL parameter {name}={raw!r}: expected a number of seconds above 0"
+        raise ValidationFailed(msg)
+    return value
 
 
 def _sqlite(raw: str, netloc: str, path: str) -> StoreURL:
@@ -111,7 +152,16 @@ def _sqlite(raw: str, netloc: str, path: str) -> StoreURL:
 
 # phaselog's own query parameters; every other one goes to libpq (sslmode, host, port, options, ...).
 PHASELOG_PARAMETERS = frozenset(
-    {"schema", "pool_min", "pool_max", "statement_timeout", "max_event_bytes", "partition_size"}
+    {
+        "schema",
+        "pool_min",
+        "pool_max",
+        "statement_timeout",
+        "max_event_bytes",
+        "partition_size",
+        "stall_warning",
+        "stall_unhealthy",
+    }
 )
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 _POSTGRES_SCHEMES = ("postgresql+psycopg", "postgresql", "postgres")
@@ -157,6 +207,7 @@ def _postgres(raw: str) -> StoreURL:
     pool_max = _int_param(ours, "pool_max", max(12, pool_min), minimum=pool_min)
     statement_timeout = _int_param(ours, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT_MS, minimum=0)
     max_event_bytes = _int_param(ours, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES, minimum=1)
+    warning, unhealthy = _stall_params(ours)
     conninfo.setdefault("host", "localhost")
     conninfo.setdefault("port", "5432")
     conninfo.setdefault("user", os.environ.get("PGUSER", "postgres"))
@@ -196,6 +247,8 @@ def _postgres(raw: str) -> StoreURL:
         schema=schema,
         max_event_bytes=max_event_bytes,
         connect_timeout=connect_timeout,
+        stall_warning=warning,
+        stall_unhealthy=unhealthy,
     )
 
 

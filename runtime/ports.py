@@ -16,13 +16,40 @@ from phaselog.domain.errors import StoreUnavailable
 from phaselog.domain.events import Aggregate
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from phaselog.domain.events import DomainEvent
 
-__all__ = ["EventStore", "LogRecord", "StreamHead", "default_store_factory", "register_default_store_factory"]
+__all__ = [
+    "EventStore",
+    "LogRecord",
+    "Saved",
+    "StreamHead",
+    "committed_position",
+    "default_store_factory",
+    "register_default_store_factory",
+]
 
 AggT = TypeVar("AggT", bound=Aggregate)
+T = TypeVar("T")
+
+
+class Saved(list[T]):
+    """What a store's ``save`` returns: its recordings, and ``position``, the newest one it committed.
+
+    ``position`` is what read-your-writes waits for: ``projections.wait_for(saved.position)``
+    returns once the read models have applied this save (0 when nothing was pending).
+    """
+
+    def __init__(self, recordings: Iterable[T] = (), position: int = 0) -> None:
+        super().__init__(recordings)
+        self.position = position
+
+
+def committed_position(saved: object, before: int = 0) -> int:
+    """The position a ``save`` committed (``before`` when it committed nothing, or says nothing)."""
+    position = getattr(saved, "position", 0)
+    return position if isinstance(position, int) and position > before else before
 
 
 class LogRecord(NamedTuple):

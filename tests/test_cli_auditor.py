@@ -27,6 +27,7 @@ from cli_support import (
 )
 
 from phaselog.adapters import open_store
+from phaselog.adapters.migrate import SCHEMA_VERSION
 
 from conftest import raw_execute
 
@@ -155,7 +156,7 @@ def test_migrate_upgrades_a_wave1_store_explicitly_and_records_it(
     assert done.returncode == 0, done.stderr
     assert "from schema version 1 to 2" in done.stdout
     rows = meta(url)
-    assert rows["schema_version"] == "2"
+    assert rows["schema_version"] == str(SCHEMA_VERSION)
     record = orjson.loads(rows["migrated:1->2"])
     assert record["by"] == f"phaselog {version('phaselog')}"
     datetime.fromisoformat(record["at"])

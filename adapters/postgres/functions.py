@@ -3,10 +3,14 @@
 ``<events>_append(ids, versions, topics, states, open_flags)`` is the only
 statement an append sends. In one implicit transaction it
 
-1. draws the events' positions together with the transaction id, under an
-   advisory lock held for microseconds (released before any insert), so position
-   order is transaction-id order between writers and readers that stop below the
-   oldest running transaction never pass a position that commits later;
+1. refuses to run in a transaction that already has a transaction id (the
+   append must be what assigns it), marks itself in flight with a shared
+   transaction-level advisory lock (the *append lock*, held until the transaction
+   ends), then draws the events' positions together with the transaction id
+   under the *positions lock*, held for microseconds (released before any
+   insert): position order is transaction-id order between appends, and readers
+   that stop below the oldest append still in flight (see ``docs/store.md``)
+   never pass a position that commits later;
 2. checks each stream's expected version against its head in ``phaselog_streams``
    (locking that row), so two writers appending the same version conflict even
    where the events table is partitioned and cannot hold a unique
@@ -83,6 +87,12 @@ DECLARE
     head_version bigint;
     i integer;
 BEGIN
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'an append must be the first write of its transaction (this one is already %)',
+            pg_current_xact_id_if_assigned() USING ERRCODE = 'invalid_transaction_state',
+            HINT = 'append in a transaction of its own, before anything else writes in it';
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared({append_lock});  -- marks this append in flight until it ends
     PERFORM pg_advisory_lock({position_lock});
     tx := pg_current_xact_id();
     positions := ARRAY(SELECT nextval({seq}::regclass) FROM generate_series(1, n));

@@ -10,7 +10,8 @@ eventsourcing's own recorder:
   deadlock on large payloads), no ``LOCK TABLE``, no pre-ping;
 * readers of the global order (:meth:`select_notifications`, hence the projection
   runner, ``audit`` and subscriptions) only return rows whose writing transaction
-  is below the oldest transaction still running, and positions are drawn in
+  is below the oldest *append* still in flight (no other transaction, in this
+  database or another, holds them back), and positions are drawn in
   transaction-id order, so a follower never passes a position that commits later;
 * a broken connection is retried, and a retry that finds its own events already
   stored (the first attempt committed before the connection broke) returns their
@@ -44,6 +45,7 @@ from phaselog.adapters.postgres.statements import (
     Rows,
     prefix_range,
 )
+from phaselog.runtime.horizon import InFlightAppend, PreparedTransaction
 from phaselog.runtime.ports import LogRecord, StreamHead
 from phaselog.runtime.sansio import drive
 
@@ -133,16 +135,39 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
         return found
 
     def select_records(
-        self, start: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+        self,
+        start: int,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        final: bool = True,
     ) -> list[LogRecord]:
         """The lean read of the log: :class:`LogRecord` tuples from ``start`` (inclusive), in order."""
-        found: list[LogRecord] = self.run(self.statements.select_records(start, limit, stop, topics))
+        found: list[LogRecord] = self.run(
+            self.statements.select_records(start, limit, stop, topics, final=final)
+        )
         return found
 
     def horizon_position(self) -> int:
-        """The newest position below the commit horizon: every position up to it is final."""
+        """The newest final position: every position up to it has committed or never will."""
         position: int = self.run(self.statements.horizon_position())
         return position
+
+    def positions(self) -> tuple[int, int, int]:
+        """``(horizon position, newest committed position, committed events beyond the horizon)``."""
+        found: tuple[int, int, int] = self.run(self.statements.positions())
+        return found
+
+    def in_flight(self) -> list[InFlightAppend]:
+        """The appends to this store still in flight (they hold the horizon)."""
+        found: list[InFlightAppend] = self.run(self.statements.in_flight())
+        return found
+
+    def prepared(self) -> list[PreparedTransaction]:
+        """The prepared transactions of this store's database."""
+        found: list[PreparedTransaction] = self.run(self.statements.prepared())
+        return found
 
     # -- the stream index -------------------------------------------------------------------------
     def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> list[StreamHead]:

@@ -9,7 +9,7 @@
 * ``phaselog_seals``: sealed checkpoints; ``phaselog_meta``: the schema version.
 
 Everything is ``IF NOT EXISTS`` / ``CREATE OR REPLACE``, so opening a store
-written by the wave-1 recorder migrates it in place (old chain rows keep their
+written by an older phaselog migrates it in place (old chain rows keep their
 global links) and opening a current one changes nothing.
 """
 
@@ -49,7 +49,9 @@ ARCHIVES_TABLE = "phaselog_archives"
 TAILS_TABLE = "phaselog_archive_tails"
 PARTITION_SIZE_ENV = "PHASELOG_PARTITION_SIZE"  # positions per partition of a new store (URL: partition_size)
 DEFAULT_PARTITION_SIZE = 1_000_000
-SCHEMA_VERSION = 2  # 1: wave 1 (global chain, table lock); 2: per-stream chains, heads, seals, xid8
+# 1: a global chain and a table lock; 2: per-stream chains, heads, seals, xid8;
+# 3: appends mark themselves in flight, so only an append can hold readers of the global order back.
+SCHEMA_VERSION = 3
 
 
 def lock_key(schema: str, table: str, purpose: str) -> int:
@@ -112,6 +114,7 @@ def phaselog_statements(schema: str, table: str, channel: str, *, partition_size
         "link": Literal(STREAM_LINK),
         "channel": Literal(channel),
         "position_lock": Literal(lock_key(schema, table, "positions")),
+        "append_lock": Literal(lock_key(schema, table, "appends")),
         "version": Literal(SCHEMA_VERSION),
         "ensure": Identifier(f"{table}_ensure_partitions"),
         "events_regclass": Literal(f'"{schema}"."{table}"'),
@@ -168,7 +171,7 @@ def phaselog_statements(schema: str, table: str, channel: str, *, partition_size
             "events bigint NOT NULL, digest text NOT NULL, signature text, "
             "sealed_at timestamptz NOT NULL DEFAULT now())"
         ),
-        # A wave-1 store: index the streams it already holds (all counted open until saved again).
+        # A schema-1 store: index the streams it already holds (all counted open until saved again).
         (
             "INSERT INTO {schema}.{heads} (stream_id, version, position, open, digest) "
             "SELECT DISTINCT ON (e.originator_id) e.originator_id, e.originator_version, e.notification_id, "

@@ -19,15 +19,23 @@ from typing import Any
 import psycopg
 from eventsourcing import persistence as es
 from eventsourcing.persistence import Notification, StoredEvent
-from psycopg.sql import SQL, Composable, Composed, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
-from phaselog.adapters.postgres.schema import CHAIN_TABLE, HEADS_TABLE, SEALS_TABLE, append_function_name
+from phaselog.adapters.postgres.schema import (
+    CHAIN_TABLE,
+    HEADS_TABLE,
+    SEALS_TABLE,
+    append_function_name,
+    lock_key,
+)
 from phaselog.domain.retry import Backoff
+from phaselog.runtime.horizon import InFlightAppend, PreparedTransaction
 from phaselog.runtime.ports import LogRecord, StreamHead
 
 __all__ = [
     "APPEND_ATTEMPTS",
     "HORIZON",
+    "IN_FLIGHT",
     "STATEMENT_RETRY",
     "UNLOCK_ALL",
     "Pause",
@@ -43,8 +51,32 @@ log = logging.getLogger("phaselog.store")
 APPEND_ATTEMPTS = 3
 # The one retry policy (phaselog.domain.retry): a broken connection is retried after 0.1 s, then 0.2 s.
 STATEMENT_RETRY = Backoff(first=0.1, factor=2.0, maximum=0.4, attempts=APPEND_ATTEMPTS)
-# Rows whose transaction is below this are final: nothing can commit before them any more.
-HORIZON = "pg_snapshot_xmin(pg_current_snapshot())"
+# The appends in flight to one events table: holders of its append lock (a shared, transaction-level
+# advisory lock with a bigint key, so classid 0 and objsubid 1), joined to their transaction ids. One
+# read of pg_locks (materialized), which every role may read.
+IN_FLIGHT = """
+locks AS MATERIALIZED (
+    SELECT locktype, database, classid, objid, objsubid, virtualtransaction, transactionid, pid
+    FROM pg_catalog.pg_locks WHERE locktype IN ('advisory', 'transactionid')
+),
+appends AS (
+    SELECT a.pid, a.virtualtransaction, t.transactionid FROM locks a
+    LEFT JOIN locks t ON t.virtualtransaction = a.virtualtransaction AND t.locktype = 'transactionid'
+    WHERE a.locktype = 'advisory' AND a.classid = 0 AND a.objid = {append_lock}::oid AND a.objsubid = 1
+      AND a.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+)"""
+# The horizon: no append still in flight has a transaction id below it, and every append that will
+# start has one at or above it. Run as a statement of its own, BEFORE the read that uses it (the read's
+# snapshot must be taken after this look; docs/store.md gives the argument).
+HORIZON = (
+    "WITH s AS (SELECT pg_current_snapshot() AS snap),"
+    + IN_FLIGHT
+    + """
+SELECT least(pg_snapshot_xmax(s.snap), (
+    SELECT x FROM pg_snapshot_xip(s.snap) AS x
+    WHERE (x::text::bigint & 4294967295) IN (SELECT transactionid::text::bigint FROM appends)
+    ORDER BY x LIMIT 1))::text AS h FROM s"""
+)
 # Run on the same session after a failed append: a pooled session never keeps the positions lock.
 UNLOCK_ALL = SQL("SELECT pg_advisory_unlock_all()")
 Rows = list[dict[str, Any]]
@@ -144,6 +176,7 @@ class PostgresStatements:
             "heads": Identifier(HEADS_TABLE),
             "seals": Identifier(SEALS_TABLE),
             "append": Identifier(append_function_name(self.events_table)),
+            "append_lock": Literal(lock_key(self.schema, self.events_table, "appends")),
         }
         object.__setattr__(self, "names", names)
 
@@ -266,8 +299,14 @@ class PostgresStatements:
         ]
 
     # -- the global order -------------------------------------------------------------------------
+    def horizon(self) -> Flow:
+        """The transaction-id horizon (text): rows written below it are final. Its own statement."""
+        rows = yield from _retrying(Query(self._sql(HORIZON)))
+        return str(rows[0]["h"])
+
     def _log_query(  # noqa: PLR0913 - the reader's filters
         self,
+        horizon: str | None,
         start: int | None,
         limit: int,
         stop: int | None,
@@ -276,9 +315,12 @@ class PostgresStatements:
         inclusive_of_start: bool = True,
         tuples: bool = False,
     ) -> Query:
-        """The ordered read of the log from ``start``, only below the commit horizon."""
-        conditions: list[Composable] = [SQL("(e.tx_id IS NULL OR e.tx_id < h.x)")]
+        """The ordered read of the log from ``start``, only rows written below ``horizon`` if given."""
+        conditions: list[Composable] = [SQL("TRUE")]
         params: list[Any] = []
+        if horizon is not None:
+            conditions.append(SQL("(e.tx_id IS NULL OR e.tx_id < %s::xid8)"))
+            params.append(horizon)
         if start is not None:
             conditions.append(
                 SQL("e.notification_id >= %s" if inclusive_of_start else "e.notification_id > %s")
@@ -293,8 +335,7 @@ class PostgresStatements:
         params.append(limit)
         statement = self._sql(
             "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state "
-            "FROM {schema}.{events} e, (SELECT " + HORIZON + " AS x) h WHERE {where} "
-            "ORDER BY e.notification_id LIMIT %s",
+            "FROM {schema}.{events} e WHERE {where} ORDER BY e.notification_id LIMIT %s",
             where=SQL(" AND ").join(conditions),
         )
         return Query(statement, params, tuples=tuples)
@@ -308,8 +349,9 @@ class PostgresStatements:
         *,
         inclusive_of_start: bool = True,
     ) -> Flow:
-        """Notifications from ``start`` in position order, only below the commit horizon."""
-        query = self._log_query(start, limit, stop, topics, inclusive_of_start=inclusive_of_start)
+        """Notifications from ``start`` in position order, only final ones (below the horizon)."""
+        horizon = yield from self.horizon()
+        query = self._log_query(horizon, start, limit, stop, topics, inclusive_of_start=inclusive_of_start)
         rows = yield from _retrying(query)
         return [
             Notification(
@@ -323,23 +365,55 @@ class PostgresStatements:
         ]
 
     def select_records(
-        self, start: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+        self,
+        start: int,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        final: bool = True,
     ) -> Flow:
-        """Like :meth:`select_notifications` (``start`` inclusive), as :class:`LogRecord` tuples."""
-        rows = yield from _retrying(self._log_query(start, limit, stop, topics, tuples=True))
+        """Like :meth:`select_notifications` (``start`` inclusive), as :class:`LogRecord` tuples.
+
+        ``final=False`` also returns committed rows beyond the horizon: never advance
+        a cursor past them (an append in flight may still commit below them); they
+        serve to measure lag.
+        """
+        horizon = (yield from self.horizon()) if final else None
+        rows = yield from _retrying(self._log_query(horizon, start, limit, stop, topics, tuples=True))
         return list(map(LogRecord._make, rows))
 
     def horizon_position(self) -> Flow:
-        """The newest position below the commit horizon: every position up to it is final."""
-        rows: Rows = yield Query(
-            self._sql(
-                "SELECT max(e.notification_id) AS m FROM {schema}.{events} e, (SELECT "
-                + HORIZON
-                + " AS x) h WHERE e.tx_id IS NULL OR e.tx_id < h.x"
-            ),
-            prepare=False,
+        """The newest final position: every position up to it has committed or never will."""
+        position, _head, _held = yield from self.positions()
+        return position
+
+    def positions(self) -> Flow:
+        """``(horizon position, newest committed position, committed events beyond the horizon)``."""
+        horizon = yield from self.horizon()
+        rows = yield from _retrying(
+            Query(
+                self._sql(
+                    "WITH p AS (SELECT coalesce(max(e.notification_id), 0) AS p FROM {schema}.{events} e "
+                    "WHERE e.tx_id IS NULL OR e.tx_id < %s::xid8) "
+                    "SELECT p.p, (SELECT coalesce(max(notification_id), 0) FROM {schema}.{events}) AS m, "
+                    "(SELECT count(*) FROM {schema}.{events} e WHERE e.notification_id > p.p) AS held FROM p"
+                ),
+                (horizon,),
+            )
         )
-        return int(rows[0]["m"] or 0) if rows else 0
+        row = rows[0] if rows else {}
+        return int(row.get("p") or 0), int(row.get("m") or 0), int(row.get("held") or 0)
+
+    def in_flight(self) -> Flow:
+        """The appends in flight to this table (session details where the server shows them)."""
+        rows = yield from _retrying(Query(self._sql("WITH" + IN_FLIGHT + _IN_FLIGHT_DETAILS), prepare=False))
+        return [_in_flight(row) for row in rows]
+
+    def prepared(self) -> Flow:
+        """The prepared transactions of this database (``pg_prepared_xacts``)."""
+        rows = yield from _retrying(Query(SQL(_PREPARED), prepare=False))
+        return [_prepared(row) for row in rows]
 
     def max_position(self) -> Flow:
         """The newest position written (committed or not yet), 0 when empty."""
@@ -347,3 +421,37 @@ class PostgresStatements:
             Query(self._sql("SELECT max(notification_id) AS m FROM {schema}.{events}"))
         )
         return int(rows[0]["m"] or 0) if rows else 0
+
+
+_IN_FLIGHT_DETAILS = """
+SELECT w.pid, w.transactionid::text AS xid, s.application_name, host(s.client_addr) AS client_addr,
+    s.state, s.query, extract(epoch FROM clock_timestamp() - coalesce(s.xact_start, p.prepared)) AS age,
+    p.gid, p.owner, p.database
+FROM appends w
+LEFT JOIN pg_catalog.pg_stat_activity s ON s.pid = w.pid
+LEFT JOIN pg_catalog.pg_prepared_xacts p ON w.pid IS NULL AND p.transaction = w.transactionid"""
+
+_PREPARED = """
+SELECT gid, owner, database, extract(epoch FROM clock_timestamp() - prepared) AS age
+FROM pg_catalog.pg_prepared_xacts WHERE database = current_database() ORDER BY prepared"""
+
+
+def _prepared(row: Mapping[str, Any]) -> PreparedTransaction:
+    return PreparedTransaction(
+        str(row["gid"]), str(row["owner"]), str(row["database"]), float(row["age"] or 0.0)
+    )
+
+
+def _in_flight(row: Mapping[str, Any]) -> InFlightAppend:
+    prepared = _prepared(row) if row["gid"] is not None else None
+    query = row["query"]
+    return InFlightAppend(
+        pid=int(row["pid"]) if row["pid"] is not None else None,
+        transaction_id=int(row["xid"]) if row["xid"] is not None else None,
+        age_seconds=float(row["age"] or 0.0),
+        application_name=row["application_name"] or None,
+        client_addr=row["client_addr"],
+        state=row["state"],
+        last_query=query if query and query != "<insufficient privilege>" else None,
+        prepared=prepared,
+    )

@@ -28,6 +28,7 @@ from phaselog.adapters.postgres.schema import (
     SEALS_TABLE,
     TAILS_TABLE,
 )
+from phaselog.runtime.horizon import InFlightAppend, PreparedTransaction
 from phaselog.runtime.ports import LogRecord, StreamHead
 
 __all__ = ["PhaselogSQLiteApplicationRecorder"]
@@ -162,8 +163,27 @@ class PhaselogSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         """The newest position: SQLite's single writer commits in position order."""
         return self.max_notification_id() or 0
 
+    def positions(self) -> tuple[int, int, int]:
+        """``(horizon position, newest position, 0)``: one writer commits in position order here."""
+        newest = self.max_notification_id() or 0
+        return newest, newest, 0
+
+    def in_flight(self) -> list[InFlightAppend]:
+        """Appends in flight that hold readers back: never any here."""
+        return []
+
+    def prepared(self) -> list[PreparedTransaction]:
+        """Prepared transactions: none here."""
+        return []
+
     def select_records(
-        self, start: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+        self,
+        start: int,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        final: bool = True,  # noqa: ARG002 - every committed position is final here
     ) -> list[LogRecord]:
         """The lean read of the log: :class:`LogRecord` tuples from ``start`` (inclusive), in order."""
         sql = f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name} "
