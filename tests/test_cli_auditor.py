@@ -154,15 +154,19 @@ def test_migrate_upgrades_a_wave1_store_explicitly_and_records_it(
     assert meta(url) == {}, "a refused open changed the store"
     done = phaselog("migrate", "--url", url, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "from schema version 1 to 2" in done.stdout
+    assert f"from schema version 1 to {SCHEMA_VERSION}" in done.stdout
     rows = meta(url)
     assert rows["schema_version"] == str(SCHEMA_VERSION)
-    record = orjson.loads(rows["migrated:1->2"])
+    record = orjson.loads(rows[f"migrated:1->{SCHEMA_VERSION}"])
     assert record["by"] == f"phaselog {version('phaselog')}"
     datetime.fromisoformat(record["at"])
     assert json_out(phaselog("audit", "verify", "--json", "--url", url, cwd=tmp_path))["ok"] is True
     again = json_out(phaselog("migrate", "--json", "--url", url, cwd=tmp_path))
-    assert (again["changed"], again["from_version"], again["to_version"]) == (False, 2, 2)
+    assert (again["changed"], again["from_version"], again["to_version"]) == (
+        False,
+        SCHEMA_VERSION,
+        SCHEMA_VERSION,
+    )
 
 
 def test_migrate_marks_finished_streams_closed_in_the_index(filled_url: str, tmp_path: Path) -> None:
