@@ -88,6 +88,7 @@ def main() -> int:
             except Exception:  # one broken benchmark must not hide the others' figures
                 report["write_path"] = {"error": traceback.format_exc(limit=3)}
             report["aio"] = _postgres_only("bench_aio", dsn)  # 1,000 coroutines on one loop vs threads
+            report["horizon"] = _postgres_only("bench_horizon", dsn)  # catch-ups beside the former horizon
             started = time.perf_counter()
             try:  # PostgreSQL only: sweeps with 0 and with many finished tasks
                 sweep = importlib.import_module("bench_sweep").run(dsn)
