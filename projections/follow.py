@@ -13,7 +13,9 @@ lease over once it expires. A clean stop releases the leases at once.
 The housekeeping thread also calls ``store.seal()`` every ``seal_interval``
 seconds while it holds the ``__seal__`` lease (one sealing runner per store).
 On PostgreSQL a listener thread LISTENs on the recorder's channel and wakes the
-followers; on SQLite they poll every ``poll_interval``.
+followers, and looks at the commit horizon every second, so a stall (an append
+in flight for longer than ``stall_warning``) is logged once by a runner that
+nobody queries; on SQLite they poll every ``poll_interval``.
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ from phaselog.projections.base import ProjectionHalted
 from phaselog.projections.engine import Engine, LeaseLost, Target
 from phaselog.projections.errors import ProjectionBusy, db_errors
 
-__all__ = ["SEAL_LEASE", "Follower", "runner_id"]
+__all__ = ["HORIZON_LOOK_INTERVAL", "SEAL_LEASE", "Follower", "runner_id"]
 
 log = logging.getLogger("phaselog.projections")
 _FOLLOW_BACKOFF = Backoff(maximum=5.0)  # a failing read model retries after poll_interval, doubling up to 5 s
 
 SEAL_LEASE = "__seal__"
+HORIZON_LOOK_INTERVAL = 1.0  # seconds between a runner's looks at the appends in flight (PostgreSQL)
 
 
 def runner_id() -> str:
@@ -82,6 +85,7 @@ class Follower:
         self.seals = 0
         """Seals this runner made."""
         self.housekeeping_rounds = 0
+        self._horizon_looked = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -227,9 +231,23 @@ class Follower:
             log.warning("sealing the store failed: %s", exc)
 
     def _listen(self) -> None:
+        horizon = getattr(self.engine.store, "horizon", None) if self.backend.kind == "postgresql" else None
         while not self.stop_event.is_set():
             if self.backend.kind == "postgresql":
                 self.backend.wait_for_events(1.0, self.stop_event)
             else:
                 self.stop_event.wait(self.poll_interval)
             self.wake()
+            if callable(horizon):
+                self._look_at_horizon(horizon)
+
+    def _look_at_horizon(self, horizon: Callable[[], Any]) -> None:
+        """Look at the horizon now and then: the store logs one warning per stall it sees."""
+        now = time.monotonic()
+        if now - self._horizon_looked < HORIZON_LOOK_INTERVAL:
+            return
+        self._horizon_looked = now
+        try:
+            horizon()
+        except PhaselogError as exc:
+            log.debug("could not look at the commit horizon: %s", exc)

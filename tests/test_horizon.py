@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -283,3 +284,27 @@ def test_a_store_whose_appends_do_not_mark_themselves_is_refused_until_migrated(
         ).fetchone()
     assert found is not None
     assert "pg_advisory_xact_lock_shared" in str(found[0])
+
+
+def test_a_running_follower_logs_one_warning_per_stall(pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A projection runner nobody queries names a stall in exactly one warning, then catches up."""
+    with open_store(pg_url, stall_warning=0.3) as store:
+        store.save(open_counter("c:first"))
+        views = store.projections
+        views.start()
+        try:
+            with caplog.at_level(logging.WARNING, logger="phaselog.horizon"):
+                with held_append(store, pg_url, "c:held") as conn:
+                    later = store.save(open_counter("c:later")).position
+                    deadline = time.monotonic() + 10
+                    while not caplog.records and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                    time.sleep(2.5)  # more looks at the same stall
+                    pid = conn.info.backend_pid
+                    conn.commit()
+                views.wait(later, timeout=10)
+            warnings = [r.getMessage() for r in caplog.records]
+            assert len(warnings) == 1, warnings
+            assert f"pid {pid}" in warnings[0]
+        finally:
+            views.stop()
