@@ -16,7 +16,9 @@ returns ``False``).
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from phaselog.domain.encoding import same_json
 from phaselog.domain.errors import PhaselogError, ValidationFailed
@@ -31,12 +33,14 @@ __all__ = [
     "StatePersisted",
     "StateReset",
     "StateValidationFailed",
+    "decode_state",
     "kvs_label",
     "state_stream_id",
 ]
 
 DEFAULT_KVS = "default"
 STREAM_PREFIX = "state:"
+M = TypeVar("M", bound=BaseModel)
 
 
 class StateNotInitialized(PhaselogError, RuntimeError):
@@ -229,3 +233,41 @@ class KeyedState(Aggregate):
         self.cleared = bool(state["cleared"])
         self.persists = int(state["persists"])
         self.resets = int(state["resets"])
+
+
+def decode_state(agg: KeyedState | None, model: type[M], default: M) -> M:
+    """The value ``agg`` stores, validated as ``model`` (upcast from older versions); ``default`` when none.
+
+    Raises :class:`StateValidationFailed` (naming the key-value store, the key
+    and the fields) for a value newer than ``model``, one without the upcast
+    hook it needs, or one that does not validate.
+    """
+    if agg is None or not agg.has_value:
+        return default.model_copy(deep=True)
+    data = agg.stored_value()
+    where = f"recoverable state {agg.key!r} in key-value store {agg.kvs!r}"
+    target = int(getattr(model, "class_version", 1))
+    version = agg.type_version
+    if version > target:
+        msg = (
+            f"{where} was written by {agg.type_name} version {version}, "
+            f"newer than {model.__name__} version {target}"
+        )
+        raise StateValidationFailed(msg, kvs=agg.kvs, key=agg.key)
+    while version < target:
+        hook = getattr(model, f"upcast_v{version}_v{version + 1}", None)
+        if hook is None:
+            hook_name = f"upcast_v{version}_v{version + 1}"
+            msg = f"{where}: {model.__name__} has no {hook_name} for the stored value"
+            raise StateValidationFailed(msg, kvs=agg.kvs, key=agg.key)
+        upcasted = hook(data)
+        data = data if upcasted is None else upcasted
+        version += 1
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        fields = tuple(".".join(str(p) for p in err["loc"]) or "<root>" for err in errors)
+        detail = "; ".join(f"field {f!r}: {err['msg']}" for f, err in zip(fields, errors, strict=True))
+        msg = f"{where} does not validate as {model.__name__}: {detail}"
+        raise StateValidationFailed(msg, kvs=agg.kvs, key=agg.key, fields=fields) from exc

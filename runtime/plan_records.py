@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from phaselog.domain.events import DomainEvent
 from phaselog.domain.plan import PlanCreated, PlanRun
+from phaselog.runtime.positions import Positioned
 
 if TYPE_CHECKING:
     from phaselog.runtime.ports import EventStore as Store
@@ -26,8 +27,11 @@ __all__ = ["PlanRecords"]
 Fact = tuple[type[DomainEvent], dict[str, Any]]
 
 
-class PlanRecords:
-    """The recording half of :class:`~phaselog.runtime.plans.Plan` (mixed into it)."""
+class PlanRecords(Positioned):
+    """The recording half of :class:`~phaselog.runtime.plans.Plan` (mixed into it).
+
+    Every commit goes through :meth:`_record`, which moves ``position`` to what it committed.
+    """
 
     _lock: threading.RLock
     _agg: PlanRun | None
@@ -49,7 +53,7 @@ class PlanRecords:
                 for cls, fields in events:
                     agg.trigger(cls, **fields)
                 if durable:
-                    self._store.save(agg)
+                    self._committed(self._store.save(agg))
             except BaseException:
                 self._refresh(discard=True)
                 raise

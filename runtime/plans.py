@@ -52,7 +52,8 @@ class Plan(PlanRecords, AsyncExecution):
     run's context is cancelled, the plan stops waiting for the hook under way and runs
     its cleanup phase, each cleanup hook bounded by ``cleanup_limit`` (default: the
     same as ``limit_duration``). ``grace`` is how long a cancelled or timed-out hook is
-    given to return before the plan stops waiting for it.
+    given to return before the plan stops waiting for it. :attr:`position` is the
+    newest global position the plan's commits (runs, state writes) reached.
     """
 
     def __init__(  # noqa: PLR0913 - the SPEC's options plus two documented bounds
@@ -201,12 +202,17 @@ class Plan(PlanRecords, AsyncExecution):
             )
         for step in self._steps.values():
             self._check_retries(step)
-        self._record((ev.RunStarted, {
-            "run": self._run_no() + 1,
-            "layout": self._layout(),
-            "continue_on_error": self.continue_on_error,
-            "limit_seconds": self._limit,
-        }))
+        self._record(
+            (
+                ev.RunStarted,
+                {
+                    "run": self._run_no() + 1,
+                    "layout": self._layout(),
+                    "continue_on_error": self.continue_on_error,
+                    "limit_seconds": self._limit,
+                },
+            )
+        )
 
     def _resume_run(self) -> None:
         agg = self._agg
@@ -223,11 +229,16 @@ class Plan(PlanRecords, AsyncExecution):
             )
         events: list[tuple[type[DomainEvent], dict[str, Any]]] = [(ev.RunResumed, {"run": rec.run})]
         if rec.active_step is not None:
-            events.append((ev.AttemptInterrupted, {
-                "run": rec.run, "step": rec.active_step, "attempt": rec.attempts[rec.active_step]}))
+            events.append(
+                (
+                    ev.AttemptInterrupted,
+                    {"run": rec.run, "step": rec.active_step, "attempt": rec.attempts[rec.active_step]},
+                )
+            )
         events.extend(
             (ev.CleanupAbandoned, {"run": rec.run, "step": name})
-            for name in rec.cleanup_started if name not in rec.cleanup_done
+            for name in rec.cleanup_started
+            if name not in rec.cleanup_done
         )
         self._record(*events)
 
@@ -317,12 +328,17 @@ class Plan(PlanRecords, AsyncExecution):
             self._run_events(*outcomes, failed)
         return False
 
-    def _call_hook(self, fn: Callable[[PlanContext, PlanState], object], ctx: PlanContext, what: str
-                   ) -> HookResult:
+    def _call_hook(
+        self, fn: Callable[[PlanContext, PlanState], object], ctx: PlanContext, what: str
+    ) -> HookResult:
         result = run_hook(fn, ctx, self.state, grace=self._grace, name=f"plan:{self._plan_id}:{what}")
         if result[0] == "abandoned":
-            log.warning("plan %s: stopped waiting for %s (%s); it may still be running",
-                        self._plan_id, what, ctx.reason)
+            log.warning(
+                "plan %s: stopped waiting for %s (%s); it may still be running",
+                self._plan_id,
+                what,
+                ctx.reason,
+            )
         return result
 
     def _cleanup_phase(self) -> None:

@@ -33,6 +33,7 @@ from phaselog.domain.plugin import (
     plugin_stream_id,
 )
 from phaselog.domain.plugin_state import PluginStateManager
+from phaselog.runtime.positions import Positioned
 from phaselog.runtime.sansio import Call
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
     "load_plugin",
     "machine_settings",
     "manager_for",
-    "open_plugin",
+    "open_machine",
     "plugin_history",
     "record_state",
     "transitions",
@@ -138,30 +139,40 @@ def load_plugin(plugin_id: str) -> Flow:
         return None
 
 
-def open_plugin(plugin_id: str, initial: PluginPhase, policy: RetryPolicy) -> Flow:
-    """Load the plugin, or create it in ``initial``; a creation race loads the winner's stream."""
+def open_machine(plugin_id: str, initial: PluginPhase, policy: RetryPolicy) -> Flow:
+    """The core of a machine: the plugin loaded, or created in ``initial`` (its position, that commit).
+
+    A creation race loads the winner's stream.
+    """
     aggregate = yield from load_plugin(plugin_id)
+    saved = None
     if aggregate is None:
         aggregate = _start(plugin_id, initial, policy)
         try:
-            yield Call("save", (aggregate,))
+            saved = yield Call("save", (aggregate,))
         except Exception:
             # another machine created it at the same moment (or the save failed): load the truth
             loaded = yield from load_plugin(plugin_id)
             if loaded is None:
                 raise
             aggregate = loaded
-    return aggregate
+    core = MachineCore(plugin_id, policy, aggregate)
+    core._committed(saved)  # noqa: SLF001 - the core's own first write
+    return core
 
 
 def record_state(plugin_id: str, aggregate: PluginAggregate | None, manager: PluginStateManager) -> Flow:
-    """After ``plugins.handle``'s fn: append what it wrote (creating the stream if new), else nothing."""
+    """After ``plugins.handle``'s fn: append what it wrote (creating the stream if new), else nothing.
+
+    Returns what the save returned (``None`` when nothing was written).
+    """
     data, version, written = manager.get_new_state()
-    if written:
-        if aggregate is None:
-            aggregate = _start(plugin_id, PluginPhase.UNINSTALLED, RetryPolicy())
-        aggregate.write_state(data, version)
-        yield Call("save", (aggregate,))
+    if not written:
+        return None
+    if aggregate is None:
+        aggregate = _start(plugin_id, PluginPhase.UNINSTALLED, RetryPolicy())
+    aggregate.write_state(data, version)
+    return (yield Call("save", (aggregate,)))
 
 
 def plugin_history(plugin_id: str, limit: int | None) -> Flow:
@@ -173,13 +184,14 @@ def plugin_history(plugin_id: str, limit: int | None) -> Flow:
     return (yield from transitions(stream_id, limit))
 
 
-class MachineCore:
+class MachineCore(Positioned):
     """The state of one plugin machine and the protocols of its operations.
 
     The shells serialise calls (a lock) and run each protocol to its end; the
-    core keeps the aggregate, drops unsaved events after a failed write
-    (reloading now, or at the next use when the store is unreachable), and
-    lists the observers to tell after a transition is durable.
+    core keeps the aggregate and the newest ``position`` its writes committed,
+    drops unsaved events after a failed write (reloading now, or at the next
+    use when the store is unreachable), and lists the observers to tell after
+    a transition is durable.
     """
 
     def __init__(self, plugin_id: str, policy: RetryPolicy, aggregate: PluginAggregate) -> None:
@@ -214,7 +226,7 @@ class MachineCore:
 
     def _save(self) -> Flow:
         try:
-            yield Call("save", (self._aggregate,))
+            self._committed((yield Call("save", (self._aggregate,))))
         except Exception:
             self._stale = True
             try:
@@ -323,6 +335,14 @@ class MachineView:
     def policy(self) -> RetryPolicy:
         """The retry limits of this machine (they shape the values it records)."""
         return self._core.policy
+
+    @property
+    def position(self) -> int:
+        """The newest global position this machine's writes committed, its creation included (0 before any).
+
+        ``projections.wait_for(machine.position)`` returns once the read models show them.
+        """
+        return self._core.position
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.plugin_id!r}, phase={self._core.known.phase.value})"

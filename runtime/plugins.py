@@ -37,11 +37,12 @@ from phaselog.runtime.plugin_core import (
     load_plugin,
     machine_settings,
     manager_for,
-    open_plugin,
+    open_machine,
     plugin_history,
     record_state,
     transitions,
 )
+from phaselog.runtime.positions import Positioned
 from phaselog.runtime.sansio import Call, drive
 from phaselog.runtime.telemetry import span
 
@@ -83,13 +84,15 @@ class PluginStateMachine(MachineView):
     Thread-safe: writes are serialised by a lock; observers run after the
     event is durably recorded and outside the lock. Two machines for the same
     plugin (threads or processes) write optimistically; the stale one gets
-    :class:`ConcurrencyConflict` and reloads.
+    :class:`ConcurrencyConflict` and reloads. After each write, :attr:`position`
+    is the global position it committed (read your writes with
+    ``projections.wait_for(machine.position)``).
     """
 
     def __init__(self, store: Store, plugin_id: str, initial: PluginPhase, policy: RetryPolicy) -> None:
         self._store = store
         self._lock = threading.RLock()
-        self._core = MachineCore(plugin_id, policy, _run(store, open_plugin(plugin_id, initial, policy)))
+        self._core: MachineCore = _run(store, open_machine(plugin_id, initial, policy))
         self.retry = RetryState(self)
 
     def _drive(self, protocol: Generator[Call, Any, Any]) -> Any:
@@ -174,8 +177,13 @@ class PluginStateMachine(MachineView):
             pass
 
 
-class PluginService:
-    """``store.plugins``: plugin machines and state units of work on one store."""
+class PluginService(Positioned):
+    """``store.plugins``: plugin machines and state units of work on one store.
+
+    :attr:`position` is the newest global position committed through this
+    service: by :meth:`handle` and by the creation of a plugin in :meth:`machine`
+    (each machine keeps its own ``position`` of its later writes).
+    """
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -195,7 +203,9 @@ class PluginService:
         to this machine (they shape the values it records).
         """
         phase, policy = machine_settings(plugin_id, initial, max_attempts, initial_backoff, max_backoff)
-        return PluginStateMachine(self._store, plugin_id, phase, policy)
+        machine = PluginStateMachine(self._store, plugin_id, phase, policy)
+        self._committed(machine)
+        return machine
 
     def handle(self, plugin_id: str, fn: Callable[[PluginStateManager], T]) -> T:
         """Run ``fn`` with the plugin's current state; if it wrote state, append one event with it.
@@ -212,7 +222,7 @@ class PluginService:
         aggregate = _run(self._store, load_plugin(plugin_id))
         manager = manager_for(aggregate)
         result = fn(manager)
-        _run(self._store, record_state(plugin_id, aggregate, manager))
+        self._committed(_run(self._store, record_state(plugin_id, aggregate, manager)))
         return result
 
     def exists(self, plugin_id: str) -> bool:

@@ -17,7 +17,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from phaselog.domain.encoding import jsonable_model, same_json
 from phaselog.domain.errors import ConcurrencyConflict, NotFound, ValidationFailed
@@ -26,11 +26,12 @@ from phaselog.domain.retry import Backoff
 from phaselog.domain.state import (
     KeyedState,
     StateNotInitialized,
-    StateValidationFailed,
+    decode_state,
     kvs_label,
     state_stream_id,
 )
 from phaselog.runtime.ports import default_store_factory
+from phaselog.runtime.positions import Positioned
 from phaselog.runtime.recoverable_events import Event, EventManager, EventPersistStateData, Listener
 from phaselog.runtime.retry import retry
 
@@ -78,7 +79,7 @@ def get_default_store() -> Store:
         return _default_store
 
 
-class RecoverableState(Generic[TStateModel]):
+class RecoverableState(Positioned, Generic[TStateModel]):
     """A pydantic model persisted under ``persist_state_key`` and recovered after a restart.
 
     ``persistence_enabled``: ``False`` keeps the state in memory only (never
@@ -86,6 +87,7 @@ class RecoverableState(Generic[TStateModel]):
     ``PERSIST_STATE`` of the event manager and on :meth:`teardown`;
     ``"explicit_only"`` loads on :meth:`initialize` and persists only when
     :meth:`persist_state` is called (teardown does not persist, as the original).
+    :attr:`position` is the newest global position a persist or reset committed.
     """
 
     def __init__(  # noqa: PLR0913 - the SPEC's keyword-only signature
@@ -186,7 +188,7 @@ class RecoverableState(Generic[TStateModel]):
         with self._io_lock:
             agg = self._read_unlocked()
             self._agg = agg
-        self._state = self._decode(agg)
+        self._state = decode_state(agg, self._model, self._default)
         if self._enabled is True:
             manager = self._event_manager or EventManager.default()
             if not manager.has_listener(event=Event.PERSIST_STATE, listener=self._listener):
@@ -244,8 +246,11 @@ class RecoverableState(Generic[TStateModel]):
             return False  # a write is under way: let _write decide after it
         try:
             agg = self._agg
-            return agg is not None and agg.version > 0 and same_json(agg.value, dump) and (
-                agg.type_version == self._type_info()[1]
+            return (
+                agg is not None
+                and agg.version > 0
+                and same_json(agg.value, dump)
+                and (agg.type_version == self._type_info()[1])
             )
         finally:
             self._io_lock.release()
@@ -269,7 +274,7 @@ class RecoverableState(Generic[TStateModel]):
             agg = self._agg or KeyedState.new(self._kvs, self._key)
             self._agg = None  # until saved, the cached stream may hold unsaved events
             if changed := change(agg):
-                self._get_store().save(agg)
+                self._committed(self._get_store().save(agg))
             self._agg = agg
             return changed
 
@@ -285,38 +290,6 @@ class RecoverableState(Generic[TStateModel]):
                 msg = f"could not record state {self._key!r}: {_SAVE_ATTEMPTS} writers won in a row"
                 raise ConcurrencyConflict(msg) from exc
 
-    def _decode(self, agg: KeyedState | None) -> TStateModel:
-        """Validate the stored value as the model (upcasting old versions); default when none."""
-        if agg is None or not agg.has_value:
-            return self._default.model_copy(deep=True)
-        data = agg.stored_value()
-        where = f"recoverable state {self._key!r} in key-value store {self._kvs!r}"
-        target = int(getattr(self._model, "class_version", 1))
-        version = agg.type_version
-        if version > target:
-            msg = (
-                f"{where} was written by {agg.type_name} version {version}, "
-                f"newer than {self._model.__name__} version {target}"
-            )
-            raise StateValidationFailed(msg, kvs=self._kvs, key=self._key)
-        while version < target:
-            hook = getattr(self._model, f"upcast_v{version}_v{version + 1}", None)
-            if hook is None:
-                hook_name = f"upcast_v{version}_v{version + 1}"
-                msg = f"{where}: {self._model.__name__} has no {hook_name} for the stored value"
-                raise StateValidationFailed(msg, kvs=self._kvs, key=self._key)
-            upcasted = hook(data)
-            data = data if upcasted is None else upcasted
-            version += 1
-        try:
-            return self._model.model_validate(data)
-        except ValidationError as exc:
-            errors = exc.errors()
-            fields = tuple(".".join(str(p) for p in err["loc"]) or "<root>" for err in errors)
-            detail = "; ".join(f"field {f!r}: {err['msg']}" for f, err in zip(fields, errors, strict=True))
-            msg = f"{where} does not validate as {self._model.__name__}: {detail}"
-            raise StateValidationFailed(msg, kvs=self._kvs, key=self._key, fields=fields) from exc
-
 
 class SyncRecoverableState(Generic[TStateModel]):
     """:class:`RecoverableState` for synchronous code: the same arguments, blocking methods.
@@ -328,6 +301,7 @@ class SyncRecoverableState(Generic[TStateModel]):
     ``PERSIST_STATE`` (enter it with plain ``with manager:``); that persist runs
     in a worker thread while holding :attr:`lock` - hold the same lock while
     mutating the state from other threads to never persist a half-made change.
+    :attr:`position` is the newest global position a persist or reset committed.
     """
 
     def __init__(  # noqa: PLR0913 - the same keyword-only signature as RecoverableState
@@ -364,6 +338,11 @@ class SyncRecoverableState(Generic[TStateModel]):
     def is_initialized(self) -> bool:
         """True once ``initialize()`` has loaded the state."""
         return self.inner.is_initialized
+
+    @property
+    def position(self) -> int:
+        """The newest global position this state's persists and resets committed (0 before any)."""
+        return self.inner.position
 
     def initialize(self) -> TStateModel:
         """Load the persisted state (or the default) and listen for PERSIST_STATE."""

@@ -20,6 +20,7 @@ from phaselog.domain.errors import ConcurrencyConflict, NotFound, StoreUnavailab
 from phaselog.domain.events import utcnow
 from phaselog.domain.retry import Backoff
 from phaselog.domain.task import StaleRun, TaskAggregate, TaskCanceled, TaskState
+from phaselog.runtime.positions import Positioned
 from phaselog.runtime.retry import retry
 from phaselog.runtime.task_models import CancelContext, Progress, TaskStatus, decode_metadata, status_of
 from phaselog.runtime.telemetry import span
@@ -55,8 +56,12 @@ class TaskRunner(Protocol):
         """Handle the end of a run (``args`` holds the exception when it Failed)."""
 
 
-class ActiveTask:
-    """The handle of a task run that this controller instance currently owns."""
+class ActiveTask(Positioned):
+    """The handle of a task run that this controller instance currently owns.
+
+    :attr:`position` is the newest global position this run's writes committed
+    (state changes, log entries, progress, its claim), for ``projections.wait_for``.
+    """
 
     def __init__(  # noqa: PLR0913 - all keyword-only wiring from the controller
         self,
@@ -178,7 +183,7 @@ class ActiveTask:
 
         def attempt() -> None:
             self._agg.release(self.run, self._owner)
-            self._store.save(self._agg)
+            self._committed(self._store.save(self._agg))
 
         with self._write_lock:
             try:  # after a conflict or an outage: reload and try again (not when the run was replaced)
@@ -237,7 +242,7 @@ class ActiveTask:
                         agg.set_progress(self.run, self._owner, *prog)
                         self.progress_writes += 1
                     mutate(agg)
-                    self._store.save(agg)
+                    self._committed(self._store.save(agg))
                 except ConcurrencyConflict:
                     continue
                 except StoreUnavailable as exc:

@@ -35,6 +35,7 @@ from phaselog.domain.task import (
     TaskState,
     task_stream_id,
 )
+from phaselog.runtime.positions import Positioned
 from phaselog.runtime.task_models import TaskStatus, encode_metadata, status_of
 from phaselog.runtime.task_runner import ActiveTask, TaskRunner, deliver_completion, drive_run
 from phaselog.runtime.task_sweep import SweepMemo
@@ -53,13 +54,16 @@ DEFAULT_PROGRESS_INTERVAL = timedelta(milliseconds=200)
 _RESUME_ATTEMPTS = 3
 
 
-class TaskController:
+class TaskController(Positioned):
     """Runs the tasks of one controller ``name`` on a store, resuming them after a restart.
 
     ``lease`` is how long a claim lasts without renewal (a dead controller's
     tasks are taken over after it); ``progress_interval`` bounds how often
     progress is written; ``sweep_interval`` (default ``lease / 2``) is how
     often expired claims of this controller's tasks are looked for.
+    :attr:`position` is the newest global position committed by this
+    controller's launches, cancellations and adoptions (a run's own writes
+    are on its :class:`ActiveTask`'s ``position``).
     """
 
     def __init__(  # noqa: PLR0913 - SPEC signature plus keyword-only tuning
@@ -140,7 +144,7 @@ class TaskController:
             else:
                 agg.relaunch(md, self.owner, now + self.lease)
             try:
-                self.store.save(agg)
+                self._committed(self.store.save(agg))
                 break
             except ConcurrencyConflict:
                 continue  # a concurrent launch, cancel or delivery: look again
@@ -161,7 +165,7 @@ class TaskController:
             if not agg.request_cancel():
                 break
             try:
-                self.store.save(agg)
+                self._committed(self.store.save(agg))
                 break
             except ConcurrencyConflict:
                 continue
@@ -337,7 +341,7 @@ class TaskController:
             return
         try:
             agg.claim(self.owner, now + self.lease, now)
-            self.store.save(agg)
+            self._committed(self.store.save(agg))
         except (ConcurrencyConflict, TaskClaimHeld):
             return  # another controller got it first
         log.info("controller %s: resuming task %s (%s, run %d)", self.name, task_id, agg.state.name, agg.run)

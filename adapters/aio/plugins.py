@@ -30,11 +30,12 @@ from phaselog.runtime.plugin_core import (
     load_plugin,
     machine_settings,
     manager_for,
-    open_plugin,
+    open_machine,
     plugin_history,
     record_state,
     transitions,
 )
+from phaselog.runtime.positions import Positioned
 from phaselog.runtime.sansio import Call, drive_async
 
 if TYPE_CHECKING:
@@ -108,7 +109,9 @@ class AsyncPluginStateMachine(MachineView):
     The same rules and events as :class:`~phaselog.runtime.PluginStateMachine`:
     writes are serialised per machine, observers (plain or ``async def``) are
     called in the order they were added after the event is durable, and a
-    stale machine gets :class:`ConcurrencyConflict` and reloads.
+    stale machine gets :class:`ConcurrencyConflict` and reloads. After each
+    write, :attr:`position` is the global position it committed (read your
+    writes with ``await projections.wait_for(machine.position)``).
     """
 
     def __init__(self, store: AsyncStore, core: MachineCore) -> None:
@@ -186,8 +189,12 @@ class AsyncPluginStateMachine(MachineView):
                     self._core.observer_failed(observer, transition)
 
 
-class AsyncPluginService:
-    """``store.plugins`` of an async store: machines and state units of work, as coroutines."""
+class AsyncPluginService(Positioned):
+    """``store.plugins`` of an async store: machines and state units of work, as coroutines.
+
+    :attr:`position` is the newest global position committed through this
+    service (by :meth:`handle` and by creating a plugin in :meth:`machine`).
+    """
 
     def __init__(self, store: AsyncStore) -> None:
         self._store = store
@@ -203,8 +210,9 @@ class AsyncPluginService:
     ) -> AsyncPluginStateMachine:
         """The machine of ``plugin_id``: created in ``initial`` if new, loaded otherwise."""
         phase, policy = machine_settings(plugin_id, initial, max_attempts, initial_backoff, max_backoff)
-        aggregate = await _run(self._store, open_plugin(plugin_id, phase, policy))
-        return AsyncPluginStateMachine(self._store, MachineCore(plugin_id, policy, aggregate))
+        core: MachineCore = await _run(self._store, open_machine(plugin_id, phase, policy))
+        self._committed(core)
+        return AsyncPluginStateMachine(self._store, core)
 
     @overload
     async def handle(self, plugin_id: str, fn: Callable[[PluginStateManager], Awaitable[T]]) -> T: ...
@@ -222,7 +230,7 @@ class AsyncPluginService:
         aggregate = await _run(self._store, load_plugin(plugin_id))
         manager = manager_for(aggregate)
         result = await _resolve(fn(manager))
-        await _run(self._store, record_state(plugin_id, aggregate, manager))
+        self._committed(await _run(self._store, record_state(plugin_id, aggregate, manager)))
         return result
 
     async def exists(self, plugin_id: str) -> bool:

@@ -34,7 +34,7 @@ from phaselog.adapters.store import snapshot_due
 from phaselog.aio.store import AsyncStore, Follower
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
-from phaselog.runtime.ports import StreamHead
+from phaselog.runtime.ports import Saved, StreamHead
 from phaselog.runtime.sansio import drive_async
 
 __all__ = ["PostgresAsyncStore"]
@@ -119,8 +119,12 @@ class PostgresAsyncStore(AsyncStore):
             raise persistence_error(exc) from exc
 
     # -- writing and reading aggregates ---------------------------------------------------------
-    async def save(self, *aggregates: Aggregate) -> list[Recording[str]]:
-        """Append the pending events of ``aggregates`` atomically through the append function."""
+    async def save(self, *aggregates: Aggregate) -> Saved[Recording[str]]:
+        """Append the pending events of ``aggregates`` atomically through the append function.
+
+        As the sync store's, the result's ``position`` is the newest position this
+        save committed (0 when nothing was pending), for ``projections.wait_for``.
+        """
         before = [(agg, agg.version - len(agg.pending_events)) for agg in aggregates]
         opens = {agg.id: agg.stream_open for agg in aggregates}
         events = [event for agg in aggregates for event in agg.collect_events()]
@@ -134,7 +138,7 @@ class PostgresAsyncStore(AsyncStore):
         for agg, version in before:
             if snapshot_due(agg, version, self.snapshot_interval):
                 await self.snapshot(agg)
-        return recordings
+        return Saved(recordings, max(positions, default=0))
 
     async def snapshot(self, aggregate: Aggregate) -> None:
         """Store a snapshot of ``aggregate`` as just saved; a failure is logged, never raised."""

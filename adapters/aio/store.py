@@ -22,7 +22,7 @@ from phaselog.adapters.store import DEFAULT_SNAPSHOT_INTERVAL, Store
 from phaselog.adapters.urls import parse_url
 from phaselog.domain.errors import StoreUnavailable
 from phaselog.domain.events import Aggregate, DomainEvent
-from phaselog.runtime.ports import StreamHead
+from phaselog.runtime.ports import Saved, StreamHead
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -136,8 +136,8 @@ class AsyncStore:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     # -- writing and reading aggregates ---------------------------------------------------------
-    async def save(self, *aggregates: Aggregate) -> list[Recording[str]]:
-        """Append the pending events of ``aggregates`` atomically (see ``Store.save``)."""
+    async def save(self, *aggregates: Aggregate) -> Saved[Recording[str]]:
+        """Append the pending events of ``aggregates`` atomically (see ``Store.save``; ``.position``)."""
         return await self._in_thread(partial(self.sync.save, *aggregates))
 
     async def load(

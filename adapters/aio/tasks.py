@@ -100,7 +100,8 @@ class AsyncTaskController:
 
     The arguments and the task semantics are :class:`~phaselog.runtime.TaskController`'s;
     the methods are coroutines (their store I/O runs on a thread, as the sync
-    controller's own threads do).
+    controller's own threads do). :attr:`position` is the sync controller's:
+    the newest global position its launches, cancellations and adoptions committed.
     """
 
     def __init__(  # noqa: PLR0913 - the sync controller's signature
@@ -143,6 +144,11 @@ class AsyncTaskController:
             msg = "the controller is not open: use `async with AsyncTaskController(...)`"
             raise ControllerClosed(msg)
         return self._controller
+
+    @property
+    def position(self) -> int:
+        """The newest global position this controller's commands committed (0 before any, or unopened)."""
+        return 0 if self._controller is None else self._controller.position
 
     async def launch_task(
         self,
