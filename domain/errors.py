@@ -32,9 +32,9 @@ Every error phaselog raises on purpose derives from :class:`PhaselogError`
     ├── RecordedError                (plan) an error known only from the log after a crash
     ├── StateNotInitialized          (state) used before initialize() (also RuntimeError)
     ├── EventManagerNotActive        (state) emitting on a closed manager (also RuntimeError)
-    ├── ProjectionHalted             (projections.base) a read model stopped on an event (on_error="stop")
+    ├── ProjectionHalted             (projections.errors) a read model stopped on an event (on_error="stop")
     ├── LeaseLost                    (projections.engine) a runner lost its read model's lease
-    └── ProjectionTimeout            (projections.base) wait() gave up (also TimeoutError)
+    └── ProjectionTimeout            (projections.errors) wait_for() gave up (also TimeoutError)
 
 Errors from drivers (sqlite3, psycopg) and from eventsourcing are wrapped in one
 of these with ``raise ... from exc`` so callers never need to import a driver.

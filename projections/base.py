@@ -18,8 +18,9 @@ from typing import Any, ClassVar, NamedTuple
 from typing_extensions import override
 
 from phaselog.domain.encoding import dump_json, load_json
-from phaselog.domain.errors import PhaselogError, UnknownEventType, ValidationFailed
+from phaselog.domain.errors import UnknownEventType, ValidationFailed
 from phaselog.domain.events import resolve_topic, upcast
+from phaselog.projections.errors import ProjectionHalted, ProjectionTimeout
 
 __all__ = [
     "DictRows",
@@ -36,14 +37,6 @@ __all__ = [
 ]
 
 SQL_TYPES = {"text": "TEXT", "int": "BIGINT", "json": "TEXT"}
-
-
-class ProjectionTimeout(PhaselogError, TimeoutError):
-    """``wait(position, timeout)`` gave up before the read models reached the position."""
-
-
-class ProjectionHalted(PhaselogError):
-    """A read model with ``on_error="stop"`` met an event it cannot fold and stopped before it."""
 
 
 class EventData(NamedTuple):

@@ -1,4 +1,7 @@
-"""Database errors met by the read side, as phaselog errors, and which of them an event causes.
+"""The read side's errors: a wait that gave up, a halted read model, and database errors.
+
+:class:`ProjectionTimeout` and :class:`ProjectionHalted` are what waiting for a
+position raises (re-exported by :mod:`phaselog.projections.base`).
 
 The read side talks to the store's database directly (its own tables), so it
 translates driver errors itself rather than importing the adapters: errors
@@ -11,15 +14,19 @@ and the batch is retried later.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import psycopg
 from eventsourcing import persistence as es
 
 from phaselog.domain.errors import PhaselogError, StoreUnavailable, ValidationFailed
 
-__all__ = ["ProjectionBusy", "db_errors", "is_poison"]
+if TYPE_CHECKING:
+    from phaselog.runtime.horizon import InFlightAppend
+
+__all__ = ["ProjectionBusy", "ProjectionHalted", "ProjectionTimeout", "db_errors", "is_poison"]
 
 _POISON_DB = (
     es.DataError,
@@ -31,6 +38,55 @@ _POISON_DB = (
     sqlite3.ProgrammingError,  # a value sqlite3 cannot bind
 )
 _POISON_VALUES = (OverflowError, ValueError, TypeError)
+
+
+class ProjectionTimeout(PhaselogError, TimeoutError):
+    """``wait_for(position, timeout)`` gave up before the read models reached the position.
+
+    ``position`` is what was waited for, ``behind`` maps each read model short of
+    it to the position it had reached, and ``holder`` is the append in flight that
+    held the store's readers below ``position`` when the wait gave up (``None``
+    when none did); the message names them all.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        position: int = 0,
+        behind: Mapping[str, int] | None = None,
+        holder: InFlightAppend | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.position = position
+        self.behind = dict(behind or {})
+        self.holder = holder
+
+    @classmethod
+    def waiting_for(
+        cls,
+        position: int,
+        behind: Mapping[str, int],
+        timeout: float,
+        *,
+        holder: InFlightAppend | None = None,
+        head: int | None = None,
+    ) -> ProjectionTimeout:
+        """The error of a wait for ``position`` that gave up after ``timeout`` seconds.
+
+        ``head``, the store's newest committed position, is named when it is below ``position``.
+        """
+        models = ", ".join(f"{name} at {reached}" for name, reached in behind.items())
+        msg = f"read models behind position {position} after {timeout}s: {models}"
+        if holder is not None:
+            msg += f"; the store's readers are held back by an append in flight: {holder.describe()}"
+        elif head is not None and head < position:
+            msg += f"; the store's newest committed position is {head}"
+        return cls(msg, position=position, behind=behind, holder=holder)
+
+
+class ProjectionHalted(PhaselogError):
+    """A read model with ``on_error="stop"`` met an event it cannot fold and stopped before it."""
 
 
 class ProjectionBusy(StoreUnavailable):

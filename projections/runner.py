@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from phaselog.domain.errors import ConcurrencyConflict, StoreUnavailable, ValidationFailed
+from phaselog.domain.errors import ConcurrencyConflict, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.retry import Backoff
 from phaselog.projections import tables
 from phaselog.projections.backend import Backend, open_backend
@@ -204,7 +204,10 @@ class Projections:
         behind while the others go on; the first database error is raised at the
         end. Returns the positions folded by the read model that moved furthest.
         """
-        run = CatchUp(self.engine, list(self._targets.values()), self._note, self._notify)
+        return self._catch_up(list(self._targets.values()), until=until)
+
+    def _catch_up(self, targets: list[Target], *, until: int | None) -> int:
+        run = CatchUp(self.engine, targets, self._note, self._notify)
         return run.run(until=until, lock_timeout=self.busy_timeout)
 
     # -- rebuild ----------------------------------------------------------------------------------
@@ -262,36 +265,74 @@ class Projections:
         return {name: s for name, s in state.items() if s["halted"] is not None}
 
     def wait(self, position: int, timeout: float = 5.0) -> None:
-        """Block until every read model has folded ``position`` (read-your-writes).
+        """Block until every read model has folded ``position``: :meth:`wait_for` on them all."""
+        self.wait_for(position, timeout)
 
-        Progress comes from the runner threads of this object, from a runner in
-        another process, or, when neither runs, from this call catching up itself.
-        Raises :class:`ProjectionTimeout` after ``timeout`` seconds, and
-        :class:`ProjectionHalted` at once when a read model that has not reached
-        ``position`` is halted (``on_error="stop"``).
+    def wait_for(self, position: int, timeout: float = 5.0, models: Sequence[str] | None = None) -> None:
+        """Block until the read models (all, or those named in ``models``) have folded ``position``.
+
+        Read your own writes: ``position`` is what a command committed (the
+        ``position`` of the machine, task, plan or state it ran on, or of what
+        ``save`` returned). Progress comes from the runner threads of this object,
+        from a runner in another process, or, when neither runs, from this call
+        catching the chosen read models up itself. Raises :class:`ProjectionTimeout`
+        after ``timeout`` seconds, naming each read model behind, its position and
+        the append in flight holding the store's readers back, if one does; and
+        :class:`ProjectionHalted` at once when a chosen read model that has not
+        reached ``position`` is halted (``on_error="stop"``).
         """
+        chosen = self._waited_for(position, models)
         deadline = time.monotonic() + timeout
         delay = 0.01
         while True:
-            positions = self._positions([p.table for p in self._projections])
-            behind = {p.name for p in self._projections if positions[p.table] < position}
+            behind = self._behind(chosen, position)
             if not behind:
                 return
-            halted = {n: s for n, s in self._halted().items() if n in behind}
+            halted = self._halted_among(behind)
             if halted:
                 raise ProjectionHalted("; ".join(str(s["last_error"]) for s in halted.values()))
             if not self.running and not self._closed:
-                self.catch_up(until=position)
-                if self.position() >= position:
+                self._catch_up([self._targets[p.name] for p in chosen], until=position)
+                behind = self._behind(chosen, position)
+                if not behind:
                     return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                reached = min(positions.values(), default=0)
-                msg = f"read models reached position {reached}, not {position}, within {timeout}s"
-                raise ProjectionTimeout(msg)
+                raise self._timeout(position, behind, timeout)
             with self._progress:
                 self._progress.wait(min(delay, remaining))
             delay = min(delay * 2, 0.2)
+
+    def _waited_for(self, position: object, models: Sequence[str] | None) -> list[Projection]:
+        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+            raise ValidationFailed(f"position must be a non-negative integer, got {position!r}")
+        if models is None:
+            return list(self._projections)
+        if isinstance(models, str) or not models:
+            msg = f"models must be a non-empty sequence of read-model names (None for all), got {models!r}"
+            raise ValidationFailed(msg)
+        return [self._model(name).projection for name in models]
+
+    def _behind(self, chosen: list[Projection], position: int) -> dict[str, int]:
+        positions = self._positions([p.table for p in chosen])
+        return {p.name: positions[p.table] for p in chosen if positions[p.table] < position}
+
+    def _halted_among(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        halted = self._halted()
+        return {n: halted[n] for n in names if n in halted}
+
+    def _timeout(self, position: int, behind: dict[str, int], timeout: float) -> ProjectionTimeout:
+        """The timeout error, naming the append in flight that holds the horizon below ``position``."""
+        look = getattr(self.store, "horizon", None)
+        try:
+            horizon = look() if look is not None else None
+        except PhaselogError as exc:  # the error names the models behind even when the store is down
+            log.debug("no horizon for the timeout of wait_for(%d): %s", position, exc)
+            horizon = None
+        if horizon is None:
+            return ProjectionTimeout.waiting_for(position, behind, timeout)
+        holder = horizon.holder if horizon.position < position else None
+        return ProjectionTimeout.waiting_for(position, behind, timeout, holder=holder, head=horizon.head)
 
     @property
     def running(self) -> bool:

@@ -9,6 +9,7 @@ would otherwise hold).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -56,6 +57,20 @@ class AsyncProjections:
     async def wait(self, position: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - the SPEC's signature
         """Return once every read model has folded ``position`` (``ProjectionTimeout`` after ``timeout``)."""
         await asyncio.to_thread(self.sync.wait, position, timeout)
+
+    async def wait_for(
+        self,
+        position: int,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the sync wait_for's signature
+        models: Sequence[str] | None = None,
+    ) -> None:
+        """Return once the read models (all, or those named in ``models``) have folded ``position``.
+
+        Read your own writes: ``await store.projections.wait_for(machine.position)``.
+        Raises what the sync :meth:`~phaselog.projections.Projections.wait_for` raises
+        (``ProjectionTimeout`` naming the read models behind and the append holding them).
+        """
+        await asyncio.to_thread(self.sync.wait_for, position, timeout, models)
 
     async def catch_up(self, *, until: int | None = None) -> int:
         """Fold every event not yet folded (up to ``until``); return the position reached."""
