@@ -17,6 +17,23 @@ Tasks (an :class:`~phaselog.aio.AsyncTaskController` named ``jobs`` with an asyn
 * ``POST /tasks/{id}`` ``{"steps": 3}``: launch a run (409 while the id's run is active);
 * ``GET /tasks/{id}``: its state, progress and logs.
 
+Read models (followed in background threads; they may lag the commands a little):
+
+* ``GET /plugins?phase=Installing`` lists the ``plugin_phases`` read model,
+  ``GET /tasks`` the ``task_statuses`` of the jobs.
+
+Read your own writes: every command answers with ``position``, the global
+position it committed (a launch: the controller's newest, which covers it), and
+both read-model endpoints take ``?after=<position>``: they answer once their read
+model has applied it (``projections.wait_for``), so a client that just issued a
+command and passes its ``position`` on sees its own result, never a stale list.
+We chose the token on the read over making every command wait for the read
+models: commands answer as soon as they are durable, clients that do not need
+their write back pay nothing, and a read waits only for the one read model it
+serves. A read model that cannot catch up within ``read_timeout`` (5 s) answers
+503 with ``Retry-After``; the detail names the read model behind and, on
+PostgreSQL, the writer holding it back (pid, application, how to end it).
+
 Run::
 
     pip install fastapi uvicorn
@@ -38,6 +55,7 @@ from phaselog.aio import AsyncPluginStateMachine, AsyncStore, AsyncTaskControlle
 from phaselog.domain.errors import ConcurrencyConflict, InvalidTransition, NotFound, ValidationFailed
 from phaselog.domain.plugin import PhaseChanged, plugin_stream_id
 from phaselog.domain.task import TaskAlreadyRunning, TaskState
+from phaselog.projections import ProjectionTimeout
 from phaselog.runtime.task_models import CancelContext
 from phaselog.runtime.task_runner import ActiveTask
 
@@ -102,6 +120,7 @@ def _status(machine: AsyncPluginStateMachine) -> dict[str, Any]:
 
 
 router = APIRouter()
+After = Annotated[int | None, Query(ge=0, description="a position a command answered with")]
 
 
 def store_of(request: Request) -> AsyncStore:
@@ -133,7 +152,7 @@ async def transition(
         raise HTTPException(409, str(exc)) from exc
     except ValidationFailed as exc:
         raise HTTPException(422, str(exc)) from exc
-    return {"transition": done.model_dump(mode="json"), **_status(machine)}
+    return {"transition": done.model_dump(mode="json"), **_status(machine), "position": machine.position}
 
 
 @router.post("/plugins/{plugin_id}/retry")
@@ -141,7 +160,35 @@ async def retry(request: Request, plugin_id: str, body: RetryRequest) -> dict[st
     """Advance or reset the plugin's retry counters."""
     machine = await machine_of(request, plugin_id)
     await (machine.retry.advance() if body.action == "advance" else machine.retry.reset())
-    return _status(machine)
+    return {**_status(machine), "position": machine.position}
+
+
+async def read_after(request: Request, model: str, after: int | None) -> None:
+    """Wait until read model ``model`` has applied position ``after`` (503 naming what holds it back)."""
+    if after is None:
+        return
+    try:
+        timeout: float = request.app.state.read_timeout
+        await store_of(request).projections.wait_for(after, timeout, models=[model])
+    except ProjectionTimeout as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
+
+
+@router.get("/plugins")
+async def plugin_phases(
+    request: Request, phase: str | None = None, after: After = None
+) -> list[dict[str, Any]]:
+    """The ``plugin_phases`` read model (only ``phase`` if given), once it has applied ``after``."""
+    await read_after(request, "plugin_phases", after)
+    filters = {} if phase is None else {"phase": phase}
+    return await store_of(request).projections.plugin_phases.list(**filters)
+
+
+@router.get("/tasks")
+async def task_statuses(request: Request, after: After = None) -> list[dict[str, Any]]:
+    """The jobs' rows of the ``task_statuses`` read model, once it has applied ``after``."""
+    await read_after(request, "task_statuses", after)
+    return await store_of(request).projections.task_statuses.list(controller="jobs")
 
 
 @router.get("/plugins/{plugin_id}")
@@ -191,7 +238,7 @@ async def launch(request: Request, task_id: str, body: JobRequest) -> dict[str, 
         raise HTTPException(409, str(exc)) from exc
     except ValidationFailed as exc:
         raise HTTPException(422, str(exc)) from exc
-    return {"task_id": task_id, "launched": True}
+    return {"task_id": task_id, "launched": True, "position": jobs.position}
 
 
 @router.get("/tasks/{task_id}")
@@ -205,8 +252,19 @@ async def task_status(request: Request, task_id: str) -> dict[str, Any]:
     return {"task_id": task_id, **found.model_dump(mode="json"), "state": found.state.name}
 
 
-def create_app(url: str | None = None) -> FastAPI:
-    """The service on the store at ``url`` (opened for the app's lifespan, with its job controller)."""
+def follow_read_models(store: AsyncStore) -> None:
+    """Open the read models (creating their tables) and follow the log in background threads.
+
+    Blocking: run it on a thread. The threads stop when the store closes.
+    """
+    store.projections.sync.start()
+
+
+def create_app(url: str | None = None, *, read_timeout: float = 5.0) -> FastAPI:
+    """The service on the store at ``url`` (opened for the app's lifespan, with its job controller).
+
+    ``read_timeout``: how long a read given ``?after=<position>`` waits for its read model.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -216,9 +274,11 @@ def create_app(url: str | None = None) -> FastAPI:
         ):
             app.state.store = store
             app.state.jobs = jobs
+            await asyncio.to_thread(follow_read_models, store)
             yield
 
     app = FastAPI(title="phaselog plugins", lifespan=lifespan)
+    app.state.read_timeout = read_timeout
     app.include_router(router)
     return app
 

@@ -93,3 +93,37 @@ def test_service_launches_jobs_and_reports_their_status(durable_url: str) -> Non
             assert (await client.get("/tasks/nobody")).status_code == 404
 
     asyncio.run(main())
+
+
+def test_service_reads_its_own_writes_from_the_read_models(durable_url: str) -> None:
+    """A read-model endpoint given ?after=<a command's position> shows its result, else 503 names the lag."""
+    app = service.create_app(durable_url, read_timeout=0.5)
+
+    async def main() -> None:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://phaselog") as client,
+        ):
+            for phase in ("Installing", "Installed", "Validating"):
+                done = await client.post("/plugins/cam/transitions", json={"to": phase, "reason": "rw"})
+                position = done.json()["position"]
+                assert position > 0
+                rows = (await client.get("/plugins", params={"after": position})).json()
+                assert [(r["plugin_id"], r["phase"]) for r in rows] == [("cam", phase)]
+            retried = await client.post("/plugins/cam/retry", json={"action": "advance"})
+            assert retried.json()["position"] > position
+            rows = (await client.get("/plugins", params={"after": retried.json()["position"]})).json()
+            assert rows[0]["retry_attempts"] == 1
+            mic = await client.post("/plugins/mic/transitions", json={"to": "Installing"})
+            after = {"after": mic.json()["position"], "phase": "Installing"}
+            assert [r["plugin_id"] for r in (await client.get("/plugins", params=after)).json()] == ["mic"]
+            launched = await client.post("/tasks/report-2", json={"steps": 1})
+            tasks = (await client.get("/tasks", params={"after": launched.json()["position"]})).json()
+            assert [t["task_id"] for t in tasks] == ["report-2"]
+            assert (await client.get("/plugins", params={"after": -1})).status_code == 422
+            late = await client.get("/plugins", params={"after": mic.json()["position"] + 1000})
+            assert late.status_code == 503
+            assert late.headers["retry-after"] == "1"
+            assert "plugin_phases at" in late.json()["detail"]
+
+    asyncio.run(main())
