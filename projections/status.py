@@ -21,8 +21,10 @@ def status_rows(
 ) -> list[dict[str, Any]]:
     """One row per read model.
 
-    ``position``/``head``/``lag`` in events; ``lag_seconds`` the age of the oldest
-    event not folded yet; ``errors`` the dead letters; ``last_error`` this runner's
+    ``position``/``head``/``lag`` in events (``head``: the newest committed
+    position, past the commit horizon, so the lag grows while an append in flight
+    holds readers back); ``lag_seconds`` the age of the oldest committed event not
+    folded yet; ``errors`` the dead letters; ``last_error`` this runner's
     latest failure of that model, else the latest recorded (dead letter or halt);
     ``halted`` for a model stopped by ``on_error="stop"``; ``owner`` the runner
     holding its lease (``None`` when no lease is live).
@@ -66,10 +68,18 @@ def status_rows(
 
 
 def lag_seconds(engine: Engine, at: int, head: int) -> float:
-    """Age in seconds of the oldest event a read model has not folded yet (0.0 when caught up)."""
+    """Age in seconds of the oldest committed event a read model has not folded yet (0.0 when caught up).
+
+    Read past the commit horizon (``records(..., final=False)``): while an append
+    in flight holds readers back, the events committed behind it still count, so
+    the figure grows for as long as the read side is frozen. A store without
+    ``records`` falls back to ``notifications`` (up to the horizon only).
+    """
     if at >= head:
         return 0.0
-    page = engine.store.notifications(at + 1, 1)
+    store = engine.store
+    records = getattr(store, "records", None)
+    page = records(at + 1, 1, final=False) if callable(records) else store.notifications(at + 1, 1)
     if not page:
         return 0.0
     try:
