@@ -21,7 +21,13 @@ Metrics (Prometheus names in brackets):
   ``store.projections.status()``: ``phaselog.projection.lag`` (events),
   ``phaselog.projection.lag_seconds``, ``phaselog.projection.errors`` (dead letters kept),
   by read model; and ``phaselog.tasks`` (by state), ``phaselog.plans`` (by status),
-  ``phaselog.plugins`` (by phase) from the read models' counts.
+  ``phaselog.plugins`` (by phase) from the read models' counts;
+- for every observed store with a commit horizon (``store.horizon()``), by store:
+  ``phaselog.horizon.lag`` [``phaselog_horizon_lag_seconds``], how long the horizon has been
+  held (the age of the oldest append in flight; 0 when none), ``phaselog.horizon.blocking_pid``
+  [``phaselog_horizon_blocking_pid``], the backend pid of the stall (an append in flight past
+  ``stall_warning``; 0 when none), and ``phaselog.horizon.held_back``
+  [``phaselog_horizon_held_back``], committed events readers wait for behind it.
 
 This module knows no domain class: event-derived metrics match class names.
 """
@@ -45,6 +51,7 @@ __all__ = [
     "appending",
     "bind",
     "dead_lettered",
+    "horizon_facts",
     "in_span",
     "observe",
     "observed",
@@ -73,6 +80,11 @@ _GAUGES = (  # (metric, read model count or status field, attribute, unit, descr
     ("phaselog.tasks", "task_statuses", "state", "{task}", "Tasks by state (read model)"),
     ("phaselog.plans", "plan_runs", "status", "{plan}", "Plans by status (read model)"),
 )
+_HORIZON_GAUGES = (  # (metric, fact of horizon_facts(), unit, description)
+    ("phaselog.horizon.lag", "lag_seconds", "s", "How long the commit horizon has been held"),
+    ("phaselog.horizon.blocking_pid", "blocking_pid", "", "Backend pid of the stalled append (0: none)"),
+    ("phaselog.horizon.held_back", "held_back", "{event}", "Committed events held back by an append"),
+)
 
 
 def _version() -> str:
@@ -94,6 +106,23 @@ class _Observed:
         self._lock = threading.Lock()
         self._at = -_STATUS_TTL
         self._rows: list[dict[str, Any]] = []
+        self._horizon_at = -_STATUS_TTL
+        self._horizon: dict[str, float] | None = None
+
+    def horizon(self) -> dict[str, float] | None:
+        """:func:`horizon_facts` of the store's horizon (``None``: it has none, or it cannot be read)."""
+        look = getattr(self.store, "horizon", None)
+        if not callable(look):
+            return None
+        with self._lock:
+            if time.monotonic() - self._horizon_at >= _STATUS_TTL:
+                try:
+                    self._horizon = horizon_facts(look())
+                except Exception as exc:  # a collection must never fail
+                    log.warning("telemetry: horizon of %s unavailable: %s", self.label, exc)
+                    self._horizon = None
+                self._horizon_at = time.monotonic()
+            return self._horizon
 
     def rows(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -132,6 +161,10 @@ class _Instruments:
             meter.create_observable_gauge(
                 metric, callbacks=[_gauge(field, attribute)], unit=unit, description=description
             )
+        for metric, fact, unit, description in _HORIZON_GAUGES:
+            meter.create_observable_gauge(
+                metric, callbacks=[_horizon_gauge(fact)], unit=unit, description=description
+            )
 
 
 _observed: dict[int, _Observed] = {}
@@ -152,6 +185,33 @@ def _gauge(field: str, attribute: str) -> Callable[[CallbackOptions], Iterable[O
                         yield Observation(count, {"store": obs.label, attribute: str(key)})
 
     return callback
+
+
+def _horizon_gauge(fact: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def callback(_options: CallbackOptions) -> Iterable[Observation]:
+        with _observed_lock:
+            stores = list(_observed.values())
+        for obs in stores:
+            facts = obs.horizon()
+            if facts is not None:
+                yield Observation(facts[fact], {"store": obs.label})
+
+    return callback
+
+
+def horizon_facts(horizon: Any) -> dict[str, float]:
+    """What the horizon gauges report of one :class:`~phaselog.runtime.horizon.Horizon`.
+
+    ``lag_seconds``: the holder's age (any append in flight); ``blocking_pid``: the
+    pid of the stall (in flight past ``stall_warning``), 0 when there is none or
+    it is a prepared transaction; ``held_back``: committed events past the horizon.
+    """
+    stall = horizon.stall
+    return {
+        "lag_seconds": float(horizon.lag_seconds),
+        "blocking_pid": float(stall.pid or 0) if stall is not None else 0.0,
+        "held_back": float(horizon.held_back),
+    }
 
 
 _instruments: _Instruments | None = None
@@ -227,7 +287,7 @@ def dead_lettered(projection: str, count: int) -> None:
 
 
 def observe(store: Any, projections: Any = None) -> Callable[[], None]:
-    """Report ``store``'s read-model lag, errors and counts in the gauges; returns the undo.
+    """Report ``store``'s read-model lag, errors, counts and horizon in the gauges; returns the undo.
 
     ``projections`` is the :class:`~phaselog.projections.Projections` to read
     (default ``store.projections``).
