@@ -39,7 +39,7 @@ def url(durable_url: str) -> str:
 
 
 def test_health_and_metrics(url: str) -> None:
-    """/healthz is 200 with the head position; /metrics is Prometheus text with read-model lag and counts."""
+    """/healthz is 200 with the head position and horizon; /metrics has read-model lag and counts."""
     with served(url) as s:
         status, _, body = fetch(s.base + "/healthz")
         assert status == 200
@@ -47,6 +47,7 @@ def test_health_and_metrics(url: str) -> None:
             "status": "ok",
             "store": s.store.url,
             "position": s.store.max_position(),
+            "horizon": s.store.horizon().as_dict(),
         }
         status, headers, body = fetch(s.base + "/metrics")
         assert status == 200

@@ -1,7 +1,8 @@
 """``phaselog serve``: a read-only web console and JSON API over one store (Starlette, served by uvicorn).
 
-Pages (server-rendered, no JavaScript): ``/`` (counts by plugin phase, task state
-and plan status; read-model lag and errors; the last ``audit verify`` and a button
+Pages (server-rendered, no JavaScript): ``/`` (a stalled commit horizon named
+first, with what to end; the horizon; counts by plugin phase, task state and
+plan status; read-model lag and errors; the last ``audit verify`` and a button
 to run it), ``/streams`` and ``/streams/{id}`` (the stream's timeline as an SVG
 picture and its decoded events). API: ``/healthz``, ``/metrics`` (Prometheus
 text), ``/api/streams``, ``/api/streams/{id}``, ``/api/projections/{name}``.
@@ -101,9 +102,20 @@ class Console:
         except PhaselogError as exc:
             return [], f"read-model status unavailable: {exc}"
 
+    def horizon(self) -> tuple[Any, str | None]:
+        """``store.horizon()`` (``None`` for a store without one) and the error that kept it unread."""
+        look = getattr(self.store, "horizon", None)
+        if not callable(look):
+            return None, None
+        try:
+            return look(), None
+        except PhaselogError as exc:
+            return None, f"commit horizon unavailable: {exc}"
+
     # -- pages ----------------------------------------------------------------------------------------
     def overview(self, _request: Request) -> Response:
-        """GET /: counts, read models, audit."""
+        """GET /: the horizon (a stall named first of all), counts, read models, audit."""
+        horizon, horizon_error = self.horizon()
         status, error = self.status()
         return self.page(
             "overview.html",
@@ -111,6 +123,8 @@ class Console:
             plugins=self.counts("plugin_phases"),
             tasks=self.counts("task_statuses"),
             plans=self.counts("plan_runs"),
+            horizon=horizon,
+            horizon_error=horizon_error,
             status=status,
             status_error=error,
             verify=self.last_verify,
@@ -140,7 +154,7 @@ class Console:
 
     # -- API ------------------------------------------------------------------------------------------
     def healthz(self, _request: Request) -> Response:
-        """GET /healthz: 200 when the store answers, else 503."""
+        """GET /healthz: 200 while readers move; 503 when stalled past ``stall_unhealthy`` or unreachable."""
         code, body = health(self.store)
         return _Json(body, status_code=code)
 

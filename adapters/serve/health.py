@@ -38,12 +38,29 @@ METRICS_HOST_ENV = "PHASELOG_METRICS_HOST"
 
 
 def health(store: Any) -> tuple[int, dict[str, Any]]:
-    """``(200, facts)`` when the store answers a read, else ``(503, the reason)``."""
+    """``/healthz``: ``(200, facts)`` while readers of the global order move, else ``(503, the reason)``.
+
+    ``"ok"`` (200) carries the head ``position`` and the ``horizon``
+    (:meth:`~phaselog.runtime.horizon.Horizon.as_dict`; a stall younger than
+    ``stall_unhealthy`` is named there and still answers 200). ``"degraded"`` (503):
+    an append in flight has held readers back past ``stall_unhealthy``; ``stall``
+    names it and ``reason`` says what to end. ``"unavailable"`` (503): the store did
+    not answer. Only PostgreSQL can stall; a store without a horizon answers as before.
+    """
     try:
         position = store.max_position()
+        look = getattr(store, "horizon", None)
+        horizon = look() if callable(look) else None
     except PhaselogError as exc:
         return 503, {"status": "unavailable", "store": str(store.url), "error": str(exc)}
-    return 200, {"status": "ok", "store": str(store.url), "position": position}
+    body: dict[str, Any] = {"status": "ok", "store": str(store.url), "position": position}
+    if horizon is None:
+        return 200, body
+    body["horizon"] = horizon.as_dict()
+    if not horizon.unhealthy:
+        return 200, body
+    body.update(status="degraded", stall=horizon.stall.as_dict(), reason=horizon.describe())
+    return 503, body
 
 
 class PrometheusMetrics:

@@ -35,6 +35,9 @@ td.when { white-space:nowrap; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 .ok { color:var(--ok); font-weight:600; } .bad { color:var(--bad); font-weight:600; }
 .muted { color:var(--muted); }
+.alert { border:2px solid var(--warn); background:#fffaeb; border-radius:8px; padding:.7em 1em;
+         margin:0 0 1em; } .alert.bad { border-color:var(--bad); background:#fef3f2; }
+.alert h2 { margin:0 0 .3em; } .warn { color:var(--warn); font-weight:600; }
 code, pre { font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:.86em; }
 pre { margin:0; white-space:pre-wrap; word-break:break-word; max-width:640px; }
 button { font:inherit; padding:.35em .9em; border-radius:6px; border:1px solid var(--accent);
@@ -80,9 +83,41 @@ COUNTS = """{% macro counts(title, rows, prefix) -%}
 <p><a href="/streams?prefix={{ prefix | urlencode }}">all {{ prefix }} streams</a></p></div>
 {%- endmacro %}"""
 
-OVERVIEW = """{% extends "base.html" %}{% from "counts.html" import counts %}{% block main %}
+HORIZON = """{% macro stall_alert(h) -%}{% set s = h.stall %}
+<div class="alert{% if h.unhealthy %} bad{% endif %}" id="stall">
+<h2 class="{{ 'bad' if h.unhealthy else 'warn' }}">{% if h.unhealthy %}Degraded: readers stalled
+{%- else %}Readers stalled{% endif %} for {{ "%.1f" | format(s.age_seconds) }} s</h2>
+<p>Readers of the global order are held at position {{ h.position }} of {{ h.head }}:
+{{ h.held_back }} committed event(s) wait for
+{% if s.prepared %}prepared transaction <code>{{ s.prepared.gid }}</code>{% else %}pid
+<code id="stall-pid">{{ s.pid }}</code>{% endif %}.</p>
+<p><code id="stall-describe">{{ s.describe() }}</code></p>
+<p>End it with <code id="stall-remedy">{{ s.remedy }}</code> (nothing is skipped to heal a stall).</p>
+</div>{%- endmacro %}
+{% macro horizon_card(h, error) -%}
+<div class="card" id="horizon"><h2>Commit horizon</h2>
+{% if error %}<p class="bad" id="horizon-error">{{ error }}</p>{% elif h is not none %}<table>
+<tr><td>readers at position</td><td class="num" id="horizon-position">{{ h.position }}</td></tr>
+<tr><td>newest committed</td><td class="num">{{ h.head }}</td></tr>
+<tr><td>held back</td><td class="num {% if h.held_back %}warn{% endif %}" id="horizon-held">
+{{- h.held_back }}</td></tr>
+<tr><td>held for (s)</td><td class="num">{{ h.lag_seconds }}</td></tr>
+<tr><td>appends in flight</td><td class="num">{{ h.in_flight | length }}</td></tr>
+<tr><td>prepared transactions</td><td class="num {% if h.prepared %}warn{% endif %}">
+{{- h.prepared | length }}</td></tr></table>
+<p class="{{ 'bad' if h.unhealthy else 'warn' if h.stall else 'ok' }}" id="horizon-state">
+{%- if h.unhealthy %}degraded{% elif h.stall %}stalled{% else %}moving{% endif %}</p>
+{% for p in h.prepared %}<p class="warn">prepared <code>{{ p.gid }}</code> (owner {{ p.owner }},
+database {{ p.database }}, {{ "%.0f" | format(p.age_seconds) }} s)</p>{% endfor %}
+{% else %}<p class="muted">this store has no horizon</p>{% endif %}</div>
+{%- endmacro %}"""
+
+OVERVIEW = """{% extends "base.html" %}{% from "counts.html" import counts %}
+{%- from "horizon.html" import stall_alert, horizon_card %}{% block main %}
 <h1>Overview</h1>
+{% if horizon is not none and horizon.stall %}{{ stall_alert(horizon) }}{% endif %}
 <div class="cards">
+{{ horizon_card(horizon, horizon_error) }}
 {{ counts("Plugins by phase", plugins, "plugin:") }}
 {{ counts("Tasks by state", tasks, "task:") }}
 {{ counts("Plans by status", plans, "plan:") }}
@@ -159,6 +194,7 @@ def environment() -> jinja2.Environment:
         {
             "base.html": BASE,
             "counts.html": COUNTS,
+            "horizon.html": HORIZON,
             "overview.html": OVERVIEW,
             "streams.html": STREAMS,
             "stream.html": STREAM,
