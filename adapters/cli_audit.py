@@ -23,7 +23,13 @@ from rich.table import Table
 
 from phaselog.adapters.audit import as_of, export_jsonl, load_domain_modules, parse_time, timeline, verify
 from phaselog.adapters.cli_common import JsonOption, UrlOption, console, echo_json, short
-from phaselog.adapters.cli_render import decode_state, event_row, render_projections, render_timeline
+from phaselog.adapters.cli_render import (
+    decode_state,
+    event_row,
+    render_horizon,
+    render_projections,
+    render_timeline,
+)
 from phaselog.adapters.integrity import VerifyReport, verify_archive
 from phaselog.adapters.store import open_store
 from phaselog.domain.errors import NotFound, ValidationFailed
@@ -223,11 +229,16 @@ def export_command(
 # -- projections -----------------------------------------------------------------------------------------
 @projections_app.command("status")
 def status_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
-    """Each read model's position, lag behind the log (events, seconds), rows, dead letters, runner."""
+    """Read models' position, lag (events, seconds), rows, dead letters, runner; the horizon, any stall.
+
+    ``--json`` prints the list of read-model rows; each carries ``horizon``: the
+    store's commit horizon, with the stall named (``Horizon.as_dict``).
+    """
     with open_store(url, read_only=True) as store:
+        horizon = store.horizon()
         rows = store.projections.status()
     if as_json:
-        echo_json(rows)
+        echo_json([{**r, "horizon": horizon.as_dict()} for r in rows])
         return
     table = Table(title="read models", title_justify="left")
     for name in ("name", "position", "lag", "lag s", "rows", "errors", "state", "runner"):
@@ -246,6 +257,7 @@ def status_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
             f"{r['owner']} (live lease)" if r["owner"] else "none live",
         )
     console.print(table)
+    render_horizon(horizon, console)
     for r in rows:
         if r["last_error"]:
             console.print(f"[yellow]{r['name']}[/]: {short(r['last_error'], 200)}")

@@ -1,4 +1,4 @@
-"""Tables the CLI prints: a stream's timeline with decoded values, and the read models' rows.
+"""Tables the CLI prints: a stream's timeline with decoded values, the read models' rows, the horizon.
 
 Values are decoded for people (and for ``--json``): a plugin's state bytes as
 the JSON they hold, task states and log levels by name, metadata text as JSON.
@@ -16,13 +16,22 @@ from typing import Any
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from phaselog.adapters.cli_common import short
 from phaselog.adapters.store import Store
 from phaselog.domain.task_state import TaskState
 from phaselog.projections.base import EventData
+from phaselog.runtime.horizon import Horizon
 
-__all__ = ["decode_data", "decode_state", "event_row", "render_projections", "render_timeline"]
+__all__ = [
+    "decode_data",
+    "decode_state",
+    "event_row",
+    "render_horizon",
+    "render_projections",
+    "render_timeline",
+]
 
 # The columns worth a glance per read model, as (column, heading); the last one takes the rest of the
 # line. Other read models show their first five columns; --json shows everything.
@@ -199,3 +208,20 @@ def render_projections(store: Store, console: Console, *, limit: int = 8, since:
             table.caption = f"… {len(rows) - limit} more (phaselog projections status; --json for all)"
             table.caption_justify = "left"
         console.print(table)
+
+
+def render_horizon(horizon: Horizon, console: Console) -> None:
+    """The commit horizon in one line; a stall below it, named with what to end (``describe()``)."""
+    line = Text(f"horizon: readers at position {horizon.position} of {horizon.head}")
+    line.append(
+        f", {horizon.held_back} committed event(s) held back", style="yellow" if horizon.held_back else ""
+    )
+    if horizon.in_flight:
+        line.append(f", {len(horizon.in_flight)} append(s) in flight for up to {horizon.lag_seconds:.1f} s")
+    console.print(line)
+    stall = horizon.stall
+    if stall is None:
+        return
+    level = "DEGRADED" if horizon.unhealthy else "STALLED"
+    style = "bold red" if horizon.unhealthy else "bold yellow"
+    console.print(Text(f"{level}: ", style=style) + Text(stall.describe()))
