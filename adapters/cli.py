@@ -1,4 +1,4 @@
-"""The ``phaselog`` command line: the demo, streams, migrate, and the audit and projections groups.
+"""The ``phaselog`` command line: the demo, streams, migrate, doctor, and the audit and projections groups.
 
 Commands live in modules that register themselves on :data:`app` through a
 ``register(app)`` function (see :data:`COMMAND_MODULES`); a module that is not
@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "phaselog.adapters.cli_streams",  # streams, audit timeline
     "phaselog.adapters.cli_serve",  # serve (issue 15)
     "phaselog.adapters.cli_archive",  # audit archive
+    "phaselog.adapters.cli_doctor",  # doctor (issue 22)
 )
 """Modules whose ``register(app)`` adds their commands; missing ones are skipped."""
 
