@@ -19,7 +19,7 @@ from eventsourcing.persistence import (
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 from typing_extensions import override
 
-from phaselog.runtime.horizon import InFlightAppend, PreparedTransaction
+from phaselog.adapters.single_writer import SingleWriterHorizon
 from phaselog.runtime.ports import LogRecord, StreamHead
 
 __all__ = ["MemoryApplicationRecorder", "MemoryFactory"]
@@ -41,7 +41,7 @@ _GUARDED = frozenset(
 )
 
 
-class MemoryApplicationRecorder(POPOApplicationRecorder):
+class MemoryApplicationRecorder(SingleWriterHorizon, POPOApplicationRecorder):
     """eventsourcing's in-memory application recorder that also keeps stream heads.
 
     Once its store is closed every call raises, as a closed durable store's would.
@@ -68,23 +68,6 @@ class MemoryApplicationRecorder(POPOApplicationRecorder):
                 sid, event.originator_version, position, open=bool(opens.get(event.originator_id, True))
             )
         return ids
-
-    def horizon_position(self) -> int:
-        """The newest position (memory commits in position order)."""
-        return self.max_notification_id() or 0
-
-    def positions(self) -> tuple[int, int, int]:
-        """``(horizon position, newest position, 0)``: one writer commits in position order here."""
-        newest = self.max_notification_id() or 0
-        return newest, newest, 0
-
-    def in_flight(self) -> list[InFlightAppend]:
-        """Appends in flight that hold readers back: never any here."""
-        return []
-
-    def prepared(self) -> list[PreparedTransaction]:
-        """Prepared transactions: none here."""
-        return []
 
     @override
     def select_notifications(

@@ -28,13 +28,13 @@ from phaselog.adapters.postgres.schema import (
     SEALS_TABLE,
     TAILS_TABLE,
 )
-from phaselog.runtime.horizon import InFlightAppend, PreparedTransaction
+from phaselog.adapters.single_writer import SingleWriterHorizon
 from phaselog.runtime.ports import LogRecord, StreamHead
 
 __all__ = ["PhaselogSQLiteApplicationRecorder"]
 
 
-class PhaselogSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+class PhaselogSQLiteApplicationRecorder(SingleWriterHorizon, SQLiteApplicationRecorder):
     """The SQLite application recorder behind every phaselog store."""
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
@@ -158,23 +158,6 @@ class PhaselogSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         )
         row = c.fetchone()
         return str(row[0]) if row is not None else GENESIS_DIGEST
-
-    def horizon_position(self) -> int:
-        """The newest position: SQLite's single writer commits in position order."""
-        return self.max_notification_id() or 0
-
-    def positions(self) -> tuple[int, int, int]:
-        """``(horizon position, newest position, 0)``: one writer commits in position order here."""
-        newest = self.max_notification_id() or 0
-        return newest, newest, 0
-
-    def in_flight(self) -> list[InFlightAppend]:
-        """Appends in flight that hold readers back: never any here."""
-        return []
-
-    def prepared(self) -> list[PreparedTransaction]:
-        """Prepared transactions: none here."""
-        return []
 
     def select_records(
         self,
