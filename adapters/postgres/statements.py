@@ -12,15 +12,22 @@ errors into eventsourcing's (:func:`persistence_error`) before throwing them bac
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 from eventsourcing import persistence as es
 from eventsourcing.persistence import Notification, StoredEvent
 from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
+from phaselog.adapters.postgres.horizon import (
+    HORIZON,
+    IN_FLIGHT,
+    IN_FLIGHT_DETAILS,
+    PREPARED,
+    in_flight_append,
+    prepared_transaction,
+)
 from phaselog.adapters.postgres.schema import (
     CHAIN_TABLE,
     HEADS_TABLE,
@@ -28,8 +35,17 @@ from phaselog.adapters.postgres.schema import (
     append_function_name,
     lock_key,
 )
-from phaselog.domain.retry import Backoff
-from phaselog.runtime.horizon import InFlightAppend, PreparedTransaction
+from phaselog.adapters.postgres.steps import (
+    APPEND_ATTEMPTS,
+    STATEMENT_RETRY,
+    UNLOCK_ALL,
+    Flow,
+    Pause,
+    Query,
+    Rows,
+    persistence_error,
+    retrying,
+)
 from phaselog.runtime.ports import LogRecord, StreamHead
 
 __all__ = [
@@ -38,6 +54,7 @@ __all__ = [
     "IN_FLIGHT",
     "STATEMENT_RETRY",
     "UNLOCK_ALL",
+    "Flow",
     "Pause",
     "PostgresStatements",
     "Query",
@@ -47,81 +64,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("phaselog.store")
-
-APPEND_ATTEMPTS = 3
-# The one retry policy (phaselog.domain.retry): a broken connection is retried after 0.1 s, then 0.2 s.
-STATEMENT_RETRY = Backoff(first=0.1, factor=2.0, maximum=0.4, attempts=APPEND_ATTEMPTS)
-# The appends in flight to one events table: holders of its append lock (a shared, transaction-level
-# advisory lock with a bigint key, so classid 0 and objsubid 1), joined to their transaction ids. One
-# read of pg_locks (materialized), which every role may read.
-IN_FLIGHT = """
-locks AS MATERIALIZED (
-    SELECT locktype, database, classid, objid, objsubid, virtualtransaction, transactionid, pid
-    FROM pg_catalog.pg_locks WHERE locktype IN ('advisory', 'transactionid')
-),
-appends AS (
-    SELECT a.pid, a.virtualtransaction, t.transactionid FROM locks a
-    LEFT JOIN locks t ON t.virtualtransaction = a.virtualtransaction AND t.locktype = 'transactionid'
-    WHERE a.locktype = 'advisory' AND a.classid = 0 AND a.objid = {append_lock}::oid AND a.objsubid = 1
-      AND a.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
-)"""
-# The horizon: no append still in flight has a transaction id below it, and every append that will
-# start has one at or above it. Run as a statement of its own, BEFORE the read that uses it (the read's
-# snapshot must be taken after this look; docs/store.md gives the argument).
-HORIZON = (
-    "WITH s AS (SELECT pg_current_snapshot() AS snap),"
-    + IN_FLIGHT
-    + """
-SELECT least(pg_snapshot_xmax(s.snap), (
-    SELECT x FROM pg_snapshot_xip(s.snap) AS x
-    WHERE (x::text::bigint & 4294967295) IN (SELECT transactionid::text::bigint FROM appends)
-    ORDER BY x LIMIT 1))::text AS h FROM s"""
-)
-# Run on the same session after a failed append: a pooled session never keeps the positions lock.
-UNLOCK_ALL = SQL("SELECT pg_advisory_unlock_all()")
-Rows = list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Query:
-    """Run ``sql`` with ``params`` on one pooled autocommit connection; answer with its rows."""
-
-    sql: SQL | Composed
-    params: Sequence[Any] = ()
-    prepare: bool = True
-    unlock_on_error: bool = False  # run UNLOCK_ALL on the same session when it fails
-    tuples: bool = False  # answer with plain tuples, in binary format (the lean log reader)
-
-
-@dataclass(frozen=True)
-class Pause:
-    """Wait ``seconds`` before the next step (a retry's back-off); answer with nothing."""
-
-    seconds: float
-
-
-Step = Query | Pause
-Flow = Generator[Step, Any, Any]
-
-# psycopg's error classes and eventsourcing's, most specific first (as eventsourcing's datastore maps them).
-_ERRORS: tuple[tuple[type[psycopg.Error], type[es.PersistenceError]], ...] = (
-    (psycopg.InterfaceError, es.InterfaceError),
-    (psycopg.OperationalError, es.OperationalError),
-    (psycopg.DataError, es.DataError),
-    (psycopg.IntegrityError, es.IntegrityError),
-    (psycopg.InternalError, es.InternalError),
-    (psycopg.ProgrammingError, es.ProgrammingError),
-    (psycopg.NotSupportedError, es.NotSupportedError),
-    (psycopg.DatabaseError, es.DatabaseError),
-)
-
-
-def persistence_error(exc: psycopg.Error) -> es.PersistenceError:
-    """The eventsourcing error for a psycopg error (raise it ``from exc``)."""
-    for driver, ours in _ERRORS:
-        if isinstance(exc, driver):
-            return ours(str(exc))
-    return es.PersistenceError(str(exc))
 
 
 def prefix_range(prefix: str) -> tuple[str, str | None]:
@@ -141,21 +83,6 @@ def _stored_event(row: Mapping[str, Any]) -> StoredEvent:
         topic=row["topic"],
         state=bytes(row["state"]),
     )
-
-
-def _retrying(query: Query) -> Generator[Step, Any, Rows]:
-    """Run a read, retried with a back-off when the connection breaks."""
-    delays = STATEMENT_RETRY.delays()
-    while True:
-        try:
-            rows: Rows = yield query
-        except (es.InterfaceError, es.OperationalError):
-            delay = next(delays, None)
-            if delay is None:
-                raise
-            yield Pause(delay)
-        else:
-            return rows
 
 
 @dataclass(frozen=True)
@@ -278,7 +205,7 @@ class PostgresStatements:
             text += " LIMIT %s"
             params.append(limit)
         table = self.names["snapshots" if snapshots else "events"]
-        rows = yield from _retrying(Query(self._sql(text, table=table), params))
+        rows = yield from retrying(Query(self._sql(text, table=table), params))
         return [_stored_event(row) for row in rows]
 
     def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> Flow:
@@ -301,7 +228,7 @@ class PostgresStatements:
     # -- the global order -------------------------------------------------------------------------
     def horizon(self) -> Flow:
         """The transaction-id horizon (text): rows written below it are final. Its own statement."""
-        rows = yield from _retrying(Query(self._sql(HORIZON)))
+        rows = yield from retrying(Query(self._sql(HORIZON)))
         return str(rows[0]["h"])
 
     def _log_query(  # noqa: PLR0913 - the reader's filters
@@ -352,7 +279,7 @@ class PostgresStatements:
         """Notifications from ``start`` in position order, only final ones (below the horizon)."""
         horizon = yield from self.horizon()
         query = self._log_query(horizon, start, limit, stop, topics, inclusive_of_start=inclusive_of_start)
-        rows = yield from _retrying(query)
+        rows = yield from retrying(query)
         return [
             Notification(
                 id=row["notification_id"],
@@ -380,7 +307,7 @@ class PostgresStatements:
         serve to measure lag.
         """
         horizon = (yield from self.horizon()) if final else None
-        rows = yield from _retrying(self._log_query(horizon, start, limit, stop, topics, tuples=True))
+        rows = yield from retrying(self._log_query(horizon, start, limit, stop, topics, tuples=True))
         return list(map(LogRecord._make, rows))
 
     def horizon_position(self) -> Flow:
@@ -391,7 +318,7 @@ class PostgresStatements:
     def positions(self) -> Flow:
         """``(horizon position, newest committed position, committed events beyond the horizon)``."""
         horizon = yield from self.horizon()
-        rows = yield from _retrying(
+        rows = yield from retrying(
             Query(
                 self._sql(
                     "WITH p AS (SELECT coalesce(max(e.notification_id), 0) AS p FROM {schema}.{events} e "
@@ -407,51 +334,17 @@ class PostgresStatements:
 
     def in_flight(self) -> Flow:
         """The appends in flight to this table (session details where the server shows them)."""
-        rows = yield from _retrying(Query(self._sql("WITH" + IN_FLIGHT + _IN_FLIGHT_DETAILS), prepare=False))
-        return [_in_flight(row) for row in rows]
+        rows = yield from retrying(Query(self._sql("WITH" + IN_FLIGHT + IN_FLIGHT_DETAILS), prepare=False))
+        return [in_flight_append(row) for row in rows]
 
     def prepared(self) -> Flow:
         """The prepared transactions of this database (``pg_prepared_xacts``)."""
-        rows = yield from _retrying(Query(SQL(_PREPARED), prepare=False))
-        return [_prepared(row) for row in rows]
+        rows = yield from retrying(Query(SQL(PREPARED), prepare=False))
+        return [prepared_transaction(row) for row in rows]
 
     def max_position(self) -> Flow:
         """The newest position written (committed or not yet), 0 when empty."""
-        rows = yield from _retrying(
+        rows = yield from retrying(
             Query(self._sql("SELECT max(notification_id) AS m FROM {schema}.{events}"))
         )
         return int(rows[0]["m"] or 0) if rows else 0
-
-
-_IN_FLIGHT_DETAILS = """
-SELECT w.pid, w.transactionid::text AS xid, s.application_name, host(s.client_addr) AS client_addr,
-    s.state, s.query, extract(epoch FROM clock_timestamp() - coalesce(s.xact_start, p.prepared)) AS age,
-    p.gid, p.owner, p.database
-FROM appends w
-LEFT JOIN pg_catalog.pg_stat_activity s ON s.pid = w.pid
-LEFT JOIN pg_catalog.pg_prepared_xacts p ON w.pid IS NULL AND p.transaction = w.transactionid"""
-
-_PREPARED = """
-SELECT gid, owner, database, extract(epoch FROM clock_timestamp() - prepared) AS age
-FROM pg_catalog.pg_prepared_xacts WHERE database = current_database() ORDER BY prepared"""
-
-
-def _prepared(row: Mapping[str, Any]) -> PreparedTransaction:
-    return PreparedTransaction(
-        str(row["gid"]), str(row["owner"]), str(row["database"]), float(row["age"] or 0.0)
-    )
-
-
-def _in_flight(row: Mapping[str, Any]) -> InFlightAppend:
-    prepared = _prepared(row) if row["gid"] is not None else None
-    query = row["query"]
-    return InFlightAppend(
-        pid=int(row["pid"]) if row["pid"] is not None else None,
-        transaction_id=int(row["xid"]) if row["xid"] is not None else None,
-        age_seconds=float(row["age"] or 0.0),
-        application_name=row["application_name"] or None,
-        client_addr=row["client_addr"],
-        state=row["state"],
-        last_query=query if query and query != "<insufficient privilege>" else None,
-        prepared=prepared,
-    )
