@@ -176,7 +176,7 @@ def test_migrate_marks_finished_streams_closed_in_the_index(filled_url: str, tmp
     )
     raw_execute(filled_url, "DROP TABLE phaselog_meta")  # schema version 1, as before wave 2
     done = json_out(phaselog("migrate", "--json", "--url", filled_url, cwd=tmp_path))
-    assert (done["from_version"], done["to_version"], done["closed_streams"]) == (1, 2, 1)
+    assert (done["from_version"], done["to_version"], done["closed_streams"]) == (1, SCHEMA_VERSION, 1)
     streams = json_out(phaselog("streams", "--json", "--url", filled_url, cwd=tmp_path))
     assert {s["stream_id"]: s["open"] for s in streams} == {"plugin:cam": True, "task:cli:t1": False}
 
