@@ -34,6 +34,7 @@ from phaselog.adapters.store import snapshot_due
 from phaselog.aio.store import AsyncStore, Follower
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
+from phaselog.runtime.horizon import Horizon
 from phaselog.runtime.ports import Saved, StreamHead
 from phaselog.runtime.sansio import drive_async
 
@@ -219,6 +220,14 @@ class PostgresAsyncStore(AsyncStore):
                 self.statements.select_notifications(start, limit, stop)
             )
             return found
+
+    async def horizon(self) -> Horizon:
+        """The sync store's look at the horizon, over the async pool (the same statements and watch)."""
+        with translate_errors("reading the commit horizon"):
+            in_flight = await self.run(self.statements.in_flight())
+            position, head, held_back = await self.run(self.statements.positions())
+            prepared = await self.run(self.statements.prepared())
+        return self.sync.stalls.observe(position, head, held_back, in_flight, prepared)
 
     def _follower(self, poll_interval: float | None) -> Follower:
         return _Listener(self, LISTEN_POLL_INTERVAL if poll_interval is None else poll_interval)

@@ -22,6 +22,7 @@ from phaselog.adapters.store import DEFAULT_SNAPSHOT_INTERVAL, Store
 from phaselog.adapters.urls import parse_url
 from phaselog.domain.errors import StoreUnavailable
 from phaselog.domain.events import Aggregate, DomainEvent
+from phaselog.runtime.horizon import Horizon
 from phaselog.runtime.ports import Saved, StreamHead
 
 if TYPE_CHECKING:
@@ -56,10 +57,18 @@ class AsyncStore:
     the read models use).
     """
 
-    def __init__(self, url: str | None = None, *, snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL,
+        stall_warning: float | None = None,
+        stall_unhealthy: float | None = None,
+    ) -> None:
         self.location = parse_url(url)
         self._url = url
         self.snapshot_interval = snapshot_interval
+        self._stall_warning, self._stall_unhealthy = stall_warning, stall_unhealthy
         self._sync: Store | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
@@ -71,7 +80,13 @@ class AsyncStore:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phaselog-aio")
             try:
                 self._sync = await self._in_thread(
-                    partial(Store, self._url, snapshot_interval=self.snapshot_interval)
+                    partial(
+                        Store,
+                        self._url,
+                        snapshot_interval=self.snapshot_interval,
+                        stall_warning=self._stall_warning,
+                        stall_unhealthy=self._stall_unhealthy,
+                    )
                 )
                 await self._opened()
             except BaseException:
@@ -175,6 +190,14 @@ class AsyncStore:
         """Stored events in global order from ``start`` (inclusive), only final ones on PostgreSQL."""
         return await self._in_thread(partial(self.sync.notifications, start, limit, stop=stop))
 
+    async def horizon(self) -> Horizon:
+        """Where readers of the global order stop, and the appends in flight holding them there.
+
+        The same look as :meth:`Store.horizon` (one stall watch per store: a stall
+        is logged once, whichever of the two shells saw it).
+        """
+        return await self._in_thread(self.sync.horizon)
+
     def decode(self, notification: Notification) -> DomainEvent:
         """Turn a stored notification back into its domain event."""
         return self.sync.decode(notification)
@@ -248,7 +271,8 @@ def open_async_store(url: str | None = None, **options: Any) -> AsyncStore:
 
     Use ``async with open_async_store(url) as store:`` (or ``store = await
     open_async_store(url)`` and ``await store.aclose()``). Options:
-    ``snapshot_interval`` (as for ``open_store``) and, on PostgreSQL,
+    ``snapshot_interval``, ``stall_warning`` and ``stall_unhealthy`` (as for
+    ``open_store``) and, on PostgreSQL,
     ``pool_size`` (the async pool's connections; default the URL's ``pool_max``).
     """
     if parse_url(url).kind == "postgresql":
