@@ -16,6 +16,7 @@ decides what an observation means, once for the sync and the async stores.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -207,6 +208,7 @@ class StallWatch:
     clock: Callable[[], float] = time.monotonic
     _first_seen: dict[tuple[int | None, int | None], float] = field(default_factory=dict)
     _warned: set[tuple[int | None, int | None]] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def observe(
         self,
@@ -216,7 +218,21 @@ class StallWatch:
         in_flight: Iterable[InFlightAppend] = (),
         prepared: Iterable[PreparedTransaction] = (),
     ) -> Horizon:
-        """The :class:`Horizon` these rows describe; logs a warning the first time a stall is seen."""
+        """The :class:`Horizon` these rows describe; logs a warning the first time a stall is seen.
+
+        Thread-safe: the console, ``/healthz``, the metrics and a runner may look at once.
+        """
+        with self._lock:
+            return self._observe(position, head, held_back, in_flight, prepared)
+
+    def _observe(
+        self,
+        position: int,
+        head: int,
+        held_back: int,
+        in_flight: Iterable[InFlightAppend],
+        prepared: Iterable[PreparedTransaction],
+    ) -> Horizon:
         now = self.clock()
         seen: list[InFlightAppend] = []
         for append in in_flight:
