@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
+from prometheus_client.parser import text_string_to_metric_families
 from task_helpers import wait_for
 
 from phaselog.adapters import Store, open_store
@@ -110,3 +111,15 @@ def fetch(
             return int(response.status), dict(response.headers), bytes(response.read())
     except urllib.error.HTTPError as exc:
         return int(exc.code), dict(exc.headers), bytes(exc.read())
+
+
+def metric_sample(text: str, name: str, **labels: str) -> float:
+    """The value of the one sample of ``name`` whose labels include ``labels``, in Prometheus text."""
+    found = [
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    ]
+    assert len(found) == 1, (name, labels, found)
+    return float(found[0])

@@ -12,25 +12,12 @@ import time
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from serve_support import PLAN, PLUGIN, TASK, TRANSITIONS, fetch, seeded_url, served
+from serve_support import PLAN, PLUGIN, TASK, TRANSITIONS, fetch, metric_sample, seeded_url, served
 
 from phaselog.adapters import open_store
 from phaselog.adapters.serve import health, metrics_server
 
 from conftest import ROOT
-
-
-def _sample(text: str, name: str, **labels: str) -> float:
-    """The value of the one sample of ``name`` whose labels include ``labels``."""
-    found = [
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name and labels.items() <= s.labels.items()
-    ]
-    assert len(found) == 1, (name, labels, found)
-    return float(found[0])
 
 
 @pytest.fixture
@@ -53,10 +40,10 @@ def test_health_and_metrics(url: str) -> None:
         assert status == 200
         assert headers["content-type"].startswith("text/plain")
         text = body.decode()
-        assert _sample(text, "phaselog_projection_lag", projection="plugin_phases") == 0
-        assert _sample(text, "phaselog_plugins", phase="Stopped") == 1
-        assert _sample(text, "phaselog_tasks", state="Completed") == 1
-        assert _sample(text, "phaselog_plans", status="succeeded") == 1
+        assert metric_sample(text, "phaselog_projection_lag", projection="plugin_phases") == 0
+        assert metric_sample(text, "phaselog_plugins", phase="Stopped") == 1
+        assert metric_sample(text, "phaselog_tasks", state="Completed") == 1
+        assert metric_sample(text, "phaselog_plans", status="succeeded") == 1
 
 
 def test_api_streams_timeline_and_projection(url: str) -> None:
@@ -175,7 +162,7 @@ def test_runner_metrics_server(url: str) -> None:
         base = f"http://127.0.0.1:{server.port}"
         assert orjson.loads(fetch(base + "/healthz")[2])["status"] == "ok"
         text = fetch(base + "/metrics")[2].decode()
-        assert _sample(text, "phaselog_projection_lag", projection="task_statuses") == 0
+        assert metric_sample(text, "phaselog_projection_lag", projection="task_statuses") == 0
         assert fetch(base + "/nothing")[0] == 404
 
 
@@ -223,7 +210,7 @@ def test_serve_command_runs_until_interrupted(url: str) -> None:
     """``phaselog serve`` binds 127.0.0.1, answers /healthz and /metrics, and exits 0 on Ctrl-C (SIGINT)."""
     port = _free_port()
     text = _run(["serve", "--url", url, "--port", str(port)], port, signal.SIGINT)
-    assert _sample(text, "phaselog_plugins", phase="Stopped") == 1
+    assert metric_sample(text, "phaselog_plugins", phase="Stopped") == 1
 
 
 @pytest.mark.slow
@@ -231,4 +218,4 @@ def test_projections_run_serves_health_and_metrics(url: str) -> None:
     """``phaselog projections run --metrics-port N`` serves /healthz and /metrics until SIGTERM stops it."""
     port = _free_port()
     text = _run(["projections", "run", "--url", url, "--metrics-port", str(port)], port, signal.SIGTERM)
-    assert _sample(text, "phaselog_projection_lag", projection="plan_runs") == 0
+    assert metric_sample(text, "phaselog_projection_lag", projection="plan_runs") == 0

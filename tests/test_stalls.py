@@ -12,8 +12,7 @@ import orjson
 import psycopg
 import pytest
 from cli_support import json_out, phaselog
-from prometheus_client.parser import text_string_to_metric_families
-from serve_support import fetch, served
+from serve_support import fetch, metric_sample, served
 from stall_support import STALL_UNHEALTHY, prepared_transaction, stall_url, stalled
 from task_helpers import wait_for
 
@@ -30,18 +29,6 @@ pytestmark = pytest.mark.slow
 def url(make_url: Callable[[str], str]) -> str:
     """A fresh PostgreSQL store URL with stall thresholds of 0.2 s and 0.5 s."""
     return stall_url(make_url)
-
-
-def _sample(text: str, name: str, **labels: str) -> float:
-    """The value of the one sample of ``name`` whose labels include ``labels``."""
-    found = [
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name and labels.items() <= s.labels.items()
-    ]
-    assert len(found) == 1, (name, labels, found)
-    return float(found[0])
 
 
 def _caught_up(store: Store) -> None:
@@ -164,12 +151,13 @@ def test_metrics_show_the_blocking_pid_the_horizon_lag_and_held_back_events(url:
         base = f"http://127.0.0.1:{server.port}/metrics"
         with stalled(store, url) as conn:
             text = fetch(base)[2].decode()
-            assert _sample(text, "phaselog_horizon_blocking_pid") == conn.info.backend_pid
-            assert _sample(text, "phaselog_horizon_lag_seconds") > STALL_UNHEALTHY
-            assert _sample(text, "phaselog_horizon_held_back") == 2
-            assert _sample(text, "phaselog_projection_lag", projection="plugin_phases") == 3
+            assert metric_sample(text, "phaselog_horizon_blocking_pid") == conn.info.backend_pid
+            assert metric_sample(text, "phaselog_horizon_lag_seconds") > STALL_UNHEALTHY
+            assert metric_sample(text, "phaselog_horizon_held_back") == 2
+            assert metric_sample(text, "phaselog_projection_lag", projection="plugin_phases") == 3
             assert (
-                _sample(text, "phaselog_projection_lag_seconds", projection="plugin_phases") > STALL_UNHEALTHY
+                metric_sample(text, "phaselog_projection_lag_seconds", projection="plugin_phases")
+                > STALL_UNHEALTHY
             )
             conn.commit()
         _caught_up(store)
@@ -177,14 +165,14 @@ def test_metrics_show_the_blocking_pid_the_horizon_lag_and_held_back_events(url:
         def released() -> bool:
             text = fetch(base)[2].decode()
             return (
-                _sample(text, "phaselog_horizon_blocking_pid")
+                metric_sample(text, "phaselog_horizon_blocking_pid")
                 == 0
-                == _sample(text, "phaselog_horizon_held_back")
-                and _sample(text, "phaselog_projection_lag", projection="plugin_phases") == 0
+                == metric_sample(text, "phaselog_horizon_held_back")
+                and metric_sample(text, "phaselog_projection_lag", projection="plugin_phases") == 0
             )
 
         wait_for(released, 30, "the metrics to show the stall ended")
-        assert _sample(fetch(base)[2].decode(), "phaselog_horizon_lag_seconds") == 0
+        assert metric_sample(fetch(base)[2].decode(), "phaselog_horizon_lag_seconds") == 0
 
 
 def test_one_warning_is_logged_per_stall_not_per_look(url: str, caplog: pytest.LogCaptureFixture) -> None:
