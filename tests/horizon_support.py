@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+import pytest
 
 from phaselog.adapters import Store
 from phaselog.adapters.postgres.statements import Query
 
+from conftest import IN_CI
 from support_events import open_counter
 
 
@@ -64,3 +67,28 @@ def other_database(dsn: str, name: str) -> str:
             conn.execute(f'CREATE DATABASE "{name}"'.encode())
     base, _, _db = dsn.rpartition("/")
     return f"{base}/{name}"
+
+
+@contextmanager
+def prepared_transaction(url: str) -> Iterator[str]:
+    """A prepared transaction left behind in the store's database; yields its gid, rolled back after.
+
+    Skipped when the server allows no prepared transactions (failed in CI).
+    """
+    dsn = base_dsn(url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if conn.execute("SHOW max_prepared_transactions").fetchone() == ("0",):
+            if IN_CI:
+                pytest.fail(
+                    "CI's PostgreSQL must allow prepared transactions (max_prepared_transactions > 0)"
+                )
+            pytest.skip("this server has max_prepared_transactions = 0")
+    gid = "phaselog-test-" + uuid.uuid4().hex[:8]
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SELECT pg_current_xact_id()")
+        conn.execute(f"PREPARE TRANSACTION '{gid}'".encode())
+    try:
+        yield gid
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"ROLLBACK PREPARED '{gid}'".encode())

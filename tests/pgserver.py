@@ -68,7 +68,7 @@ class PostgresServer:
         server._run("initdb", "-D", str(datadir / "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8")
         opts = (
             f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={datadir} "
-            "-c fsync=on -c max_connections=200 -c shared_buffers=128MB"
+            "-c fsync=on -c max_connections=200 -c shared_buffers=128MB -c max_prepared_transactions=10"
         )
         server._run(
             "pg_ctl", "-D", str(datadir / "data"), "-o", opts, "-l", str(datadir / "log"), "-w", "start"

@@ -16,7 +16,14 @@ import pytest
 from phaselog.adapters import Store, open_store
 from phaselog.adapters.migrate import SCHEMA_VERSION, SchemaOutdated
 
-from horizon_support import append_query, base_dsn, held_append, idle_transaction, other_database
+from horizon_support import (
+    append_query,
+    base_dsn,
+    held_append,
+    idle_transaction,
+    other_database,
+    prepared_transaction,
+)
 from support_events import open_counter
 
 
@@ -100,25 +107,12 @@ def test_a_read_only_phaselog_session_holds_nobody(pg_url: str, pg_store: Store)
 
 def test_a_prepared_transaction_holds_nobody_and_is_named(pg_url: str, pg_store: Store) -> None:
     """A prepared transaction left behind delays no reader; the horizon lists it for the operator."""
-    dsn = base_dsn(pg_url)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        if conn.execute("SHOW max_prepared_transactions").fetchone() == ("0",):
-            pytest.skip("this server has max_prepared_transactions = 0")
-    gid = "phaselog-test-" + uuid.uuid4().hex[:8]
-    with psycopg.connect(dsn) as conn:
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS nothing (x int)")
-        conn.rollback()
-        conn.execute("SELECT pg_current_xact_id()")
-        conn.execute(f"PREPARE TRANSACTION '{gid}'".encode())
-    try:
+    with prepared_transaction(pg_url) as gid:
         saved = pg_store.save(open_counter("c:prepared"))
         assert _ids(pg_store) == [saved.position]
         horizon = pg_store.horizon()
         assert horizon.in_flight == ()
         assert gid in [p.gid for p in horizon.prepared]
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"ROLLBACK PREPARED '{gid}'".encode())
 
 
 def test_an_append_cannot_be_prepared(pg_url: str, pg_store: Store) -> None:
