@@ -31,6 +31,7 @@ __all__ = [
     "ProjectionTimeout",
     "ReadModel",
     "Rows",
+    "column_value",
     "event_data",
     "load_text",
     "store_text",
@@ -320,11 +321,14 @@ class ReadModel:
     def get(self, key: str) -> dict[str, Any] | None:
         """The row for ``key``, or ``None`` when the read model has none."""
         p = self.projection
-        rows = self._query(f"SELECT * FROM {self._backend.table(p.table)} WHERE {p.key} = ?", [key])
+        table = self._backend.table(p.table)
+        rows = self._query(f"SELECT * FROM {table} WHERE {p.key} = ?", [column_value(p, p.key, key)])
         if not rows and p.alt_key is not None:
-            rows = self._query(f"SELECT * FROM {self._backend.table(p.table)} WHERE {p.alt_key} = ?", [key])
+            rows = self._query(
+                f"SELECT * FROM {table} WHERE {p.alt_key} = ?", [column_value(p, p.alt_key, key)]
+            )
             if len(rows) > 1:
-                keys = ", ".join(str(r[p.key]) for r in rows)
+                keys = ", ".join(str(decode_row(p, r)[p.key]) for r in rows)
                 msg = f"{p.alt_key} {key!r} is ambiguous in {p.name}: use one of {keys}"
                 raise ValidationFailed(msg)
         return decode_row(p, rows[0]) if rows else None
@@ -337,7 +341,7 @@ class ReadModel:
             msg = f"{p.name} has no column {', '.join(unknown)}; columns: {', '.join(p.columns)}"
             raise ValidationFailed(msg)
         where = " AND ".join(f"{k} = ?" for k in filters)
-        params = [_param(p.columns[k], v) for k, v in filters.items()]
+        params = [column_value(p, k, v) for k, v in filters.items()]
         sql = f"SELECT * FROM {self._backend.table(p.table)}" + (f" WHERE {where}" if where else "")
         return [decode_row(p, row) for row in self._query(sql + f" ORDER BY {p.key}", params)]
 
@@ -351,14 +355,18 @@ class ReadModel:
             f"GROUP BY {p.count_by} ORDER BY {p.count_by}",
             [],
         )
-        return {str(row["value"]): int(row["n"]) for row in rows}
+        text = p.columns[p.count_by] == "text"
+        values = [load_text(v) if text and isinstance(v, str) else v for v in (row["value"] for row in rows)]
+        return {str(value): int(row["n"]) for value, row in zip(values, rows, strict=True)}
 
     def all(self) -> dict[str, dict[str, Any]]:
         """Every row keyed by its key (for comparisons with :meth:`Projection.fold`)."""
         return {str(row[self.projection.key]): row for row in self.list()}
 
 
-def _param(kind: str, value: Any) -> Any:
+def column_value(projection: Projection, column: str, value: Any) -> Any:
+    """``value`` as column ``column`` stores it (escaped text, encoded JSON): a query parameter."""
+    kind = projection.columns[column]
     raw = getattr(value, "value", value)  # enums filter by their stored value
     if kind == "json":
         return dump_json(raw).decode()

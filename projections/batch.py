@@ -24,7 +24,7 @@ from typing_extensions import override
 
 from phaselog.domain.errors import StoreUnavailable
 from phaselog.projections.backend import Backend
-from phaselog.projections.base import EventData, Projection, Rows, decode_row, encode_row
+from phaselog.projections.base import EventData, Projection, Rows, column_value, decode_row, encode_row
 from phaselog.projections.errors import is_poison
 from phaselog.projections.tables import DeadLetter
 from phaselog.runtime.ports import LogRecord
@@ -132,9 +132,10 @@ class BatchRows(Rows):
         ordered = sorted(missing)
         for i in range(0, len(ordered), _CHUNK):
             chunk = ordered[i : i + _CHUNK]
-            cond, params = self._b.in_list(p.key, chunk)
+            cond, params = self._b.in_list(p.key, [column_value(p, p.key, key) for key in chunk])
             self._cur.execute(self._b.q(f"SELECT * FROM {self._qualified} WHERE {cond}"), params)
-            found = {str(row[p.key]): decode_row(p, row) for row in self._cur.fetchall()}
+            decoded = (decode_row(p, row) for row in self._cur.fetchall())
+            found = {str(row[p.key]): row for row in decoded}
             for key in chunk:
                 cache[key] = found.get(key)
 
@@ -203,13 +204,13 @@ class BatchRows(Rows):
         keys = sorted(self._unwritten)
         fresh: list[list[Any]] = []
         puts: list[list[Any]] = []
-        gone: list[list[str]] = []
+        gone: list[list[Any]] = []
         for key in keys:
             row = self.changes[key]
             if row is not None:
                 (fresh if self._absent(key) else puts).append(encode_row(p, row))
             elif not self._absent(key):
-                gone.append([key])
+                gone.append([column_value(p, p.key, key)])
         if fresh:
             self._b.insert(self._cur, self._qualified, p, fresh)
         if puts:
