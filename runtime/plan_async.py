@@ -5,7 +5,8 @@ limits, cleanup) stays in the sync engine of :mod:`phaselog.runtime.plans`; this
 shell runs it on a worker thread and lets a step's ``async def`` hooks run on the
 awaiting event loop, so they can use the loop's connections and sessions.
 Cancelling the awaiting task cancels the plan's context: the run stops as a
-cancelled run (cleanup included) before the cancellation is re-raised.
+cancelled run (cleanup included) before the cancellation is re-raised, even
+when the task is cancelled again meanwhile.
 """
 
 from __future__ import annotations
@@ -52,5 +53,21 @@ async def _drive(run: Callable[[PlanContext | None], None], ctx: PlanContext | N
         await asyncio.shield(done)
     except asyncio.CancelledError:
         context.cancel("cancelled")
-        await asyncio.wait([done])  # the run records its cancellation and cleanup first
+        await _settled(done)  # the run records its cancellation and cleanup first
         raise
+
+
+async def _settled(done: asyncio.Future[None]) -> None:
+    """Wait for the cancelled run to end, however often the awaiting task is cancelled meanwhile.
+
+    The wait is bounded by the plan itself: a cancelled hook is given ``grace``, a cleanup
+    hook ``cleanup_limit``. The run's own outcome (``PlanCancelled``) is retrieved here:
+    the caller hears of the cancellation as ``CancelledError``.
+    """
+    while not done.done():
+        try:
+            await asyncio.wait([done])
+        except asyncio.CancelledError:
+            continue  # a second cancellation must not cut the cleanup short
+    if not done.cancelled():
+        done.exception()
