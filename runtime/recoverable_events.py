@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import logging
 import threading
+from contextvars import ContextVar
 from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -31,6 +32,8 @@ __all__ = ["Event", "EventManager", "EventPersistStateData", "Listener"]
 log = logging.getLogger("phaselog.state.events")
 
 Listener = Any  # a sync or async callable taking the event data, or nothing
+# The listener task a sync listener's worker thread runs for (asyncio.to_thread copies the context).
+_SYNC_LISTENER: ContextVar[asyncio.Task[Any] | None] = ContextVar("phaselog_sync_listener", default=None)
 
 
 class Event(StrEnum):
@@ -70,7 +73,9 @@ class EventManager:
     Use it as ``async with manager:`` inside an event loop, or as ``with manager:``
     from sync code (it then runs its own loop in a daemon thread). Async
     listeners run as tasks in the manager's loop; sync ones in worker threads.
-    A listener that raises is logged; the others still run.
+    A listener that raises is logged; the others still run. A listener may close
+    the manager itself (leave its context, as an actor's exit does): the close
+    waits for the other listeners, never for that one, which runs on to its end.
     """
 
     _default: ClassVar[EventManager | None] = None
@@ -174,6 +179,7 @@ class EventManager:
             if _is_async(listener):
                 await listener(*args)
             else:
+                _SYNC_LISTENER.set(asyncio.current_task())  # this task's own context, seen by its thread
                 await asyncio.to_thread(listener, *args)
         except Exception:
             log.exception("listener %r of %s failed", listener, event.value)
@@ -191,12 +197,15 @@ class EventManager:
         instead of waiting for each other. Cancelling the wait cancels the
         listener tasks it was waiting for, as the original does.
         """
+        await self._wait(timeout, asyncio.current_task())
+
+    async def _wait(self, limit: timedelta | None, current: asyncio.Task[Any] | None) -> None:
+        """The wait of ``current`` (a listener task, or any other caller)."""
         if not self.active:
             msg = "cannot wait for listeners: the event manager is not active (enter it first)"
             raise EventManagerNotActive(msg)
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout.total_seconds()
-        current = asyncio.current_task()
+        deadline = None if limit is None else loop.time() + limit.total_seconds()
         is_listener = current in self._tasks
         if is_listener:
             self._enter_waiting(current)
@@ -225,7 +234,7 @@ class EventManager:
             if is_listener:
                 self._leave_waiting(current)
         for task in pending:
-            log.warning("cancelling listener task %s still running after %s", task.get_name(), timeout)
+            log.warning("cancelling listener task %s still running after %s", task.get_name(), limit)
             task.cancel()
 
     def _enter_waiting(self, task: asyncio.Task[Any] | None) -> None:
@@ -265,6 +274,10 @@ class EventManager:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self._close(asyncio.current_task())
+
+    async def _close(self, closer: asyncio.Task[Any] | None) -> None:
+        """Leave the context on behalf of ``closer``: a listener closing the manager is not waited for."""
         if self._refs == 0 or self._loop is not asyncio.get_running_loop():
             msg = "this event manager is not active in this event loop"
             raise EventManagerNotActive(msg)
@@ -275,14 +288,15 @@ class EventManager:
                 await asyncio.gather(self._ticker, return_exceptions=True)
                 self._ticker = None
             self._spawn(Event.PERSIST_STATE, EventPersistStateData(is_migrating=False))
-            await self.wait_for_all_listeners_to_complete(timeout=self._close_timeout)
+            await self._wait(self._close_timeout, closer)
         finally:
             with self._lock:
                 self._refs -= 1
                 if self._refs == 0:
-                    # As the original: the last exit removes every listener and pending listener task.
+                    # As the original: the last exit removes every listener and pending listener task
+                    # (cancelled here), but a listener closing the manager runs on to its end.
                     self._listeners.clear()
-                    for task in self._tasks:
+                    for task in self._tasks - {closer}:
                         task.cancel()
                     self._tasks.clear()
                     self._loop = None
@@ -312,10 +326,14 @@ class EventManager:
             msg = "this event manager was not entered with `with`"
             raise EventManagerNotActive(msg)
         loop = self._thread_loop
-        asyncio.run_coroutine_threadsafe(self.__aexit__(None, None, None), loop).result()
+        listener = _SYNC_LISTENER.get()  # set in the thread of a sync listener
+        if listener is not None and listener.get_loop() is not loop:
+            listener = None  # a listener of another manager: this one's listeners are all waited for
+        asyncio.run_coroutine_threadsafe(self._close(listener), loop).result()
         if self._refs == 0:
             loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
+            if listener is None:  # a listener's thread cannot wait: the loop ends once it returns
+                thread.join(timeout=30)
             self._thread = None
 
 
