@@ -11,7 +11,9 @@ its open batch rolls back with its connection, and another runner takes the
 lease over once it expires. A clean stop releases the leases at once.
 
 The housekeeping thread also calls ``store.seal()`` every ``seal_interval``
-seconds while it holds the ``__seal__`` lease (one sealing runner per store).
+seconds while it holds the ``__seal__`` lease (one sealing runner per store),
+on the same :class:`~phaselog.runtime.sealing.SealSchedule` as every writing
+store: a failing seal is logged, never raised.
 On PostgreSQL a listener thread LISTENs on the recorder's channel and wakes the
 followers, and looks at the commit horizon every second, so a stall (an append
 in flight for longer than ``stall_warning``) is logged once by a runner that
@@ -36,6 +38,7 @@ from phaselog.projections.backend import Backend
 from phaselog.projections.base import ProjectionHalted
 from phaselog.projections.engine import Engine, LeaseLost, Target
 from phaselog.projections.errors import ProjectionBusy, db_errors
+from phaselog.runtime.sealing import SealSchedule
 
 __all__ = ["HORIZON_LOOK_INTERVAL", "SEAL_LEASE", "Follower", "runner_id"]
 
@@ -81,7 +84,7 @@ class Follower:
         self._wake = threading.Condition()
         self._ticks = 0
         self._threads: list[threading.Thread] = []
-        self.last_seal: float | None = None
+        self.sealing = SealSchedule(seal_interval)
         self.seals = 0
         """Seals this runner made."""
         self.housekeeping_rounds = 0
@@ -208,27 +211,22 @@ class Follower:
                         )
                     with self._held_lock:
                         self.held &= kept | (self.held - set(names))
-                if callable(seal) and self.seal_interval > 0:
+                if callable(seal) and self.sealing.enabled:
                     self._maybe_seal(seal)
             except PhaselogError as exc:
                 log.warning("projection housekeeping: %s", exc)
             self.housekeeping_rounds += 1
 
     def _maybe_seal(self, seal: Callable[[], Any]) -> None:
-        now = time.monotonic()
-        if self.last_seal is not None and now - self.last_seal < self.seal_interval:
+        if not self.sealing.due():
             return
         if not self._holds(SEAL_LEASE) and not self._try_acquire(SEAL_LEASE):
             return
-        if self.last_seal is None:
-            self.last_seal = now  # first interval starts when the lease is taken
+        if self.sealing.last is None:
+            self.sealing.start()  # first interval starts when the lease is taken
             return
-        self.last_seal = now
-        try:
-            seal()
+        if self.sealing.attempt(seal):
             self.seals += 1
-        except PhaselogError as exc:
-            log.warning("sealing the store failed: %s", exc)
 
     def _listen(self) -> None:
         horizon = getattr(self.engine.store, "horizon", None) if self.backend.kind == "postgresql" else None

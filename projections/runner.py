@@ -34,6 +34,7 @@ from phaselog.projections.follow import Follower, runner_id
 from phaselog.projections.rebuild import rebuild, retry_dead_letters, set_meta
 from phaselog.projections.status import status_rows
 from phaselog.runtime.retry import retry
+from phaselog.runtime.sealing import DEFAULT_SEAL_INTERVAL, check_seal_interval
 
 __all__ = ["Progress", "Projections", "default_projections"]
 
@@ -67,7 +68,7 @@ class Projections:
         batch_size: int = 5000,
         poll_interval: float = 0.2,
         lease_seconds: float = 10.0,
-        seal_interval: float = 60.0,
+        seal_interval: float | None = None,
         cache_rows: int = 20_000,
         busy_timeout: float = 2.0,
         pause_gc: bool = True,
@@ -78,7 +79,9 @@ class Projections:
             raise ValidationFailed("batch_size must be at least 1 and lease_seconds positive")
         self.store = store
         self.poll_interval = poll_interval
-        self.seal_interval = seal_interval
+        self.seal_interval = check_seal_interval(
+            getattr(store, "seal_interval", DEFAULT_SEAL_INTERVAL) if seal_interval is None else seal_interval
+        )  # one sealing policy: by default the store's own interval
         self.busy_timeout = busy_timeout
         self._projections = list(default_projections() if projections is None else projections)
         names = [p.name for p in self._projections]
