@@ -4,9 +4,12 @@
 that no earlier archive holds, with its chain rows, into a gzip JSON-lines file
 closed by an **archive seal**: a digest over the segment's chain digests,
 chained to the previous archive's seal and HMAC-signed with
-``PHASELOG_AUDIT_KEY`` when it is set. Before anything is written the segment's
-streams are snapshotted at their current version, so no aggregate needs archived
-events to load. The file is read back and verified, then recorded in the store
+``PHASELOG_AUDIT_KEY`` when it is set (the key policy of
+:mod:`phaselog.adapters.archive_file`). Before anything is written the store is
+sealed (so no later seal spans positions whose chain rows may be dropped) and
+the segment's streams are snapshotted at their current version, so no aggregate
+needs archived events to load. The file is read back and compared with what was
+collected, row for row, and its seal checked, then recorded in the store
 (``phaselog_archives`` and the per-stream *tails* in ``phaselog_archive_tails``,
 which let the live chain be checked without the file). Only then, and only with
 ``detach=True`` on a partitioned PostgreSQL store, are the partitions wholly
@@ -18,31 +21,42 @@ archives=[...])`` checks the live store with archives as its prefix.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import hashlib
-import hmac
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from psycopg.sql import SQL, Identifier
 
-from phaselog.adapters.chain import GENESIS_DIGEST, audit_key, seal_digest, sign_seal
+from phaselog.adapters.archive_file import (
+    ARCHIVE_FORMAT,
+    Archive,
+    archive_policy,
+    read_archive,
+    read_back,
+    write_archive,
+)
+from phaselog.adapters.chain import AUDIT_KEY_ENV, GENESIS_DIGEST, audit_key, sign_seal
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.schema import ARCHIVES_TABLE, CHAIN_TABLE, META_TABLE, TAILS_TABLE
 from phaselog.adapters.reading import Reader, snapshot_reader
-from phaselog.domain.encoding import dump_json, load_json
-from phaselog.domain.errors import IntegrityViolation, PhaselogError, ValidationFailed
+from phaselog.domain.errors import IntegrityViolation, ValidationFailed
 
 if TYPE_CHECKING:
     from phaselog.adapters.store import Store
 
-__all__ = ["ARCHIVE_FORMAT", "Archive", "ArchiveRecord", "ArchiveReport", "archive", "read_archive"]
-
-ARCHIVE_FORMAT = "phaselog-archive/1"
+__all__ = [
+    "ARCHIVE_FORMAT",
+    "Archive",
+    "ArchiveRecord",
+    "ArchiveReport",
+    "archive",
+    "archive_policy",
+    "read_archive",
+    "recorded_tails",
+    "records",
+]
 
 
 @dataclass(frozen=True)
@@ -55,35 +69,6 @@ class ArchiveRecord:
     events: int
     digest: str
     signature: str | None
-
-
-@dataclass
-class Archive:
-    """An archive file's contents: events and chain rows of positions ``start`` to ``before - 1``."""
-
-    start: int
-    before: int
-    previous: str  # the previous archive's seal digest (genesis for the first)
-    tails_in: dict[str, tuple[int, str]]  # streams' last chain digest before ``start``
-    global_in: str  # the wave-1 global chain's digest before ``start``
-    events: list[tuple[Any, ...]] = field(default_factory=list)  # (position, stream, version, topic, state)
-    chain: list[tuple[Any, ...]] = field(default_factory=list)  # (position, stream, version, digest, link)
-    digest: str = ""
-    signature: str | None = None
-
-    def seal(self) -> str:
-        """Recompute the archive seal from the chain rows."""
-        return seal_digest(self.previous, self.before - 1, (str(row[3]) for row in self.chain))[0]
-
-    def tails_out(self) -> tuple[dict[str, tuple[int, str]], str]:
-        """Streams' last chain digest below ``before``, and the global chain's, after this archive."""
-        tails = dict(self.tails_in)
-        global_out = self.global_in
-        for _, sid, version, digest, link in self.chain:
-            tails[str(sid)] = (int(version), str(digest))
-            if link is None:
-                global_out = str(digest)
-        return tails, global_out
 
 
 @dataclass(frozen=True)
@@ -142,6 +127,10 @@ def archive(store: Store, before: int, path: str | Path, *, detach: bool = False
             raise ValidationFailed(msg)
         tails_in = recorded_tails(read, done[-1].id) if done else {}
         streams = [str(r[0]) for r in read(_streams_sql(read), (start, before))]
+    if audit_key() is None and any(r.signature is not None for r in done):
+        msg = f"not archiving: an earlier archive is signed and {AUDIT_KEY_ENV} is not set here: set the key"
+        raise ValidationFailed(msg)
+    store.seal()  # every later seal starts at or after the horizon, so none spans dropped chain rows
     snapshotted = _snapshot_streams(store, streams)
     with translate_errors("archiving the history"), snapshot_reader(store) as read:
         contents = _collect(read, start, before, done, tails_in)
@@ -149,14 +138,14 @@ def archive(store: Store, before: int, path: str | Path, *, detach: bool = False
     contents.digest = contents.seal()
     contents.signature = sign_seal(contents.digest, key) if key is not None else None
     try:
-        _write(target, contents)
+        write_archive(target, contents)
     except OSError as exc:
         msg = f"cannot write the archive {target}: {exc.strerror or exc}"
         raise ValidationFailed(msg) from exc
-    problems = check_archive(read_archive(target))
+    problems = read_back(target, contents)
     if problems:
         target.unlink(missing_ok=True)
-        msg = f"the archive written to {target} does not verify: {problems[0]}"
+        msg = f"the archive written to {target} does not verify when read back: {'; '.join(problems)}"
         raise IntegrityViolation(msg)
     _record(store, contents, target)
     detached = _detach(store, before) if detach else []
@@ -227,71 +216,6 @@ def _collect(
         )
     ]
     return contents
-
-
-def _write(target: Path, contents: Archive) -> None:
-    header = {
-        "format": ARCHIVE_FORMAT,
-        "start": contents.start,
-        "before": contents.before,
-        "previous": contents.previous,
-        "global_in": contents.global_in,
-        "tails_in": {sid: list(tail) for sid, tail in contents.tails_in.items()},
-        "created": datetime.now(UTC).isoformat(),
-    }
-    with gzip.open(target, "wb") as out:
-        out.write(dump_json({"header": header}) + b"\n")
-        for position, sid, version, topic, state in contents.events:
-            line = {"event": [position, sid, version, topic, base64.b64encode(state).decode()]}
-            out.write(dump_json(line) + b"\n")
-        for row in contents.chain:
-            out.write(dump_json({"chain": list(row)}) + b"\n")
-        footer = {"events": len(contents.events), "digest": contents.digest, "signature": contents.signature}
-        out.write(dump_json({"footer": footer}) + b"\n")
-
-
-def read_archive(path: str | Path) -> Archive:
-    """Read an archive file; ValidationFailed when it is not one."""
-    try:
-        with gzip.open(Path(path), "rb") as handle:
-            lines: Iterator[Any] = (load_json(line) for line in handle if line.strip())
-            first = next(lines, None)
-            if not isinstance(first, dict) or first.get("header", {}).get("format") != ARCHIVE_FORMAT:
-                msg = f"{path} is not a phaselog archive"
-                raise ValidationFailed(msg)
-            head = first["header"]
-            tails = {str(k): (int(v[0]), str(v[1])) for k, v in head["tails_in"].items()}
-            found = Archive(
-                int(head["start"]), int(head["before"]), str(head["previous"]), tails, head["global_in"]
-            )
-            for line in lines:
-                if "event" in line:
-                    p, sid, version, topic, state = line["event"]
-                    found.events.append((int(p), str(sid), int(version), str(topic), base64.b64decode(state)))
-                elif "chain" in line:
-                    found.chain.append(tuple(line["chain"]))
-                elif "footer" in line:
-                    found.digest, found.signature = str(line["footer"]["digest"]), line["footer"]["signature"]
-    except (OSError, EOFError, KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, PhaselogError):
-            raise
-        msg = f"cannot read the archive {path}: {exc}"
-        raise ValidationFailed(msg) from exc
-    return found
-
-
-def check_archive(contents: Archive) -> list[str]:
-    """What is wrong with an archive's own seal and signature (the rows are checked by verify)."""
-    problems: list[str] = []
-    if contents.seal() != contents.digest:
-        problems.append("its chain rows do not match its seal")
-    key = audit_key()
-    if key is not None:
-        if contents.signature is None:
-            problems.append("it is not signed but an audit key is set")
-        elif not hmac.compare_digest(contents.signature, sign_seal(contents.digest, key)):
-            problems.append("its seal is not signed by the audit key")
-    return problems
 
 
 def _record(store: Store, contents: Archive, target: Path) -> None:

@@ -8,11 +8,9 @@ nothing, and works for a database role that may only read. Commands that write
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +19,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from phaselog.adapters.audit import as_of, export_jsonl, load_domain_modules, parse_time, timeline, verify
+from phaselog.adapters.audit import as_of, export_jsonl, load_domain_modules, parse_time, timeline
 from phaselog.adapters.cli_common import JsonOption, UrlOption, console, echo_json, short
 from phaselog.adapters.cli_render import (
     decode_state,
@@ -30,7 +28,7 @@ from phaselog.adapters.cli_render import (
     render_projections,
     render_timeline,
 )
-from phaselog.adapters.integrity import VerifyReport, verify_archive
+from phaselog.adapters.cli_verify import seal_command, verify_command
 from phaselog.adapters.store import open_store
 from phaselog.domain.errors import NotFound, ValidationFailed
 
@@ -135,71 +133,8 @@ def as_of_command(
     echo_json(state)
 
 
-ArchiveOption = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--archive",
-        help="An archive file (repeatable): alone, without --url, it is verified by itself; with a store, "
-        "the consecutive archives up to the newest are verified as its prefix.",
-    ),
-]
-
-
-@audit_app.command("verify")
-def verify_command(url: UrlOption = None, as_json: JsonOption = False, archive: ArchiveOption = None) -> None:
-    """Recompute the chains and seals; exit 1 naming each changed, removed, inserted or reordered event."""
-    files = list(archive or [])
-    if files and url is None and not os.environ.get("PHASELOG_URL"):
-        for path in files:
-            _report(verify_archive(path), as_json=as_json, what=str(path))
-        return
-    with open_store(url, read_only=True) as store:
-        report = verify(store, archives=files)
-    _report(report, as_json=as_json, what=store.url)
-
-
-def _report(report: VerifyReport, *, as_json: bool, what: str) -> None:
-    if as_json:
-        echo_json(report.as_dict())
-    elif not report.supported:
-        console.print("[yellow]verify: the memory store keeps no hash chain; nothing to verify[/]")
-    elif report.ok:
-        sealed = f"; {report.seals} seal(s) up to {report.sealed_position} match" if report.seals else ""
-        console.print(
-            f"[green]ok[/] {what}: {report.checked} events match their chains{sealed}; "
-            f"head {report.head_position} {report.head_digest}"
-        )
-    else:
-        table = Table(
-            title=f"[red]{len(report.problems)} tampered position(s)[/] in {report.checked} events",
-            title_justify="left",
-        )
-        for name in ("position", "kind", "stream", "version", "detail"):
-            table.add_column(name)
-        for p in report.problems:
-            table.add_row(str(p.position), p.kind, p.stream_id, str(p.version), p.detail)
-        console.print(table)
-        first = report.problems[0]
-        where = f"{first.kind} {first.stream_id}@{first.version}"
-        console.print(f"[red]first tampered position: {first.position}[/] ({where})")
-    if report.supported and not report.ok:
-        raise typer.Exit(1)
-
-
-@audit_app.command("seal")
-def seal_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
-    """Seal everything committed so far; print the seal's digest (HMAC-signed with $PHASELOG_AUDIT_KEY)."""
-    with open_store(url, create=False) as store:
-        sealed = store.seal()
-    if sealed is None:
-        console.print("[yellow]seal: the memory store keeps no hash chain; nothing to seal[/]")
-        return
-    if as_json:
-        echo_json(asdict(sealed))
-        return
-    signed = "signed" if sealed.signed else "unsigned (set PHASELOG_AUDIT_KEY to sign)"
-    console.print(f"seal #{sealed.id}: {sealed.events} new events up to {sealed.horizon}; {signed}")
-    console.print(sealed.digest)
+audit_app.command("verify")(verify_command)
+audit_app.command("seal")(seal_command)
 
 
 @audit_app.command("export")

@@ -34,7 +34,7 @@ __all__ = ["DEFAULT_SEAL_AGE", "EXIT_CODES", "Check", "Diagnosis", "check_store"
 Verdict = Literal["ok", "warn", "fail", "n/a"]
 EXIT_CODES: dict[str, int] = {"ok": 0, "n/a": 0, "warn": 1, "fail": 2}
 """The exit status of ``phaselog doctor`` for its worst verdict."""
-DEFAULT_SEAL_AGE = 3600.0  # seconds an event may stay unsealed (a projections runner seals every 60 s)
+DEFAULT_SEAL_AGE = 3600.0  # seconds an event may stay unsealed (writing stores seal every seal_interval)
 _LATER = ("horizon", "read models", "dead letters", "last seal", "prepared transactions")
 
 
@@ -254,8 +254,8 @@ def _last_seal(store: Store, seal_age: float) -> tuple[list[Check], None]:
     if oldest[1] <= seal_age:
         return [Check("last seal", "ok", line, data)], None
     detail = (
-        f"{line} (more than {seal_age:g} s): run `phaselog audit seal`, "
-        "or keep a `phaselog projections run` runner going (it seals every 60 s)"
+        f"{line} (more than {seal_age:g} s): run `phaselog audit seal`; writing stores seal their own "
+        "appends every seal_interval (unless it is 0), and so does `phaselog projections run`"
     )
     return [Check("last seal", "warn", detail, data)], None
 

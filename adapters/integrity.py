@@ -1,88 +1,46 @@
-"""Tamper evidence: ``verify`` the stored history against its chains and seals, and ``seal`` it.
+"""Tamper evidence: ``verify`` the stored history against its chains and seals.
 
 ``verify`` walks every stored event and every chain row in position order and
 names each position where an event was **changed** (its stream, version, topic
 or state no longer matches its chain row), **removed** (a chain row without its
 event), **inserted** (an event without a chain row) or **reordered** (an event
-found at another position than the one its chain row records). Chain rows
-written by the wave-1 recorder (``link`` NULL) are checked against the global
-chain they form; newer ones against the previous digest of their own stream.
+found at another position than the one its chain row records: named where it
+now sits and where the chain records it). Chain rows of schema version 1
+(``link`` NULL) are checked against the global chain they form; newer ones
+against the previous digest of their own stream.
 
 A rewrite of events *and* chain rows together passes those checks; seals catch
-it: each seal records a digest over every chain digest up to its horizon,
-chained to the previous seal, and with ``PHASELOG_AUDIT_KEY`` set it is
-HMAC-signed, so a forged seal shows as a bad signature.
+it (:mod:`phaselog.adapters.seals`), up to the newest seal. What was committed
+after it is the **unsealed tail**: the report says how many events and how old
+the oldest is, and a head digest published outside the database
+(``expect_head``) catches a rewrite of the tail, or of the seals, too.
 """
 
 from __future__ import annotations
 
 import heapq
-import hmac
-import sqlite3
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-
-from phaselog.adapters.archive import check_archive, read_archive
-from phaselog.adapters.chain import GENESIS_DIGEST, audit_key, chain_digest, seal_digest, sign_seal
+from phaselog.adapters.archive import archive_policy, read_archive
+from phaselog.adapters.chain import GENESIS_DIGEST, audit_key, chain_digest
 from phaselog.adapters.errors import translate_errors
-from phaselog.adapters.postgres.schema import CHAIN_TABLE, SEALS_TABLE
+from phaselog.adapters.findings import Problem, VerifyReport
+from phaselog.adapters.postgres.schema import CHAIN_TABLE
 from phaselog.adapters.prefix import load_prefix
 from phaselog.adapters.reading import Reader, snapshot_reader
-from phaselog.domain.errors import StoreUnavailable
+from phaselog.adapters.seals import Seal, check_seals, read_seals, seal
+from phaselog.projections.base import EventDecoder
+from phaselog.runtime.ports import LogRecord
 
 if TYPE_CHECKING:
     from phaselog.adapters.store import Store
 
 __all__ = ["Problem", "Seal", "VerifyReport", "check_rows", "seal", "verify", "verify_archive"]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One place where the stored history differs from its chain or its seals."""
-
-    position: int
-    kind: str  # "changed" | "removed" | "inserted" | "reordered" | "unsealed" | "bad-signature" | "unsigned"
-    stream_id: str
-    version: int
-    detail: str
-
-
-@dataclass(frozen=True)
-class Seal:
-    """A sealed checkpoint: every chain digest up to ``horizon``, digested and chained."""
-
-    id: int
-    horizon: int
-    events: int
-    digest: str
-    signed: bool
-
-
-@dataclass
-class VerifyReport:
-    """The outcome of :func:`verify`."""
-
-    supported: bool
-    checked: int = 0
-    head_position: int = 0
-    head_digest: str = GENESIS_DIGEST
-    seals: int = 0
-    seals_unchecked: int = 0
-    sealed_position: int = 0
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when every stored event matches its chain row and every seal matches."""
-        return self.supported and not self.problems
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {**asdict(self), "ok": self.ok}
 
 
 @dataclass(frozen=True)
@@ -104,75 +62,10 @@ def _chain(read: Reader) -> dict[int, _Link]:
     }
 
 
-def _seals(read: Reader) -> list[tuple[Seal, str | None]]:
-    rows = read(f"SELECT id, horizon, events, digest, signature FROM {read.table(SEALS_TABLE)} ORDER BY id")
-    return [
-        (
-            Seal(int(r[0]), int(r[1]), int(r[2]), str(r[3]), signed=r[4] is not None),
-            None if r[4] is None else str(r[4]),
-        )
-        for r in rows
-    ]
-
-
-# -- sealing ----------------------------------------------------------------------------------------
-def seal(store: Store) -> Seal | None:
-    """Record a seal over everything committed up to the commit horizon; None on a memory store.
-
-    Sealing with nothing new since the last seal returns the last seal. Of two
-    sealers racing for the same checkpoint one records it; the other returns it.
-    """
-    if store.kind == "memory":
-        return None
-    recorder: Any = store.app.recorder
-    for _ in range(5):
-        with translate_errors("sealing the history"):
-            horizon = int(recorder.horizon_position())
-            try:
-                return _seal_up_to(store, horizon)
-            except _LostRace:
-                continue
-    msg = "sealing kept racing with other sealers"  # pragma: no cover - five lost races in a row
-    raise StoreUnavailable(msg)
-
-
-class _LostRace(Exception):
-    """Another sealer recorded the same checkpoint first."""
-
-
-def _seal_up_to(store: Store, horizon: int) -> Seal:
-    with snapshot_reader(store, write=True) as read:
-        seals = _seals(read)
-        last = seals[-1][0] if seals else None
-        if last is not None and last.horizon >= horizon:
-            return last
-        after = last.horizon if last is not None else 0
-        rows = read(
-            f"SELECT digest FROM {read.table(CHAIN_TABLE)} "
-            f"WHERE position > {read.param} AND position <= {read.param} "
-            "ORDER BY position",
-            (after, horizon),
-        )
-        digest, count = seal_digest(
-            last.digest if last else GENESIS_DIGEST, horizon, (str(r[0]) for r in rows)
-        )
-        key = audit_key()
-        signature = sign_seal(digest, key) if key is not None else None
-        new_id = (last.id if last is not None else 0) + 1
-        p = read.param
-        try:
-            read.write(
-                f"INSERT INTO {read.table(SEALS_TABLE)} (id, horizon, events, digest, signature) "
-                f"VALUES ({p}, {p}, {p}, {p}, {p})",
-                (new_id, horizon, count, digest, signature),
-            )
-        except (psycopg.errors.UniqueViolation, sqlite3.IntegrityError) as exc:
-            raise _LostRace from exc
-        return Seal(new_id, horizon, count, digest, signed=signature is not None)
-
-
 # -- verifying --------------------------------------------------------------------------------------
-def verify(store: Store, *, archives: Sequence[str | Path] = ()) -> VerifyReport:
+def verify(
+    store: Store, *, archives: Sequence[str | Path] = (), expect_head: str | None = None
+) -> VerifyReport:
     """Check every stored event against its chain row, and the chain against the seals.
 
     Events, chain rows and seals are read in ONE read-only snapshot, so appends
@@ -180,11 +73,14 @@ def verify(store: Store, *, archives: Sequence[str | Path] = ()) -> VerifyReport
     moved to archives is checked when their files are given (``archives``, the
     consecutive files up to the newest archive); otherwise the live chain is
     checked against the per-stream tails recorded with the newest archive.
+    ``expect_head``, a head digest published earlier (``audit seal --print``),
+    must be the digest of some seal or position of this history.
     """
     if store.kind == "memory":
         return VerifyReport(supported=False)
     with translate_errors("verifying the history"), snapshot_reader(store) as read:
         chain = _chain(read)
+        stored_chain = [(p, link.digest) for p, link in sorted(chain.items())]
         found_at = {(sid, version): int(p) for p, sid, version in read(_events_sql(read, states=False))}
         prefix = load_prefix(read, archives)
         live = set(found_at.values())
@@ -200,7 +96,8 @@ def verify(store: Store, *, archives: Sequence[str | Path] = ()) -> VerifyReport
         report = VerifyReport(
             supported=True, checked=len(found_at), head_position=max(found_at.values(), default=0)
         )
-        report.problems.extend(Problem(p, kind, "", 0, detail) for p, kind, detail in prefix.problems)
+        report.problems.extend(Problem(None, kind, "", 0, detail) for kind, detail in prefix.problems)
+        report.notes.extend(prefix.notes)
         if given:  # the archive files' own rows, also where the store still holds them
             own = {int(r[0]): _Link(str(r[1]), int(r[2]), str(r[3]), r[4]) for r in prefix.chain}
             own_found = {(str(r[1]), int(r[2])): int(r[0]) for r in prefix.events}
@@ -211,9 +108,45 @@ def verify(store: Store, *, archives: Sequence[str | Path] = ()) -> VerifyReport
         )
         notes = heapq.merge(extra, stored, key=lambda row: int(row[0]))
         report.problems.extend(check_rows(chain, found_at, notes, prefix.tails, prefix.global_tail))
-        _check_seals(_seals(read), chain, report, unchecked_before=prefix.before)
-    report.problems.sort(key=lambda p: p.position)
+        digests = [(p, chain[p].digest) for p in sorted(chain)]
+        check_seals(
+            read_seals(read),
+            digests,
+            report,
+            unchecked_before=prefix.before,
+            stored=stored_chain,
+            expect_head=expect_head,
+        )
+        _unsealed_tail(store, read, report, found_at.values())
+    report.problems.sort(key=Problem.sort_key)
     return report
+
+
+def _unsealed_tail(store: Store, read: Reader, report: VerifyReport, positions: Any) -> None:
+    """How many events follow the newest seal, and how old the oldest of them is."""
+    after = report.sealed_position
+    report.unsealed_events = sum(1 for p in positions if p > after)
+    if not report.unsealed_events:
+        return
+    rows = list(
+        read(
+            f"SELECT {read.position}, originator_id, originator_version, topic, state "
+            f"FROM {read.table(read.events)} WHERE {read.position} > {read.param} "
+            f"ORDER BY {read.position} LIMIT 1",
+            (after,),
+        )
+    )
+    if not rows:  # the oldest unsealed event is in an archive file
+        return
+    r = rows[0]
+    try:
+        stamp = EventDecoder(store.app.mapper)(LogRecord(int(r[0]), str(r[1]), int(r[2]), str(r[3]), r[4]))
+        when = datetime.fromisoformat(str(stamp.timestamp))
+    except Exception:  # an event whose time cannot be read (verify reports it changed): no age
+        return
+    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    report.unsealed_since = when.isoformat()
+    report.unsealed_age_seconds = max(0.0, time.time() - when.timestamp())
 
 
 def check_rows(
@@ -318,66 +251,26 @@ def _check(  # noqa: PLR0911, PLR0913, PLR0917 - one verdict per kind of differe
     return None
 
 
-def _check_seals(
-    seals: list[tuple[Seal, str | None]],
-    chain: dict[int, _Link],
-    report: VerifyReport,
-    *,
-    unchecked_before: int,
-) -> None:
-    key = audit_key()
-    positions = sorted(chain)
-    previous, after, index = GENESIS_DIGEST, 0, 0
-    for sealed, signature in seals:
-        covered: list[str] = []
-        while index < len(positions) and positions[index] <= sealed.horizon:
-            covered.append(chain[positions[index]].digest)
-            index += 1
-        if after + 1 < unchecked_before:  # it covers archived positions whose file was not given
-            previous, after = sealed.digest, sealed.horizon
-            report.seals_unchecked += 1
-            continue
-        digest, count = seal_digest(previous, sealed.horizon, covered)
-        first = after + 1
-        if (digest, count) != (sealed.digest, sealed.events):
-            detail = (
-                f"seal #{sealed.id} covered {sealed.events} events up to {sealed.horizon}; "
-                f"the chain now holds {count} there with other digests: rewritten behind phaselog's back"
-            )
-            report.problems.append(Problem(first, "unsealed", "", 0, detail))
-        if key is not None:
-            if signature is None:
-                report.problems.append(
-                    Problem(
-                        first,
-                        "unsigned",
-                        "",
-                        0,
-                        f"seal #{sealed.id} has no signature but an audit key is set",
-                    )
-                )
-            elif not hmac.compare_digest(signature, sign_seal(sealed.digest, key)):
-                detail = f"seal #{sealed.id} is not signed by the audit key: the seals were rewritten"
-                report.problems.append(Problem(first, "bad-signature", "", 0, detail))
-        previous, after = sealed.digest, sealed.horizon
-        report.seals += 1
-        report.sealed_position = sealed.horizon
-    rest = [chain[p].digest for p in positions[index:]]
-    report.head_digest = seal_digest(previous, report.head_position, rest)[0]
-
-
 def verify_archive(path: str | Path) -> VerifyReport:
-    """Check one archive file alone: its events against its chain rows, and its seal."""
+    """Check one archive file alone: its events against its chain rows, and its seal.
+
+    The file alone cannot tell whether an earlier archive was signed: an unsigned
+    one is a note ("made before a key was set"), its origin vouched for by nothing.
+    """
     contents = read_archive(path)
     chain = {int(r[0]): _Link(str(r[1]), int(r[2]), str(r[3]), r[4]) for r in contents.chain}
     found_at = {(str(r[1]), int(r[2])): int(r[0]) for r in contents.events}
     report = VerifyReport(supported=True, checked=len(found_at), head_position=contents.before - 1)
-    report.problems.extend(
-        Problem(contents.start, "unsealed", "", 0, f"archive: {p}") for p in check_archive(contents)
-    )
+    report.seals, report.sealed_position = 1, contents.before - 1
+    report.signatures_checked = audit_key() is not None
+    report.signed_seals = int(contents.signature is not None)
+    report.unsigned_before_key = int(contents.signature is None)
+    problems, notes = archive_policy(contents, after_signed=False)
+    report.problems.extend(Problem(None, kind, "", 0, detail) for kind, detail in problems)
+    report.notes.extend(notes)
     report.problems.extend(
         check_rows(chain, found_at, iter(contents.events), contents.tails_in, contents.global_in)
     )
     report.head_digest = contents.digest
-    report.problems.sort(key=lambda p: p.position)
+    report.problems.sort(key=Problem.sort_key)
     return report

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phaselog.adapters.archive import check_archive, read_archive, recorded_tails, records
-from phaselog.adapters.chain import GENESIS_DIGEST
+from phaselog.adapters.archive import ArchiveRecord, archive_policy, read_archive, recorded_tails, records
+from phaselog.adapters.chain import AUDIT_KEY_ENV, GENESIS_DIGEST, audit_key, sign_seal
 from phaselog.adapters.reading import Reader
 from phaselog.domain.errors import ValidationFailed
 
@@ -30,7 +31,8 @@ class Prefix:
     global_tail: str = GENESIS_DIGEST
     events: list[tuple[Any, ...]] = field(default_factory=list)
     chain: list[tuple[Any, ...]] = field(default_factory=list)
-    problems: list[tuple[int, str, str]] = field(default_factory=list)  # (position, kind, detail)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (kind, detail): archives, not events
+    notes: list[str] = field(default_factory=list)
 
 
 def load_prefix(read: Reader, paths: Sequence[str | Path]) -> Prefix:
@@ -50,7 +52,9 @@ def load_prefix(read: Reader, paths: Sequence[str | Path]) -> Prefix:
             )
         )
         global_tail = str(global_rows[0][0]) if global_rows else GENESIS_DIGEST
-        return Prefix(before=last.before, tails=recorded_tails(read, last.id), global_tail=global_tail)
+        prefix = Prefix(before=last.before, tails=recorded_tails(read, last.id), global_tail=global_tail)
+        _recorded_policy(recorded, prefix)
+        return prefix
     files = sorted((read_archive(p) for p in paths), key=lambda a: a.start)
     by_range = {(r.start, r.before): r for r in recorded}
     expected_end = recorded[-1].before
@@ -65,10 +69,35 @@ def load_prefix(read: Reader, paths: Sequence[str | Path]) -> Prefix:
     for contents in files:
         record = by_range.get((contents.start, contents.before))
         if record is None or record.digest != contents.digest:
-            where = f"{contents.start}-{contents.before - 1}"
-            detail = f"the archive of positions {where} is not the one this store recorded"
-            prefix.problems.append((contents.start, "archive-mismatch", detail))
-        prefix.problems.extend((contents.start, "unsealed", f"archive: {p}") for p in check_archive(contents))
+            detail = f"the archive of positions {contents.positions} is not the one this store recorded"
+            prefix.problems.append(("archive-mismatch", detail))
+        after_signed = any(r.signature is not None for r in recorded if r.before <= contents.start)
+        problems, notes = archive_policy(contents, after_signed=after_signed)
+        prefix.problems.extend(problems)
+        prefix.notes.extend(notes)
         prefix.events.extend(contents.events)
         prefix.chain.extend(contents.chain)
     return prefix
+
+
+def _recorded_policy(recorded: Sequence[ArchiveRecord], prefix: Prefix) -> None:
+    """The key policy over the archives the store recorded (their files not given): signatures only."""
+    key = audit_key()
+    signed_before = False
+    for record in recorded:
+        where = f"the archive of positions {record.start}-{record.before - 1}"
+        if record.signature is None:
+            if signed_before:
+                detail = f"{where} is recorded unsigned although an earlier archive is signed"
+                prefix.problems.append(("unsigned", detail))
+            else:
+                prefix.notes.append(f"{where} is unsigned, made before a key was set")
+            continue
+        signed_before = True
+        if key is None:
+            prefix.notes.append(
+                f"{where} is signed; its signature was NOT checked ({AUDIT_KEY_ENV} is not set)"
+            )
+        elif not hmac.compare_digest(str(record.signature), sign_seal(record.digest, key)):
+            detail = f"{where}: its recorded seal does not match the key: wrong key, or rewritten"
+            prefix.problems.append(("bad-signature", detail))

@@ -11,10 +11,11 @@ import orjson
 from eventsourcing.persistence import Notification, Recording
 
 from phaselog.adapters.application import PhaselogApplication, is_concurrent_ddl, snapshot_due
+from phaselog.adapters.autoseal import AutoSealer
 from phaselog.adapters.errors import translate_errors
-from phaselog.adapters.integrity import Seal, seal
 from phaselog.adapters.migrate import SCHEMA_VERSION, check_version, probe, record_upgrade, sqlite_uri
 from phaselog.adapters.postgres.factory import CONNINFO_ENV
+from phaselog.adapters.seals import Seal, seal
 from phaselog.adapters.urls import StoreURL, check_stall_thresholds, parse_url
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
@@ -25,6 +26,7 @@ from phaselog.runtime.horizon import Horizon, StallWatch
 from phaselog.runtime.plugins import PluginService
 from phaselog.runtime.ports import LogRecord, Saved, StreamHead
 from phaselog.runtime.retry import retry
+from phaselog.runtime.sealing import check_seal_interval
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -61,6 +63,7 @@ class Store:
         snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL,
         stall_warning: float | None = None,
         stall_unhealthy: float | None = None,
+        seal_interval: float | None = None,
     ) -> None:
         if snapshot_interval < 1:
             msg = f"snapshot_interval must be at least 1, got {snapshot_interval}"
@@ -70,11 +73,16 @@ class Store:
         self.snapshot_interval = snapshot_interval
         self.read_only = read_only
         self.create = create and not read_only
+        self.seal_interval = check_seal_interval(
+            self.location.seal_interval if seal_interval is None else seal_interval
+        )
         # Before anything is opened (so a refused store is left untouched): its schema version.
         self.schema_version = probe(self.location, create=self.create)
         check_version(self.location, self.schema_version, create=self.create)
         self.app = self._open_application()
         self._closed = False
+        sealing = not read_only and self.kind != "memory" and self.seal_interval > 0
+        self._sealer = AutoSealer(lambda: seal(self), self.seal_interval) if sealing else None
         self.closed_on_upgrade = 0
         if self.create and self.schema_version is not None and self.schema_version < SCHEMA_VERSION:
             try:
@@ -162,7 +170,10 @@ class Store:
         for agg, before in versions:
             if snapshot_due(agg, before, self.snapshot_interval):
                 self.snapshot(agg)
-        return Saved(recordings, max((r.notification.id for r in recordings), default=0))
+        saved = Saved(recordings, max((r.notification.id for r in recordings), default=0))
+        if self._sealer is not None:
+            self._sealer.saved(saved.position)  # sealed in the background: never slows or fails the save
+        return saved
 
     def snapshot(self, aggregate: Aggregate) -> None:
         """Store a snapshot of ``aggregate`` as just saved (it must have no pending events).
@@ -219,9 +230,12 @@ class Store:
 
     # -- tamper evidence ---------------------------------------------------------------------
     def seal(self) -> Seal | None:
-        """Seal everything committed so far (see :mod:`phaselog.adapters.integrity`); None on memory."""
+        """Seal everything committed so far (:mod:`phaselog.adapters.seals`); None on memory (or empty)."""
         self._check_writable("sealing the history")
-        return seal(self)
+        sealed = seal(self)
+        if sealed is not None and self._sealer is not None:
+            self._sealer.covered(sealed.horizon)
+        return sealed
 
     def _check_writable(self, what: str) -> None:
         """Refuse a write on a read-only store before any I/O (the database would refuse it too)."""
@@ -308,6 +322,8 @@ class Store:
         if self._closed:
             return
         self._closed = True
+        if self._sealer is not None:
+            self._sealer.close()  # seals what this store saved and no seal covers yet (failures logged)
         closers = [getattr(self.__dict__.get("projections"), "close", None)]
         for closer in closers:
             if closer is not None:
@@ -338,6 +354,7 @@ def open_store(  # noqa: PLR0913 - the store's options, all keyword-only
     snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL,
     stall_warning: float | None = None,
     stall_unhealthy: float | None = None,
+    seal_interval: float | None = None,
 ) -> Store:
     """Open the store at ``url``: by default creating (or upgrading) its tables on first use.
 
@@ -352,6 +369,9 @@ def open_store(  # noqa: PLR0913 - the store's options, all keyword-only
     ``stall_warning`` and ``stall_unhealthy`` (seconds; URL parameters of the same
     names, defaults 5 and 30) say when an append in flight is named as a stall
     and when ``/healthz`` turns ``degraded`` (see :meth:`Store.horizon`).
+    ``seal_interval`` (seconds; URL parameter too, default 5, 0 disables): a
+    writing store seals its own appends that long after them at the latest, and
+    on close (:mod:`phaselog.adapters.autoseal`).
     """
     return Store(
         url,
@@ -360,6 +380,7 @@ def open_store(  # noqa: PLR0913 - the store's options, all keyword-only
         snapshot_interval=snapshot_interval,
         stall_warning=stall_warning,
         stall_unhealthy=stall_unhealthy,
+        seal_interval=seal_interval,
     )
 
 

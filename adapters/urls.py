@@ -14,6 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 from phaselog.adapters.codec import MAX_EVENT_BYTES
 from phaselog.domain.errors import ValidationFailed
 from phaselog.runtime.horizon import DEFAULT_STALL_UNHEALTHY, DEFAULT_STALL_WARNING
+from phaselog.runtime.sealing import DEFAULT_SEAL_INTERVAL
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -46,6 +47,7 @@ class StoreURL:
     connect_timeout: int = DEFAULT_CONNECT_TIMEOUT_S
     stall_warning: float = DEFAULT_STALL_WARNING
     stall_unhealthy: float = DEFAULT_STALL_UNHEALTHY
+    seal_interval: float = DEFAULT_SEAL_INTERVAL
 
 
 def parse_url(url: str | None) -> StoreURL:
@@ -67,6 +69,7 @@ def parse_url(url: str | None) -> StoreURL:
             max_event_bytes=limit,
             stall_warning=warning,
             stall_unhealthy=unhealthy,
+            seal_interval=_seal_param(own),
         )
     if scheme == "sqlite":
         own = _own_params(raw, parts.query)
@@ -81,6 +84,7 @@ def parse_url(url: str | None) -> StoreURL:
             max_event_bytes=limit,
             stall_warning=warning,
             stall_unhealthy=unhealthy,
+            seal_interval=_seal_param(own),
         )
     if scheme in _POSTGRES_SCHEMES:
         return _postgres(raw)
@@ -88,11 +92,11 @@ def parse_url(url: str | None) -> StoreURL:
     raise ValidationFailed(msg)
 
 
-_OWN_PARAMETERS = frozenset({"max_event_bytes", "stall_warning", "stall_unhealthy"})
+_OWN_PARAMETERS = frozenset({"max_event_bytes", "stall_warning", "stall_unhealthy", "seal_interval"})
 
 
 def _own_params(raw: str, query: str) -> dict[str, str]:
-    """The query parameters of a memory or SQLite URL (``max_event_bytes`` and the stall thresholds)."""
+    """The query parameters of a memory or SQLite URL (``max_event_bytes``, stall thresholds, sealing)."""
     params = dict(parse_qsl(query, keep_blank_values=True))
     unknown = sorted(set(params) - _OWN_PARAMETERS)
     if unknown:
@@ -115,6 +119,21 @@ def check_stall_thresholds(warning: float, unhealthy: float) -> tuple[float, flo
         msg = f"stall_warning ({warning} s) must be above 0 and at most stall_unhealthy ({unhealthy} s)"
         raise ValidationFailed(msg)
     return warning, unhealthy
+
+
+def _seal_param(params: dict[str, str]) -> float:
+    """``seal_interval`` (seconds, at least 0; 0: the store never seals on its own) from URL parameters."""
+    raw = params.get("seal_interval")
+    if raw is None:
+        return DEFAULT_SEAL_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        msg = f"invalid URL parameter seal_interval={raw!r}: expected a number of seconds, at least 0"
+        raise ValidationFailed(msg)
+    return value
 
 
 def _seconds_param(params: dict[str, str], name: str, default: float) -> float:
@@ -161,6 +180,7 @@ PHASELOG_PARAMETERS = frozenset(
         "partition_size",
         "stall_warning",
         "stall_unhealthy",
+        "seal_interval",
     }
 )
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
@@ -249,6 +269,7 @@ def _postgres(raw: str) -> StoreURL:
         connect_timeout=connect_timeout,
         stall_warning=warning,
         stall_unhealthy=unhealthy,
+        seal_interval=_seal_param(ours),
     )
 
 

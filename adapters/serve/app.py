@@ -31,6 +31,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from phaselog.adapters.audit import VerifyReport, load_domain_modules, timeline, verify
+from phaselog.adapters.findings import describe
 from phaselog.adapters.serve.decode import kind_of, shown
 from phaselog.adapters.serve.health import PROMETHEUS_CONTENT_TYPE, PrometheusMetrics, health
 from phaselog.adapters.serve.svg import timeline_svg
@@ -128,6 +129,7 @@ class Console:
             status=status,
             status_error=error,
             verify=self.last_verify,
+            verify_summary=describe(self.last_verify) if self.last_verify is not None else [],
             verified_at=self.verified_at,
         )
 

@@ -143,12 +143,16 @@ OVERVIEW = """{% extends "base.html" %}{% from "counts.html" import counts %}
 {%- if verified_at %} at {{ verified_at }}{% endif %}</p>
 {% else %}<p class="bad" id="verify-result">TAMPERED: {{ verify.problems | length }} problem(s) in
 {{ verify.checked }} events{% if verified_at %} (verified at {{ verified_at }}){% endif %}</p>
-<table id="problems"><tr><th class="num">position</th><th>kind</th><th>stream</th><th class="num">version</th>
-<th>detail</th></tr>{% for p in verify.problems %}<tr><td class="num">{{ p.position }}</td>
+<table id="problems"><tr><th class="num">position</th><th>kind</th><th>stream</th>
+<th class="num">version</th><th>seal</th><th>detail</th></tr>{% for p in verify.problems %}<tr>
+<td class="num">{{ "-" if p.position is none else p.position }}</td>
 <td class="bad">{{ p.kind }}</td>
 <td><a href="/streams/{{ p.stream_id | urlencode }}">{{ p.stream_id }}</a></td>
-<td class="num">{{ p.version }}</td>
+<td class="num">{{ "" if p.position is none else p.version }}</td>
+<td>{{ "#" ~ p.seal if p.seal is not none else "" }}</td>
 <td>{{ p.detail }}</td></tr>{% endfor %}</table>{% endif %}
+{% if verify_summary %}<ul id="verify-summary">{% for line in verify_summary %}<li>{{ line }}</li>{% endfor %}
+</ul>{% endif %}
 <form method="post" action="/verify"><button id="verify" type="submit">Run audit verify</button></form>
 </div>
 {% endblock %}"""
