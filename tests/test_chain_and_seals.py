@@ -17,7 +17,7 @@ from conftest import raw_execute
 
 @pytest.fixture
 def seeded(durable_url: str) -> Iterator[tuple[str, Store]]:
-    with open_store(durable_url) as store:
+    with open_store(durable_url, seal_interval=0) as store:  # these tests take every seal themselves
         open_account(store, "acct:a", deposits=(1, 2))
         open_account(store, "acct:b", deposits=(3, 4))
         yield durable_url, store
@@ -93,17 +93,38 @@ def test_reordered_events_are_named(seeded: tuple[str, Store]) -> None:
     assert kinds == {(first, "reordered"), (second, "reordered")}
 
 
+def test_an_event_moved_to_a_position_without_a_chain_row_is_reordered_not_removed(
+    seeded: tuple[str, Store],
+) -> None:
+    """An event moved past every chain row is named reordered where it now sits and where it was."""
+    url, store = seeded
+    moved_from = 3
+    moved_to = store.max_position() + 5  # no chain row records anything there
+    _unguarded(url, ("UPDATE EVENTS SET POS = %s WHERE POS = %s", (moved_to, moved_from)))
+    problems = verify(store).problems
+    assert [(p.position, p.kind, p.stream_id, p.version) for p in problems] == [
+        (moved_from, "reordered", "acct:a", 3),
+        (moved_to, "reordered", "acct:a", 3),
+    ]
+    assert f"now sits at {moved_to}" in problems[0].detail
+    assert f"the chain records this event at {moved_from}" in problems[1].detail
+
+
 def test_seal_records_a_checkpoint_once(seeded: tuple[str, Store]) -> None:
     """A seal covers every event so far; sealing again with nothing new returns the same seal."""
     _, store = seeded
     sealed = seal(store)
     assert sealed is not None
     assert (sealed.id, sealed.horizon, sealed.events) == (1, store.max_position(), store.max_position())
-    assert seal(store) == sealed
+    assert sealed.new
+    again = seal(store)
+    assert again == sealed
+    assert again is not None
+    assert not again.new
     open_account(store, "acct:c", deposits=(5,))
     second = seal(store)
     assert second is not None
-    assert (second.id, second.events) == (2, 2)
+    assert (second.id, second.events, second.new) == (2, 2, True)
     report = verify(store)
     assert report.ok
     assert (report.seals, report.sealed_position) == (2, store.max_position())
@@ -120,7 +141,7 @@ def test_removing_the_newest_event_with_its_chain_row_breaks_the_seal(seeded: tu
         ("DELETE FROM phaselog_audit_chain WHERE position = %s", (last,)),
     )
     problems = verify(store).problems
-    assert [(p.position, p.kind) for p in problems] == [(1, "unsealed")]
+    assert [(p.position, p.seal, p.kind) for p in problems] == [(None, 1, "seal-mismatch")]
 
 
 def _rewrite_event_and_chain(url: str, store: Store) -> None:
@@ -150,7 +171,7 @@ def test_rewriting_events_and_chain_together_is_caught_by_the_seal(seeded: tuple
     url, store = seeded
     assert seal(store) is not None
     _rewrite_event_and_chain(url, store)
-    assert [p.kind for p in verify(store).problems] == ["unsealed"]
+    assert [(p.position, p.seal, p.kind) for p in verify(store).problems] == [(None, 1, "seal-mismatch")]
 
 
 def test_resealing_after_a_rewrite_shows_as_a_bad_signature_with_the_audit_key(
@@ -173,7 +194,9 @@ def test_resealing_after_a_rewrite_shows_as_a_bad_signature_with_the_audit_key(
             (forged, sign_seal(forged, b"a guessed key")),
         ),
     )
-    assert [p.kind for p in verify(store).problems] == ["bad-signature"]
+    (problem,) = verify(store).problems
+    assert (problem.position, problem.seal, problem.kind) == (None, 1, "bad-signature")
+    assert "does not match the key: wrong key, or rewritten" in problem.detail
     monkeypatch.delenv(AUDIT_KEY_ENV)
     assert verify(store).ok  # without the key the forgery is undetectable: keep the key elsewhere
 

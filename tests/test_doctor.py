@@ -68,7 +68,7 @@ def test_the_cli_on_a_sqlite_store_is_ok_then_warns_on_an_old_unsealed_event(
 ) -> None:
     """`phaselog doctor` prints its table, exits 0; with an event unsealed past --seal-age it exits 1."""
     url = make_url("sqlite")
-    with open_store(url) as store:
+    with open_store(url, seal_interval=0) as store:  # a store that does not seal on its own
         store.save(open_counter("c:1"))
         store.projections.catch_up()
     shown = phaselog("doctor", "--url", url, cwd=tmp_path, columns=200)
