@@ -16,13 +16,13 @@ from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.migrate import SCHEMA_VERSION, check_version, probe, record_upgrade, sqlite_uri
 from phaselog.adapters.postgres.factory import CONNINFO_ENV
 from phaselog.adapters.seals import Seal, seal
-from phaselog.adapters.urls import StoreURL, check_stall_thresholds, parse_url
+from phaselog.adapters.urls import StoreURL, parse_url, stall_watch
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
 from phaselog.domain.ids import check_log_read
 from phaselog.domain.retry import Backoff
 from phaselog.runtime import telemetry
-from phaselog.runtime.horizon import Horizon, StallWatch
+from phaselog.runtime.horizon import Horizon
 from phaselog.runtime.plugins import PluginService
 from phaselog.runtime.ports import LogRecord, Saved, StreamHead
 from phaselog.runtime.retry import retry
@@ -37,7 +37,6 @@ __all__ = [
     "Store",
     "open_store",
     "snapshot_due",
-    "stall_watch",
 ]
 
 log = logging.getLogger("phaselog.store")
@@ -171,9 +170,16 @@ class Store:
             if snapshot_due(agg, before, self.snapshot_interval):
                 self.snapshot(agg)
         saved = Saved(recordings, max((r.notification.id for r in recordings), default=0))
-        if self._sealer is not None:
-            self._sealer.saved(saved.position)  # sealed in the background: never slows or fails the save
+        self.committed(saved.position)
         return saved
+
+    def committed(self, position: int) -> None:
+        """Note that a save of this store (through this shell or the async one) committed ``position``.
+
+        The store seals it in the background, within ``seal_interval``: never slows or fails the save.
+        """
+        if self._sealer is not None:
+            self._sealer.saved(position)
 
     def snapshot(self, aggregate: Aggregate) -> None:
         """Store a snapshot of ``aggregate`` as just saved (it must have no pending events).
@@ -382,15 +388,3 @@ def open_store(  # noqa: PLR0913 - the store's options, all keyword-only
         stall_unhealthy=stall_unhealthy,
         seal_interval=seal_interval,
     )
-
-
-def stall_watch(location: StoreURL, warning: float | None, unhealthy: float | None) -> StallWatch:
-    """The stall thresholds of a store: the options given, else its URL's (defaults 5 s and 30 s)."""
-    warn = location.stall_warning if warning is None else warning
-    bad = (
-        (location.stall_unhealthy if warning is None else max(location.stall_unhealthy, warn))
-        if unhealthy is None
-        else unhealthy
-    )
-    warn, bad = check_stall_thresholds(warn, bad)
-    return StallWatch(stall_warning=warn, stall_unhealthy=bad)

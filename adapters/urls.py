@@ -13,7 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from phaselog.adapters.codec import MAX_EVENT_BYTES
 from phaselog.domain.errors import ValidationFailed
-from phaselog.runtime.horizon import DEFAULT_STALL_UNHEALTHY, DEFAULT_STALL_WARNING
+from phaselog.runtime.horizon import DEFAULT_STALL_UNHEALTHY, DEFAULT_STALL_WARNING, StallWatch
 from phaselog.runtime.sealing import DEFAULT_SEAL_INTERVAL
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "StoreURL",
     "check_stall_thresholds",
     "parse_url",
+    "stall_watch",
 ]
 
 DEFAULT_URL = "sqlite:///phaselog.db"
@@ -279,3 +280,15 @@ def _redact(raw: str) -> str:
     if parts.password:
         return raw.replace(f":{parts.password}@", ":***@", 1)
     return raw
+
+
+def stall_watch(location: StoreURL, warning: float | None, unhealthy: float | None) -> StallWatch:
+    """A store's stall watch: the thresholds given as options, else its URL's (defaults 5 s and 30 s)."""
+    warn = location.stall_warning if warning is None else warning
+    bad = (
+        (location.stall_unhealthy if warning is None else max(location.stall_unhealthy, warn))
+        if unhealthy is None
+        else unhealthy
+    )
+    warn, bad = check_stall_thresholds(warn, bad)
+    return StallWatch(stall_warning=warn, stall_unhealthy=bad)

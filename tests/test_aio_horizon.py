@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from phaselog.adapters import open_store, verify
 from phaselog.aio import open_async_store
 
 from horizon_support import held_append
@@ -44,3 +45,20 @@ def test_async_horizon_names_an_append_in_flight(make_url: Callable[[str], str])
             assert (await store.horizon()).position == later
 
     asyncio.run(scenario())
+
+
+def test_async_saves_are_sealed_like_sync_ones(durable_url: str) -> None:
+    """Appends through the async store are sealed within seal_interval and on close, as sync ones are."""
+
+    async def scenario() -> tuple[int, int]:
+        async with open_async_store(durable_url, seal_interval=0.2) as store:
+            first = (await store.save(open_counter("c:1"))).position
+            await asyncio.sleep(1.0)
+            sealed_early = verify(store.sync).sealed_position
+            last = (await store.save(open_counter("c:2"))).position
+        assert sealed_early == first
+        return last, 0
+
+    last, _ = asyncio.run(scenario())
+    with open_store(durable_url, read_only=True) as reopened:
+        assert verify(reopened).sealed_position == last

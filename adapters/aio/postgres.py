@@ -139,7 +139,9 @@ class PostgresAsyncStore(AsyncStore):
         for agg, version in before:
             if snapshot_due(agg, version, self.snapshot_interval):
                 await self.snapshot(agg)
-        return Saved(recordings, max(positions, default=0))
+        saved = Saved(recordings, max(positions, default=0))
+        self.sync.committed(saved.position)  # sealed as the sync store's own saves are
+        return saved
 
     async def snapshot(self, aggregate: Aggregate) -> None:
         """Store a snapshot of ``aggregate`` as just saved; a failure is logged, never raised."""

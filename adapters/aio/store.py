@@ -64,11 +64,13 @@ class AsyncStore:
         snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL,
         stall_warning: float | None = None,
         stall_unhealthy: float | None = None,
+        seal_interval: float | None = None,
     ) -> None:
         self.location = parse_url(url)
         self._url = url
         self.snapshot_interval = snapshot_interval
         self._stall_warning, self._stall_unhealthy = stall_warning, stall_unhealthy
+        self._seal_interval = seal_interval
         self._sync: Store | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
@@ -86,6 +88,7 @@ class AsyncStore:
                         snapshot_interval=self.snapshot_interval,
                         stall_warning=self._stall_warning,
                         stall_unhealthy=self._stall_unhealthy,
+                        seal_interval=self._seal_interval,
                     )
                 )
                 await self._opened()
@@ -271,8 +274,9 @@ def open_async_store(url: str | None = None, **options: Any) -> AsyncStore:
 
     Use ``async with open_async_store(url) as store:`` (or ``store = await
     open_async_store(url)`` and ``await store.aclose()``). Options:
-    ``snapshot_interval``, ``stall_warning`` and ``stall_unhealthy`` (as for
-    ``open_store``) and, on PostgreSQL,
+    ``snapshot_interval``, ``stall_warning``, ``stall_unhealthy`` and
+    ``seal_interval`` (as for ``open_store``; the async store's saves are sealed
+    as the sync store's are) and, on PostgreSQL,
     ``pool_size`` (the async pool's connections; default the URL's ``pool_max``).
     """
     if parse_url(url).kind == "postgresql":
