@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from phaselog.adapters import Store, open_store
+from phaselog.projections.runner import Projections
 
 from pgserver import PostgresNotAvailable, PostgresServer
 
@@ -121,3 +122,12 @@ def release() -> Iterator[threading.Event]:
     event = threading.Event()
     yield event
     event.set()
+
+
+@pytest.fixture
+def views_made() -> Iterator[list[Projections]]:
+    """Projections opened by a test, closed at its end."""
+    made: list[Projections] = []
+    yield made
+    for views in made:
+        views.close()

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from projections_support import open_account
+from tamper_support import sql, unguarded
 
 from phaselog.adapters import Store, open_store
 from phaselog.adapters.audit import seal, verify
@@ -23,36 +24,6 @@ def seeded(durable_url: str) -> Iterator[tuple[str, Store]]:
         yield durable_url, store
 
 
-def _events(url: str) -> str:
-    return "stored_events" if url.startswith("sqlite") else "phaselog_events"
-
-
-def _pos(url: str) -> str:
-    return "rowid" if url.startswith("sqlite") else "notification_id"
-
-
-def _sql(url: str, sql: str) -> str:
-    sql = sql.replace("EVENTS", _events(url)).replace("POS", _pos(url))
-    return sql.replace("%s", "?") if url.startswith("sqlite") else sql
-
-
-def _unguarded(url: str, *statements: tuple[str, tuple[object, ...]]) -> None:
-    """Run SQL with every append-only trigger out of the way, as an attacker with DB access would."""
-    tables = [_events(url), CHAIN_TABLE, "phaselog_seals"]
-    if url.startswith("sqlite"):
-        for table in tables:
-            for action in ("update", "delete"):
-                raw_execute(url, f"DROP TRIGGER IF EXISTS {table}_no_{action}")
-    else:
-        for table in tables:
-            raw_execute(url, f"ALTER TABLE {table} DISABLE TRIGGER USER")
-    for sql, params in statements:
-        raw_execute(url, _sql(url, sql), params)
-    if not url.startswith("sqlite"):
-        for table in tables:
-            raw_execute(url, f"ALTER TABLE {table} ENABLE TRIGGER USER")
-
-
 def test_chain_digest_is_pinned() -> None:
     """The digest formula is fixed: stores written today must verify with tomorrow's code."""
     digest = chain_digest(GENESIS_DIGEST, 1, "plugin:a", 1, "phaselog.plugin.PhaseChanged", b"{}")
@@ -67,7 +38,7 @@ def test_each_event_links_to_the_previous_event_of_its_own_stream(seeded: tuple[
     """A chain row's digest covers the previous digest of the same stream, not the previous position."""
     url, store = seeded
     rows = raw_execute(
-        url, _sql(url, "SELECT position, originator_id, originator_version, digest FROM phaselog_audit_chain")
+        url, sql(url, "SELECT position, originator_id, originator_version, digest FROM phaselog_audit_chain")
     )
     chain = {(str(r[1]), int(str(r[2]))): (int(str(r[0])), str(r[3])) for r in rows}
     notes = {n.id: n for n in store.notifications(1)}
@@ -83,7 +54,7 @@ def test_reordered_events_are_named(seeded: tuple[str, Store]) -> None:
     """Swapping the positions of two stored events is reported as reordered at both positions."""
     url, store = seeded
     first, second = 2, 5
-    _unguarded(
+    unguarded(
         url,
         ("UPDATE EVENTS SET POS = %s WHERE POS = %s", (1_000_000, first)),
         ("UPDATE EVENTS SET POS = %s WHERE POS = %s", (first, second)),
@@ -100,7 +71,7 @@ def test_an_event_moved_to_a_position_without_a_chain_row_is_reordered_not_remov
     url, store = seeded
     moved_from = 3
     moved_to = store.max_position() + 5  # no chain row records anything there
-    _unguarded(url, ("UPDATE EVENTS SET POS = %s WHERE POS = %s", (moved_to, moved_from)))
+    unguarded(url, ("UPDATE EVENTS SET POS = %s WHERE POS = %s", (moved_to, moved_from)))
     problems = verify(store).problems
     assert [(p.position, p.kind, p.stream_id, p.version) for p in problems] == [
         (moved_from, "reordered", "acct:a", 3),
@@ -135,7 +106,7 @@ def test_removing_the_newest_event_with_its_chain_row_breaks_the_seal(seeded: tu
     url, store = seeded
     assert seal(store) is not None
     last = store.max_position()
-    _unguarded(
+    unguarded(
         url,
         ("DELETE FROM EVENTS WHERE POS = %s", (last,)),
         ("DELETE FROM phaselog_audit_chain WHERE position = %s", (last,)),
@@ -152,14 +123,14 @@ def _rewrite_event_and_chain(url: str, store: Store) -> None:
     assert state != target.state
     previous = raw_execute(
         url,
-        _sql(
+        sql(
             url,
             "SELECT digest FROM phaselog_audit_chain WHERE originator_id = %s AND originator_version = %s",
         ),
         ("acct:b", 2),
     )[0][0]
     digest = chain_digest(str(previous), target.id, "acct:b", 3, target.topic, state)
-    _unguarded(
+    unguarded(
         url,
         ("UPDATE EVENTS SET state = %s WHERE POS = %s", (state, target.id)),
         ("UPDATE phaselog_audit_chain SET digest = %s WHERE position = %s", (digest, target.id)),
@@ -185,9 +156,9 @@ def test_resealing_after_a_rewrite_shows_as_a_bad_signature_with_the_audit_key(
     assert sealed.signed
     assert verify(store).ok
     _rewrite_event_and_chain(url, store)
-    rows = raw_execute(url, _sql(url, "SELECT digest FROM phaselog_audit_chain ORDER BY position"))
+    rows = raw_execute(url, sql(url, "SELECT digest FROM phaselog_audit_chain ORDER BY position"))
     forged, _ = seal_digest(GENESIS_DIGEST, sealed.horizon, [str(r[0]) for r in rows])
-    _unguarded(
+    unguarded(
         url,
         (
             "UPDATE phaselog_seals SET digest = %s, signature = %s WHERE id = 1",
@@ -217,9 +188,9 @@ def test_integrity_tables_reject_changes(seeded: tuple[str, Store]) -> None:
             "TRUNCATE phaselog_seals",
             "TRUNCATE phaselog_events",
         ]
-    for sql in statements:
+    for statement in statements:
         with pytest.raises(Exception, match="append-only"):
-            raw_execute(url, sql)
+            raw_execute(url, statement)
     assert verify(store).ok
 
 
@@ -228,5 +199,5 @@ def test_a_state_blob_rewritten_as_text_is_reported_changed(make_url: Callable[[
     url = make_url("sqlite")
     with open_store(url) as store:
         open_account(store, "acct:a", deposits=(1, 2))
-        _unguarded(url, ("UPDATE EVENTS SET state = CAST(state AS TEXT) WHERE POS = %s", (3,)))
+        unguarded(url, ("UPDATE EVENTS SET state = CAST(state AS TEXT) WHERE POS = %s", (3,)))
         assert [(p.position, p.kind) for p in verify(store).problems] == [(3, "changed")]

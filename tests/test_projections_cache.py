@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Iterator
 
 import pytest
 from test_projections_positions import Tally, _table, _truth
@@ -31,15 +30,6 @@ def _interleaved(store: Store, counters: int, rounds: int, start: int = 0, *, ne
             store.save(counter)
 
 
-@pytest.fixture
-def views_made() -> Iterator[list[Projections]]:
-    """Projections opened by a test, closed at its end."""
-    made: list[Projections] = []
-    yield made
-    for views in made:
-        views.close()
-
-
 def test_records_are_the_notifications_as_plain_rows(store: Store) -> None:
     """store.records reads the events, order, stop and topic filter of notifications, as tuples."""
     _interleaved(store, 3, 2)
@@ -58,8 +48,14 @@ def test_records_are_the_notifications_as_plain_rows(store: Store) -> None:
 
 @pytest.mark.parametrize(
     ("start", "limit", "stop", "topics"),
-    [(1, -1, None, ()), ("1", 10, None, ()), (True, 10, None, ()), (1, 10, 2.5, ()), (1, 10, None, "topic"),
-     (1, 10, None, [1])],
+    [
+        (1, -1, None, ()),
+        ("1", 10, None, ()),
+        (True, 10, None, ()),
+        (1, 10, 2.5, ()),
+        (1, 10, None, "topic"),
+        (1, 10, None, [1]),
+    ],
 )
 def test_a_malformed_read_of_the_log_is_refused_alike(
     store: Store, start: object, limit: object, stop: object, topics: object

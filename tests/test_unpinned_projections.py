@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -39,15 +39,6 @@ class OwnedLedger(Ledger):
 
     name = "owned"
     alt_key = "owner"
-
-
-@pytest.fixture
-def views_made() -> Iterator[list[Projections]]:
-    """Projections opened by a test, closed at its end."""
-    made: list[Projections] = []
-    yield made
-    for views in made:
-        views.close()
 
 
 def _until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
