@@ -1,7 +1,7 @@
 """phaselog's own PostgreSQL objects beside eventsourcing's events table, created and migrated on open.
 
 * ``tx_id xid8`` on every event: the writing transaction, so readers of the
-  global order can stop below the oldest transaction still running;
+  global order can stop below the oldest append still in flight;
 * ``phaselog_append(...)``: the one server-side function an append calls (one
   round trip): it draws positions in transaction-id order, inserts the events,
   their per-stream chain rows and the stream heads, and sends one NOTIFY;
