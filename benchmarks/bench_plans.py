@@ -71,8 +71,12 @@ def run(url: str) -> dict[str, object]:
             paused.add_step(GenericStep("b"))
             box: list[float] = []
 
-            def execute(plan: Plan = paused, ctx: PlanContext = ctx, box: list[float] = box,
-                        ready: threading.Event = ready) -> None:
+            def execute(
+                plan: Plan = paused,
+                ctx: PlanContext = ctx,
+                box: list[float] = box,
+                ready: threading.Event = ready,
+            ) -> None:
                 ready.set()
                 try:
                     plan.execute(ctx)
@@ -105,5 +109,8 @@ def run(url: str) -> dict[str, object]:
 
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else f"sqlite:///{Path(tmp) / 'plans.db'}"),
-                         indent=2))
+        print(
+            json.dumps(
+                run(sys.argv[1] if len(sys.argv) > 1 else f"sqlite:///{Path(tmp) / 'plans.db'}"), indent=2
+            )
+        )

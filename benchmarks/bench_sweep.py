@@ -64,8 +64,10 @@ class _IdleRunner:
 def _seed(store: Store, finished: int) -> list[str]:
     """Save ``finished`` delivered tasks (many per append) and the active ones; return the active ids."""
     save_finished(store, NAME, finished, batch=BATCH)
-    active = [TaskAggregate.launch(NAME, f"active-{i:02d}", "", HOLDER, utcnow() + timedelta(hours=1))
-              for i in range(ACTIVE)]
+    active = [
+        TaskAggregate.launch(NAME, f"active-{i:02d}", "", HOLDER, utcnow() + timedelta(hours=1))
+        for i in range(ACTIVE)
+    ]
     store.save(*active)
     return [agg.id for agg in active]
 
@@ -93,8 +95,13 @@ class _Setup:
         self.counting = CountingStore(self.store)
         started = time.perf_counter()
         self.ctl = stack.enter_context(
-            TaskController(self.counting, NAME, _IdleRunner(), lease=timedelta(seconds=30),
-                           sweep_interval=timedelta(hours=1))  # only the timed sweeps run
+            TaskController(
+                self.counting,
+                NAME,
+                _IdleRunner(),
+                lease=timedelta(seconds=30),
+                sweep_interval=timedelta(hours=1),
+            )  # only the timed sweeps run
         )
         self.first_ms = (time.perf_counter() - started) * 1000
         self.first_loads = self.loaded()

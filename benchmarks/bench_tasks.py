@@ -52,9 +52,7 @@ class BenchRunner:
                 task.set_progress(i, self.updates)
             self.progress_seconds = time.perf_counter() - start
 
-    def on_task_completed(
-        self, ctx: CancelContext, task: ActiveTask, state: TaskState, *args: Any
-    ) -> None:
+    def on_task_completed(self, ctx: CancelContext, task: ActiveTask, state: TaskState, *args: Any) -> None:
         """Nothing to report."""
 
 

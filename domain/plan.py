@@ -8,20 +8,57 @@ plan, not to one run: writes accumulate across runs.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from phaselog.domain.errors import PhaselogError, ValidationFailed
+from phaselog.domain.errors import ValidationFailed
 from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
 from phaselog.domain.ids import check_id
+from phaselog.domain.plan_errors import (
+    ErrorInfo,
+    PlanCancelled,
+    PlanError,
+    PlanFailed,
+    PlanItem,
+    PlanTimeout,
+    RecordedError,
+    StepError,
+    StepErrorInfo,
+)
 
 __all__ = [
-    "AttemptInterrupted", "AttemptStarted", "CleanupAbandoned", "CleanupFinished", "CleanupPhaseStarted",
-    "CleanupStarted", "ErrorInfo", "HookAbandoned", "HookFailed", "HookSucceeded", "PauseFinished",
-    "PauseStarted", "PlanCancelled", "PlanCreated", "PlanError", "PlanFailed", "PlanItem", "PlanRun",
-    "PlanTimeout", "RecordedError", "RunFinished", "RunRecord", "RunResumed", "RunStarted", "RunSummary",
-    "StateWritten", "StepError", "StepFailed", "StepSucceeded", "plan_stream_id",
+    "AttemptInterrupted",
+    "AttemptStarted",
+    "CleanupAbandoned",
+    "CleanupFinished",
+    "CleanupPhaseStarted",
+    "CleanupStarted",
+    "ErrorInfo",
+    "HookAbandoned",
+    "HookFailed",
+    "HookSucceeded",
+    "PauseFinished",
+    "PauseStarted",
+    "PlanCancelled",
+    "PlanCreated",
+    "PlanError",
+    "PlanFailed",
+    "PlanItem",
+    "PlanRun",
+    "PlanTimeout",
+    "RecordedError",
+    "RunFinished",
+    "RunRecord",
+    "RunResumed",
+    "RunStarted",
+    "RunSummary",
+    "StateWritten",
+    "StepError",
+    "StepErrorInfo",
+    "StepFailed",
+    "StepSucceeded",
+    "plan_stream_id",
 ]
 
 Hook = Literal["pre_exec", "exec", "post_exec"]
@@ -32,81 +69,6 @@ RunStatus = Literal["running", "cleaning", "succeeded", "failed", "cancelled", "
 def plan_stream_id(plan_id: str) -> str:
     """The stream id of a plan: ``plan:<plan_id>`` (the id checked by the stream-id rule)."""
     return f"plan:{check_id(plan_id, 'plan id')}"
-
-
-class StepError(NamedTuple):
-    """One step error: the step's name and the exception (unpacks as ``(name, exc)``)."""
-
-    step: str
-    error: BaseException
-
-
-class RecordedError(PhaselogError):
-    """An exception known only from the event log (it happened before a crash)."""
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name, self.message = type_name, message
-
-
-class PlanError(PhaselogError):
-    """A plan run ended badly: ``errors`` (steps, in order) and ``cleanup_errors`` say why."""
-
-    def __init__(self, message: str, errors: list[StepError] | None = None,
-                 cleanup_errors: list[StepError] | None = None, *, plan_id: str = "", run: int = 0) -> None:
-        super().__init__(message)
-        self.errors: list[StepError] = list(errors or [])
-        self.cleanup_errors: list[StepError] = list(cleanup_errors or [])
-        self.plan_id, self.run = plan_id, run
-
-
-class PlanCancelled(PlanError):
-    """The plan was cancelled (its cleanup phase has run)."""
-
-
-class PlanTimeout(PlanError):
-    """The plan exceeded its duration limit (its cleanup phase has run)."""
-
-
-class PlanFailed(PlanError):
-    """One or more steps (or cleanup hooks) failed; see ``errors`` / ``cleanup_errors``."""
-
-
-class _Value(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ErrorInfo(_Value):
-    """An exception as recorded: its type name and message."""
-
-    type: str
-    message: str
-
-    @classmethod
-    def of(cls, exc: BaseException) -> ErrorInfo:
-        """Describe ``exc``."""
-        if isinstance(exc, RecordedError):
-            return cls(type=exc.type_name, message=exc.message)
-        return cls(type=type(exc).__name__, message=str(exc))
-
-
-class StepErrorInfo(_Value):
-    """A recorded step (or cleanup) error."""
-
-    step: str
-    error: ErrorInfo
-
-    def as_step_error(self) -> StepError:
-        """The error as a :class:`StepError` holding a :class:`RecordedError`."""
-        return StepError(self.step, RecordedError(self.error.type, self.error.message))
-
-
-class PlanItem(_Value):
-    """One item of a plan's layout: a step (by name) or a pause (in seconds)."""
-
-    kind: Literal["step", "pause"]
-    name: str | None = None
-    seconds: float | None = None
 
 
 class PlanCreated(CreationEvent):
@@ -384,14 +346,23 @@ class PlanRun(Aggregate):
                 rec.cleanup_abandoned.append(event.step)
             case RunFinished():
                 rec.status, rec.finished_at = event.status, event.timestamp
-                self.history.append(RunSummary(run=event.run, status=event.status,
-                                               started_at=rec.started_at, finished_at=event.timestamp))
+                self.history.append(
+                    RunSummary(
+                        run=event.run,
+                        status=event.status,
+                        started_at=rec.started_at,
+                        finished_at=event.timestamp,
+                    )
+                )
 
     def snapshot_state(self) -> dict[str, Any]:
         """JSON-able state for snapshots."""
         current = None if self.current is None else self.current.model_dump(mode="json")
-        return {"state": self.state, "history": [h.model_dump(mode="json") for h in self.history],
-                "current": current}
+        return {
+            "state": self.state,
+            "history": [h.model_dump(mode="json") for h in self.history],
+            "current": current,
+        }
 
     def restore_state(self, state: dict[str, Any]) -> None:
         """Rebuild from :meth:`snapshot_state`."""

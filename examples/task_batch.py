@@ -73,7 +73,11 @@ class BatchRunner:
         task.add_log_entry(logging.INFO, f"processed {job.items} items")
 
     def on_task_completed(
-        self, ctx: CancelContext, task: ActiveTask, state: TaskState, *args: Any  # noqa: ARG002 - protocol
+        self,
+        ctx: CancelContext,  # noqa: ARG002 - protocol
+        task: ActiveTask,
+        state: TaskState,
+        *args: Any,
     ) -> None:
         """Report the end of a run."""
         print(f"  -> {task.task_id} ended {state.name}" + (f" ({args[0]})" if args else ""))
@@ -133,8 +137,13 @@ def main(argv: list[str] | None = None) -> int:
                 print("after the restart:")
                 show(again, ids)
             states = [again.task_status(t).state for t in ids]
-            assert states == [TaskState.COMPLETED, TaskState.COMPLETED, TaskState.FAILED,
-                              TaskState.CANCELED, TaskState.COMPLETED], states
+            assert states == [
+                TaskState.COMPLETED,
+                TaskState.COMPLETED,
+                TaskState.FAILED,
+                TaskState.CANCELED,
+                TaskState.COMPLETED,
+            ], states
     finally:
         if tmp is not None:
             tmp.cleanup()

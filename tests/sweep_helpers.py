@@ -111,8 +111,12 @@ def save_finished(store: EventStore, controller: str, count: int, *, batch: int 
     ends = (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELED)
     ids = [f"done-{i:05d}" for i in range(count)]
     for start in range(0, count, batch):
-        store.save(*(finished_task(controller, tid, ends[i % 3])
-                     for i, tid in enumerate(ids[start:start + batch], start)))
+        store.save(
+            *(
+                finished_task(controller, tid, ends[i % 3])
+                for i, tid in enumerate(ids[start : start + batch], start)
+            )
+        )
     return ids
 
 

@@ -63,7 +63,11 @@ class ScriptedRunner:
             hook(ctx, task)
 
     def on_task_completed(
-        self, ctx: CancelContext, task: ActiveTask, state: TaskState, *args: Any  # noqa: ARG002 - protocol
+        self,
+        ctx: CancelContext,  # noqa: ARG002 - protocol
+        task: ActiveTask,
+        state: TaskState,
+        *args: Any,
     ) -> None:
         """Record the end state and extra arguments."""
         with self._lock:

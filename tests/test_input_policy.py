@@ -294,6 +294,7 @@ def test_states_whose_names_share_a_stream_id_never_read_each_other(store: Store
 @pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
 def test_bad_key_value_store_names_and_ids_are_refused_before_any_write(store: Store, bad: str) -> None:
     """persist_state_kvs_name and persist_state_kvs_id follow the stream-id rule too."""
+
     def make(kvs_name: str | None, kvs_id: str | None) -> RecoverableState[Reading]:
         return RecoverableState(
             default_state=Reading(values=[]),

@@ -150,7 +150,13 @@ def test_resume_after_kill_mid_step_continues_from_the_unfinished_step(
             plan.execute()
         plan.resume()
         assert calls(tmp_path) == [
-            "a.exec", "b.exec", "b.exec.resumed", "c.exec", "c.cleanup", "b.cleanup", "a.cleanup",
+            "a.exec",
+            "b.exec",
+            "b.exec.resumed",
+            "c.exec",
+            "c.cleanup",
+            "b.cleanup",
+            "a.cleanup",
         ]
         assert seen == [{"a": 1, "b_progress": "half"}]
         (interrupted,) = events_of(store, AttemptInterrupted)

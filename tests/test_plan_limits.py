@@ -25,8 +25,6 @@ from phaselog.runtime.plans import Plan
 GRACE = timedelta(milliseconds=300)
 
 
-
-
 def record(log: list[str], label: str) -> Any:
     return lambda _ctx, _state: log.append(label)
 
@@ -42,8 +40,11 @@ def test_a_cooperative_overrunning_step_times_out_and_cleanup_still_runs(store: 
 
     plan = Plan(store, "coop", limit_duration=LIMIT)
     plan.add_step(GenericStep("fast", exec=record(log, "fast"), cleanup=record(log, "fast.cleanup")))
-    plan.add_step(GenericStep("slow", exec=slow, post_exec=record(log, "slow.post"),
-                              cleanup=record(log, "slow.cleanup")))
+    plan.add_step(
+        GenericStep(
+            "slow", exec=slow, post_exec=record(log, "slow.post"), cleanup=record(log, "slow.cleanup")
+        )
+    )
     with pytest.raises(PlanTimeout) as info:
         plan.execute()
     assert log == ["fast", "slow.start", "slow.woken:timed_out", "fast.cleanup"]
@@ -70,8 +71,13 @@ def test_a_hook_ignoring_the_context_is_abandoned_at_the_deadline(
 def test_cleanup_has_its_own_time_limit(store: Store, release: threading.Event) -> None:
     """A cleanup hook overrunning cleanup_limit is recorded as failed and the next cleanup still runs."""
     log: list[str] = []
-    plan = Plan(store, "cleanlimit", limit_duration=timedelta(seconds=60),
-                cleanup_limit=timedelta(seconds=0.5), grace=GRACE)
+    plan = Plan(
+        store,
+        "cleanlimit",
+        limit_duration=timedelta(seconds=60),
+        cleanup_limit=timedelta(seconds=0.5),
+        grace=GRACE,
+    )
     plan.add_step(GenericStep("a", cleanup=record(log, "a.cleanup")))
     plan.add_step(GenericStep("b", cleanup=lambda _ctx, _st: release.wait(WAIT)))
     plan.add_step(GenericStep("boom", exec=lambda _ctx, _st: 1 / 0))

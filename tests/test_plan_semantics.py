@@ -46,9 +46,14 @@ class Journal:
 
         return fn
 
-    def step(self, name: str, *, fail_exec: Callable[[int], bool] | None = None,
-             fail_pre: Callable[[int], bool] | None = None,
-             fail_post: Callable[[int], bool] | None = None) -> GenericStep:
+    def step(
+        self,
+        name: str,
+        *,
+        fail_exec: Callable[[int], bool] | None = None,
+        fail_pre: Callable[[int], bool] | None = None,
+        fail_post: Callable[[int], bool] | None = None,
+    ) -> GenericStep:
         return GenericStep(
             name,
             pre_exec=self.hook(f"{name}.pre", fail_pre),
@@ -253,8 +258,13 @@ def test_each_execute_is_a_new_run_in_the_same_stream(store: Store) -> None:
 def test_executing_an_unfinished_run_is_refused_and_resume_needs_the_same_steps(store: Store) -> None:
     """An unfinished latest run blocks execute(); resume() with other step names raises ValidationFailed."""
     crashed = PlanRun.start(PlanCreated, "plan:unfinished")  # as if the process died right after starting
-    crashed.trigger(RunStarted, run=1, layout=[PlanItem(kind="step", name="a")], continue_on_error=False,
-                    limit_seconds=None)
+    crashed.trigger(
+        RunStarted,
+        run=1,
+        layout=[PlanItem(kind="step", name="a")],
+        continue_on_error=False,
+        limit_seconds=None,
+    )
     store.save(crashed)
     assert Plan(store, "unfinished").needs_resume
     with pytest.raises(InvalidTransition, match="resume"):

@@ -146,7 +146,9 @@ def test_retry_advance_and_reset_are_recorded(store: Store) -> None:
         "p", max_attempts=3, initial_backoff=0.5, max_backoff=timedelta(seconds=3)
     )
     assert (machine.retry.attempts, machine.retry.next_backoff, machine.retry.last_attempt) == (
-        0, timedelta(seconds=0.5), None,
+        0,
+        timedelta(seconds=0.5),
+        None,
     )
     backoffs = []
     while machine.retry.can_retry():
@@ -162,7 +164,9 @@ def test_retry_advance_and_reset_are_recorded(store: Store) -> None:
     machine.retry.reset()
     after_reset = machine.retry  # a fresh name: the narrowing of last_attempt above no longer applies
     assert (after_reset.attempts, after_reset.next_backoff, after_reset.last_attempt) == (
-        0, timedelta(seconds=0.5), None,
+        0,
+        timedelta(seconds=0.5),
+        None,
     )
     kinds = [type(e) for e in store.stream("plugin:p")]
     assert kinds == [PluginCreated, RetryAdvanced, RetryAdvanced, RetryAdvanced, RetryReset]

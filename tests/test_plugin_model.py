@@ -72,7 +72,11 @@ def test_active_and_terminal_properties() -> None:
     """is_active is Running/Degraded; is_terminal is Running/Stopped/Failed/BuildFailed/Uninstalled."""
     assert {p.value for p in PluginPhase if p.is_active} == {"Running", "Degraded"}
     assert {p.value for p in PluginPhase if p.is_terminal} == {
-        "Running", "Stopped", "Failed", "BuildFailed", "Uninstalled",
+        "Running",
+        "Stopped",
+        "Failed",
+        "BuildFailed",
+        "Uninstalled",
     }
 
 

@@ -35,8 +35,9 @@ def test_a_bad_retry_policy_names_what_is_wrong(kwargs: dict[str, object], messa
 
 def test_the_boundaries_of_a_retry_policy_are_allowed() -> None:
     """Zero attempts, the smallest positive backoff and a cap equal to the start are all valid."""
-    policy = RetryPolicy(max_attempts=0, initial_backoff=timedelta(microseconds=1),
-                         max_backoff=timedelta(microseconds=1))
+    policy = RetryPolicy(
+        max_attempts=0, initial_backoff=timedelta(microseconds=1), max_backoff=timedelta(microseconds=1)
+    )
     status = policy.initial()
     assert status == RetryStatus(attempts=0, next_backoff=timedelta(microseconds=1), last_attempt=None)
     assert not policy.can_retry(status)

@@ -114,6 +114,7 @@ def test_processes_racing_on_one_plugin_have_exactly_one_winner(durable_url: str
         for r in ready
     ]
     try:
+
         def all_ready() -> bool:
             for proc in procs:
                 if proc.poll() is not None and proc.returncode != 0:
@@ -193,7 +194,10 @@ def test_kill_9_mid_lifecycle_keeps_every_acknowledged_event(durable_url: str) -
         assert isinstance(truth, PluginAggregate)
         loaded = store.load("plugin:crashy", PluginAggregate)
         assert (loaded.version, loaded.phase, loaded.state, loaded.state_version) == (
-            truth.version, truth.phase, truth.state, truth.state_version,
+            truth.version,
+            truth.phase,
+            truth.state,
+            truth.state_version,
         )
         # the host can carry on where it stopped
         machine.transition_to(P.FAILED, "host crashed")  # every phase of the cycle may fail

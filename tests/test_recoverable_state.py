@@ -421,8 +421,12 @@ def test_sync_facade_with_sync_event_manager(store: Store) -> None:
     ticks: list[object] = []
     manager.on(event=Event.PERSIST_STATE, listener=lambda: ticks.append(1))
     state = SyncRecoverableState(
-        default_state=Stats(), persist_state_key="sync", persistence_enabled=True,
-        logger=LOG, store=store, event_manager=manager,
+        default_state=Stats(),
+        persist_state_key="sync",
+        persistence_enabled=True,
+        logger=LOG,
+        store=store,
+        event_manager=manager,
     )
     with manager:
         value = state.initialize()
@@ -434,8 +438,11 @@ def test_sync_facade_with_sync_event_manager(store: Store) -> None:
     assert not manager.active
     assert len(store.stream("state:default:sync")) == 2
     again = SyncRecoverableState(
-        default_state=Stats(), persist_state_key="sync", persistence_enabled="explicit_only",
-        logger=LOG, store=store,
+        default_state=Stats(),
+        persist_state_key="sync",
+        persistence_enabled="explicit_only",
+        logger=LOG,
+        store=store,
     )
     with again as recovered:
         assert recovered.requests == 4
@@ -448,8 +455,12 @@ def test_sync_facade_teardown_with_persistence_persists_once_and_stops_listening
     """Sync teardown (persistence on) records the last value and unregisters; explicit_only does not."""
     manager = EventManager(timedelta(hours=1))
     state = SyncRecoverableState(
-        default_state=Stats(), persist_state_key="sync-down", persistence_enabled=True,
-        logger=LOG, store=store, event_manager=manager,
+        default_state=Stats(),
+        persist_state_key="sync-down",
+        persistence_enabled=True,
+        logger=LOG,
+        store=store,
+        event_manager=manager,
     )
     state.initialize().requests = 7
     assert manager.has_listener(event=Event.PERSIST_STATE, listener=state.persist_state)
@@ -458,8 +469,11 @@ def test_sync_facade_teardown_with_persistence_persists_once_and_stops_listening
     (persisted,) = store.stream("state:default:sync-down")
     assert isinstance(persisted, StatePersisted)
     fresh = SyncRecoverableState(
-        default_state=Stats(), persist_state_key="sync-down", persistence_enabled="explicit_only",
-        logger=LOG, store=store,
+        default_state=Stats(),
+        persist_state_key="sync-down",
+        persistence_enabled="explicit_only",
+        logger=LOG,
+        store=store,
     )
     assert fresh.initialize().requests == 7
     fresh.current_value.requests = 8
@@ -474,8 +488,11 @@ def test_sync_facade_inside_a_running_loop_blocks_but_works(store: Store) -> Non
 
     async def scenario() -> int:
         state = SyncRecoverableState(
-            default_state=Stats(), persist_state_key="in-loop", persistence_enabled="explicit_only",
-            logger=LOG, store=store,
+            default_state=Stats(),
+            persist_state_key="in-loop",
+            persistence_enabled="explicit_only",
+            logger=LOG,
+            store=store,
         )
         state.initialize().requests = 5
         state.persist_state()

@@ -100,7 +100,7 @@ def test_pending_error_fails_the_task_with_the_error_logged(store: Store, runner
     assert status.logs[-1].level == logging.ERROR
     assert "RuntimeError: cannot prepare" in status.logs[-1].msg
     assert runner.hooks_of("p") == ["pending"]
-    (_tid, state, args), = runner.completed
+    ((_tid, state, args),) = runner.completed
     assert state is TaskState.FAILED
     assert isinstance(args[0], RuntimeError)
 
@@ -168,7 +168,7 @@ def test_relaunching_an_active_task_is_rejected_and_writes_nothing(
     after = topics(store, "busy")
     # only the owner's lease renewals (TaskClaimed) may have been appended meanwhile
     assert after[: len(before)] == before
-    assert set(after[len(before):]) <= {"TaskClaimed"}
+    assert set(after[len(before) :]) <= {"TaskClaimed"}
     assert "TaskRelaunched" not in after
 
 
@@ -253,8 +253,13 @@ def test_metadata_round_trips_as_model_dict_or_json(
         if task.task_id == "none":
             seen["none-dict"] = task.load_task_metadata(dict)
 
-    for tid, md in [("model", Job(size=1)), ("dict", {"size": 2}), ("json", '{"size": 3}'),
-                    ("none", None), ("wrong", {"size": "big"})]:
+    for tid, md in [
+        ("model", Job(size=1)),
+        ("dict", {"size": 2}),
+        ("json", '{"size": 3}'),
+        ("none", None),
+        ("wrong", {"size": "big"}),
+    ]:
         runner.pending[tid] = grab
         controller.launch_task(tid, metadata=md)
     wait_for(lambda: len(seen) == 6)

@@ -31,7 +31,12 @@ def _launched(owner: str = "a") -> TaskAggregate:
 def test_task_state_values_match_the_spec() -> None:
     """TaskState has the SPEC's integer values, and finished/active partition the real states."""
     assert [(s.name, int(s)) for s in TaskState] == [
-        ("UNKNOWN", 0), ("PENDING", 1), ("RUNNING", 2), ("COMPLETED", 3), ("FAILED", 4), ("CANCELED", 6)
+        ("UNKNOWN", 0),
+        ("PENDING", 1),
+        ("RUNNING", 2),
+        ("COMPLETED", 3),
+        ("FAILED", 4),
+        ("CANCELED", 6),
     ]
     finished = {TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELED}
     assert {s for s in TaskState if s.is_finished} == finished
@@ -117,8 +122,10 @@ def test_a_cancel_from_another_controller_reaches_the_running_owner(store: Store
     """cancel_task on a controller that does not run the task cancels it where it runs."""
     owner_runner = ScriptedRunner(running={"x": block_until_cancelled})
     lease = timedelta(seconds=3)  # renewed every second: ample on a loaded machine, noticed within 1 s
-    with TaskController(store, "ctl", owner_runner, lease=lease) as owner, \
-            TaskController(store, "ctl", ScriptedRunner(), lease=lease) as other:
+    with (
+        TaskController(store, "ctl", owner_runner, lease=lease) as owner,
+        TaskController(store, "ctl", ScriptedRunner(), lease=lease) as other,
+    ):
         owner.launch_task("x")
         wait_for(lambda: owner.task_status("x").state is TaskState.RUNNING)
         other.cancel_task("x")

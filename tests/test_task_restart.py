@@ -126,8 +126,13 @@ def test_kill_9_then_a_new_controller_resumes_exactly_the_unfinished_tasks(
                     return False
                 done, fail = _agg(store, "done"), _agg(store, "fail")
                 run, pend = _agg(store, "run-1"), _agg(store, "pend-1")
-                return (done.delivered and fail.delivered and run.progress == (3, 10)
-                        and run.state is TaskState.RUNNING and pend.state is TaskState.PENDING)
+                return (
+                    done.delivered
+                    and fail.delivered
+                    and run.progress == (3, 10)
+                    and run.state is TaskState.RUNNING
+                    and pend.state is TaskState.PENDING
+                )
 
             wait_for(crashed_state_reached, timeout=30, what="the service to reach its crash point")
             os.kill(proc.pid, signal.SIGKILL)
@@ -139,10 +144,14 @@ def test_kill_9_then_a_new_controller_resumes_exactly_the_unfinished_tasks(
                 seen[task.task_id] = (task.load_task_metadata(dict), task.get_progress())
 
             runner = ScriptedRunner(pending={"pend-1": record}, running={"run-1": record})
-            with TaskController(store, "svc", runner, lease=timedelta(seconds=1),
-                                sweep_interval=timedelta(milliseconds=100)) as ctl:
-                wait_for(lambda: _agg(store, "run-1").delivered and _agg(store, "pend-1").delivered,
-                         timeout=30, what="resumed tasks to finish")
+            with TaskController(
+                store, "svc", runner, lease=timedelta(seconds=1), sweep_interval=timedelta(milliseconds=100)
+            ) as ctl:
+                wait_for(
+                    lambda: _agg(store, "run-1").delivered and _agg(store, "pend-1").delivered,
+                    timeout=30,
+                    what="resumed tasks to finish",
+                )
                 assert ctl.task_status("run-1").state is TaskState.COMPLETED
                 assert ctl.task_status("pend-1").state is TaskState.COMPLETED
                 assert [entry.msg for entry in ctl.task_status("run-1").logs] == ["working"]
@@ -169,8 +178,10 @@ def test_two_controller_processes_never_run_the_same_task_at_once(durable_url: s
     with open_store(durable_url) as store:
         for i in range(count):
             store.save(TaskAggregate.launch("pool", f"t{i:02d}", "", "seed-owner", expired))
-        procs = [_spawn(tmp_path, f"worker{n}.py", POOL_WORKER, durable_url, str(tmp_path), str(count))
-                 for n in range(2)]
+        procs = [
+            _spawn(tmp_path, f"worker{n}.py", POOL_WORKER, durable_url, str(tmp_path), str(count))
+            for n in range(2)
+        ]
         try:
             for proc in procs:
                 assert proc.wait(timeout=90) == 0
@@ -214,8 +225,9 @@ def test_construction_does_not_block_on_storage_errors_and_resumes_later(
             raw_execute(durable_url, f"ALTER TABLE {table} RENAME TO {table}_away")
         runner = ScriptedRunner()
         try:
-            ctl = TaskController(store, "svc", runner, lease=timedelta(seconds=1),
-                                 sweep_interval=timedelta(milliseconds=100))
+            ctl = TaskController(
+                store, "svc", runner, lease=timedelta(seconds=1), sweep_interval=timedelta(milliseconds=100)
+            )
             assert ctl.active_tasks() == []
             assert "cannot list tasks" in caplog.text
         finally:

@@ -31,13 +31,22 @@ def _restored(state: TaskState, *, delivered: bool, claim: str, cancel_requested
     now = utcnow()
     lease = CLAIMS[claim]
     agg = TaskAggregate("task:svc:t")
-    agg.restore_state({
-        "controller": "svc", "task_id": "t", "metadata": "", "run": 2, "state": int(state),
-        "progress": [1, 2], "logs": [], "transitions": [[int(state), now.isoformat()]],
-        "owner": None if lease is None else DEAD_OWNER,
-        "lease_expires": None if lease is None else (now + lease).isoformat(),
-        "cancel_requested": cancel_requested, "delivered": delivered,
-    })
+    agg.restore_state(
+        {
+            "controller": "svc",
+            "task_id": "t",
+            "metadata": "",
+            "run": 2,
+            "state": int(state),
+            "progress": [1, 2],
+            "logs": [],
+            "transitions": [[int(state), now.isoformat()]],
+            "owner": None if lease is None else DEAD_OWNER,
+            "lease_expires": None if lease is None else (now + lease).isoformat(),
+            "cancel_requested": cancel_requested,
+            "delivered": delivered,
+        }
+    )
     return agg
 
 
@@ -76,8 +85,12 @@ def test_the_flag_follows_a_run_from_launch_to_delivery_and_a_relaunch_reopens_i
 
 def test_cancel_requests_orphans_and_snapshots_keep_the_flag() -> None:
     """An orphaned or cancel-requested run stays open, and a snapshot restores the same flag."""
-    for agg in (orphan("svc", "p", TaskState.PENDING, cancel=True), orphan("svc", "r", TaskState.RUNNING),
-                orphan("svc", "u", TaskState.COMPLETED), held("svc", "h")):
+    for agg in (
+        orphan("svc", "p", TaskState.PENDING, cancel=True),
+        orphan("svc", "r", TaskState.RUNNING),
+        orphan("svc", "u", TaskState.COMPLETED),
+        held("svc", "h"),
+    ):
         assert agg.stream_open, agg.id
     for agg in (orphan("svc", "u", TaskState.COMPLETED), finished_task("svc", "d")):
         copy = TaskAggregate(agg.id)
@@ -128,11 +141,17 @@ def test_a_sweep_loads_only_open_tasks_among_many_finished_ones(store: Store) ->
     open_ids = _seed_open(store)
     counting = CountingStore(store)
     runner = ScriptedRunner()
-    with TaskController(counting, "svc", runner, lease=timedelta(seconds=2),
-                        sweep_interval=timedelta(milliseconds=50)) as ctl:
-        wait_for(lambda: all(store.load(open_ids[t], TaskAggregate).delivered
-                             for t in ("orphan-pending", "orphan-running", "undelivered", "cancel")),
-                 timeout=30, what="the orphans to be resumed and delivered")
+    with TaskController(
+        counting, "svc", runner, lease=timedelta(seconds=2), sweep_interval=timedelta(milliseconds=50)
+    ) as ctl:
+        wait_for(
+            lambda: all(
+                store.load(open_ids[t], TaskAggregate).delivered
+                for t in ("orphan-pending", "orphan-running", "undelivered", "cancel")
+            ),
+            timeout=30,
+            what="the orphans to be resumed and delivered",
+        )
         before = counting.sweeps()
         wait_for(lambda: counting.sweeps() >= before + 3, what="three more sweeps")
         assert ctl.active_tasks() == []
@@ -154,8 +173,9 @@ def test_a_stream_listed_open_but_found_closed_is_not_loaded_again_until_it_chan
     finished = [f"task:svc:{tid}" for tid in save_finished(store, "svc", 40)]
     lagging = CountingStore(store, all_open=True)
     runner = ScriptedRunner()
-    with TaskController(lagging, "svc", runner, lease=timedelta(seconds=2),
-                        sweep_interval=timedelta(milliseconds=50)):
+    with TaskController(
+        lagging, "svc", runner, lease=timedelta(seconds=2), sweep_interval=timedelta(milliseconds=50)
+    ):
         assert all(lagging.loads[sid] == 1 for sid in finished)  # the first sweep looked at each once
         before = lagging.sweeps()
         wait_for(lambda: lagging.sweeps() >= before + 3, what="three more sweeps")

@@ -67,8 +67,12 @@ def test_after_kill_9_a_sweep_loads_only_open_tasks_and_delivers_the_undelivered
                 if not all(store.exists(f"task:svc:{t}") for t in ("delivered", "undelivered", "running")):
                     return False
                 undelivered, running = _agg(store, "undelivered"), _agg(store, "running")
-                return (_agg(store, "delivered").delivered and running.state is TaskState.RUNNING
-                        and undelivered.state is TaskState.COMPLETED and not undelivered.delivered)
+                return (
+                    _agg(store, "delivered").delivered
+                    and running.state is TaskState.RUNNING
+                    and undelivered.state is TaskState.COMPLETED
+                    and not undelivered.delivered
+                )
 
             wait_for(crash_point, timeout=60, what="the service to reach its crash point")
             os.kill(proc.pid, signal.SIGKILL)
@@ -80,10 +84,14 @@ def test_after_kill_9_a_sweep_loads_only_open_tasks_and_delivers_the_undelivered
         finished.add("task:svc:delivered")
         counting = CountingStore(store)
         runner = ScriptedRunner()
-        with TaskController(counting, "svc", runner, lease=timedelta(seconds=1),
-                            sweep_interval=timedelta(milliseconds=100)):
-            wait_for(lambda: _agg(store, "undelivered").delivered and _agg(store, "running").delivered,
-                     timeout=30, what="the open tasks to be resumed and delivered")
+        with TaskController(
+            counting, "svc", runner, lease=timedelta(seconds=1), sweep_interval=timedelta(milliseconds=100)
+        ):
+            wait_for(
+                lambda: _agg(store, "undelivered").delivered and _agg(store, "running").delivered,
+                timeout=30,
+                what="the open tasks to be resumed and delivered",
+            )
         assert counting.loaded() & finished == set()
         assert {"task:svc:undelivered", "task:svc:running"} <= counting.loaded()
         assert runner.hooks_of("undelivered") == []  # its work was done: only the delivery was owed

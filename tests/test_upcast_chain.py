@@ -101,8 +101,12 @@ def test_a_recoverable_state_reads_data_two_model_versions_old(store: Store) -> 
     async def scenario() -> Totals:
         def state(default: BaseModel) -> RecoverableState[Any]:
             return RecoverableState(
-                default_state=default, persist_state_key="totals", persistence_enabled=True,
-                logger=LOG, store=store, event_manager=EventManager(3600),
+                default_state=default,
+                persist_state_key="totals",
+                persistence_enabled=True,
+                logger=LOG,
+                store=store,
+                event_manager=EventManager(3600),
             )
 
         old = state(TotalsV1())
