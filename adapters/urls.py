@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,8 +115,9 @@ def _stall_params(params: dict[str, str]) -> tuple[float, float]:
     return check_stall_thresholds(warning, unhealthy)
 
 
-def check_stall_thresholds(warning: float, unhealthy: float) -> tuple[float, float]:
-    """The two stall thresholds, refused unless ``0 < warning <= unhealthy``."""
+def check_stall_thresholds(warning: object, unhealthy: object) -> tuple[float, float]:
+    """The two stall thresholds in seconds, refused unless finite and ``0 < warning <= unhealthy``."""
+    warning, unhealthy = _seconds("stall_warning", warning), _seconds("stall_unhealthy", unhealthy)
     if not 0 < warning <= unhealthy:
         msg = f"stall_warning ({warning} s) must be above 0 and at most stall_unhealthy ({unhealthy} s)"
         raise ValidationFailed(msg)
@@ -135,6 +137,14 @@ def _seal_param(params: dict[str, str]) -> float:
         msg = f"invalid URL parameter seal_interval={raw!r}: expected a number of seconds, at least 0"
         raise ValidationFailed(msg)
     return value
+
+
+def _seconds(name: str, value: object) -> float:
+    """``value`` as a finite number of seconds (not a bool), else ``ValidationFailed``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        msg = f"{name} must be a finite number of seconds, got {value!r}"
+        raise ValidationFailed(msg)
+    return float(value)
 
 
 def _seconds_param(params: dict[str, str], name: str, default: float) -> float:
@@ -284,11 +294,8 @@ def _redact(raw: str) -> str:
 
 def stall_watch(location: StoreURL, warning: float | None, unhealthy: float | None) -> StallWatch:
     """A store's stall watch: the thresholds given as options, else its URL's (defaults 5 s and 30 s)."""
-    warn = location.stall_warning if warning is None else warning
-    bad = (
-        (location.stall_unhealthy if warning is None else max(location.stall_unhealthy, warn))
-        if unhealthy is None
-        else unhealthy
-    )
-    warn, bad = check_stall_thresholds(warn, bad)
+    warn = location.stall_warning if warning is None else _seconds("stall_warning", warning)
+    if unhealthy is None:  # a warning given alone raises the URL's unhealthy threshold to meet it
+        unhealthy = location.stall_unhealthy if warning is None else max(location.stall_unhealthy, warn)
+    warn, bad = check_stall_thresholds(warn, unhealthy)
     return StallWatch(stall_warning=warn, stall_unhealthy=bad)

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ import pytest
 
 from phaselog.adapters import Store, open_store
 from phaselog.adapters.migrate import SCHEMA_VERSION, SchemaOutdated
+from phaselog.domain.errors import ValidationFailed
 
 from horizon_support import (
     append_query,
@@ -302,3 +304,23 @@ def test_a_running_follower_logs_one_warning_per_stall(pg_url: str, caplog: pyte
             assert f"pid {pid}" in warnings[0]
         finally:
             views.stop()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"stall_warning": "5"}, id="text"),
+        pytest.param({"stall_warning": True}, id="bool"),
+        pytest.param({"stall_unhealthy": float("nan")}, id="nan"),
+        pytest.param({"stall_warning": 0}, id="zero"),
+        pytest.param({"stall_warning": 10, "stall_unhealthy": 2}, id="warning-above-unhealthy"),
+    ],
+)
+def test_bad_stall_thresholds_are_refused_before_anything_is_opened(
+    store_url: str, options: dict[str, object]
+) -> None:
+    """Stall thresholds that are not finite seconds with warning <= unhealthy raise ValidationFailed."""
+    with pytest.raises(ValidationFailed, match="stall_"):
+        open_store(store_url, **options)  # type: ignore[arg-type]
+    if store_url.startswith("sqlite:///"):
+        assert not Path(store_url.removeprefix("sqlite:///")).exists()
