@@ -13,7 +13,7 @@ from conftest import ROOT
 def test_horizon_benchmark_reports_both_readers_and_their_ratio(
     pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """bench_horizon.run catches up and scans with today's horizon and the former one, with ratios."""
+    """bench_horizon.run measures both horizons beside raw psycopg and plain eventsourcing, with ratios."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     bench_horizon = importlib.import_module("bench_horizon")
 
@@ -23,3 +23,6 @@ def test_horizon_benchmark_reports_both_readers_and_their_ratio(
         assert figures[reader]["scan_events_per_s"] > 0
     assert figures["catch_up_ratio"] > 0
     assert figures["scan_ratio"] > 0
+    for floor in ("raw_psycopg", "eventsourcing"):
+        assert figures[f"{floor}_scan_events_per_s"] > 0
+        assert figures[f"scan_vs_{floor}"] > 0
