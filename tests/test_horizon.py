@@ -129,7 +129,7 @@ def test_an_append_cannot_be_prepared(pg_url: str, pg_store: Store) -> None:
 
 def test_an_append_in_flight_holds_readers_and_is_named(pg_url: str) -> None:
     """Only an append still in flight holds readers back; it is named, and readers catch up once it ends."""
-    with open_store(pg_url, stall_warning=0.2, stall_unhealthy=0.4) as store:
+    with open_store(pg_url, stall_warning=1.5, stall_unhealthy=2.0) as store:
         first = store.save(open_counter("c:before")).position
         with held_append(store, pg_url, "c:held") as conn:
             later = store.save(open_counter("c:later")).position
@@ -142,7 +142,7 @@ def test_an_append_in_flight_holds_readers_and_is_named(pg_url: str) -> None:
             assert holder.pid == conn.info.backend_pid
             assert holder.application_name == "held-append"
             assert horizon.stall is None
-            time.sleep(0.5)
+            time.sleep(2.1)
             horizon = store.horizon()
             assert horizon.stall == horizon.holder
             assert horizon.unhealthy
