@@ -1,6 +1,6 @@
 """Adapters: opening stores, the codec, the recorders, the audit tools and the CLI."""
 
-from phaselog.adapters.audit import (
+from phaselog.adapters.audit.history import (
     as_of,
     export_jsonl,
     timeline,

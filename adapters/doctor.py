@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from phaselog.adapters.integrity import Seal
+from phaselog.adapters.audit.integrity import Seal
+from phaselog.adapters.audit.reading import snapshot_reader
 from phaselog.adapters.migrate import SCHEMA_VERSION, phaselog_version, probe
 from phaselog.adapters.postgres.schema import SEALS_TABLE
-from phaselog.adapters.reading import snapshot_reader
 from phaselog.adapters.store import Store, open_store
 from phaselog.adapters.urls import parse_url
 from phaselog.projections.base import EventDecoder

@@ -221,7 +221,7 @@ def record_upgrade(store: Store, from_version: int) -> int:
 
 def _closed_streams(store: Store) -> list[str]:
     """Streams the index counts as open whose aggregate says they are not (``stream_open`` False)."""
-    from phaselog.adapters.audit import load_domain_modules  # noqa: PLC0415 - audit imports the store
+    from phaselog.adapters.audit.history import load_domain_modules  # noqa: PLC0415 - audit imports the store
 
     load_domain_modules()
     closed = []

@@ -2,11 +2,11 @@
 
 The recorders now live in :mod:`phaselog.adapters.postgres`,
 :mod:`phaselog.adapters.sqlite` and :mod:`phaselog.adapters.memory`; the chain
-digests in :mod:`phaselog.adapters.chain`. Stores opened with the wave-1
+digests in :mod:`phaselog.adapters.audit.chain`. Stores opened with the wave-1
 ``APPLICATION_RECORDER_TOPIC`` values resolve to the current classes.
 """
 
-from phaselog.adapters.chain import GENESIS_DIGEST, chain_digest
+from phaselog.adapters.audit.chain import GENESIS_DIGEST, chain_digest
 from phaselog.adapters.postgres import APPEND_ONLY_MESSAGE, CHAIN_TABLE, PhaselogPostgresApplicationRecorder
 from phaselog.adapters.sqlite import PhaselogSQLiteApplicationRecorder
 

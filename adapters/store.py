@@ -11,11 +11,11 @@ import orjson
 from eventsourcing.persistence import Notification, Recording
 
 from phaselog.adapters.application import PhaselogApplication, is_concurrent_ddl, snapshot_due
-from phaselog.adapters.autoseal import AutoSealer
+from phaselog.adapters.audit.autoseal import AutoSealer
+from phaselog.adapters.audit.seals import Seal, seal
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.migrate import SCHEMA_VERSION, check_version, probe, record_upgrade, sqlite_uri
 from phaselog.adapters.postgres.factory import CONNINFO_ENV
-from phaselog.adapters.seals import Seal, seal
 from phaselog.adapters.urls import StoreURL, parse_url, stall_watch
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
@@ -236,7 +236,7 @@ class Store:
 
     # -- tamper evidence ---------------------------------------------------------------------
     def seal(self) -> Seal | None:
-        """Seal everything committed so far (:mod:`phaselog.adapters.seals`); None on memory (or empty)."""
+        """Seal everything committed so far (:mod:`.audit.seals`); None on memory or when empty."""
         self._check_writable("sealing the history")
         sealed = seal(self)
         if sealed is not None and self._sealer is not None:
@@ -377,7 +377,7 @@ def open_store(  # noqa: PLR0913 - the store's options, all keyword-only
     and when ``/healthz`` turns ``degraded`` (see :meth:`Store.horizon`).
     ``seal_interval`` (seconds; URL parameter too, default 5, 0 disables): a
     writing store seals its own appends that long after them at the latest, and
-    on close (:mod:`phaselog.adapters.autoseal`).
+    on close (:mod:`phaselog.adapters.audit.autoseal`).
     """
     return Store(
         url,

@@ -37,7 +37,7 @@ from psycopg.sql import SQL, Composable, Identifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phaselog.adapters import Store, open_store
-from phaselog.adapters.audit import load_domain_modules
+from phaselog.adapters.audit.history import load_domain_modules
 from phaselog.adapters.postgres.statements import Flow, PostgresStatements, Query
 from phaselog.projections.runner import Projections
 from phaselog.runtime.ports import LogRecord

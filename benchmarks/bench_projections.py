@@ -36,7 +36,7 @@ from eventsourcing.persistence import StoredEvent
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phaselog.adapters import Store, open_store
-from phaselog.adapters.audit import load_domain_modules, verify
+from phaselog.adapters.audit.history import load_domain_modules, verify
 from phaselog.projections.runner import Projections
 
 from bench_common import calibration_loop_s
@@ -238,7 +238,7 @@ REBUILD_IN_A_FRESH_PROCESS = textwrap.dedent(
     """
     import json, sys, time
     from phaselog.adapters import open_store
-    from phaselog.adapters.audit import load_domain_modules
+    from phaselog.adapters.audit.history import load_domain_modules
     from phaselog.projections.runner import Projections
     load_domain_modules()
     with open_store(sys.argv[1]) as store:

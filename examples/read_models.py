@@ -21,8 +21,8 @@ from pathlib import Path
 from rich.console import Console
 
 from phaselog.adapters import open_store
-from phaselog.adapters.audit import as_of, verify
-from phaselog.adapters.cli_audit import render_timeline
+from phaselog.adapters.audit.history import as_of, verify
+from phaselog.adapters.cli.audit import render_timeline
 
 
 def main(url: str | None = None) -> None:

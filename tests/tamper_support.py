@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from phaselog.adapters import Store
-from phaselog.adapters.chain import GENESIS_DIGEST, chain_digest, seal_digest
+from phaselog.adapters.audit.chain import GENESIS_DIGEST, chain_digest, seal_digest
 from phaselog.adapters.recorders import CHAIN_TABLE
 
 from conftest import raw_execute

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from phaselog.adapters import Store, open_store
-from phaselog.adapters.integrity import verify
+from phaselog.adapters.audit.integrity import verify
 from phaselog.aio import AsyncStore, open_async_store
 from phaselog.aio.postgres import PostgresAsyncStore
 from phaselog.domain import PluginPhase

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from phaselog.adapters import Store, open_store
-from phaselog.adapters.archive import archive
-from phaselog.adapters.integrity import verify, verify_archive
+from phaselog.adapters.audit.archive import archive
+from phaselog.adapters.audit.integrity import verify, verify_archive
 from phaselog.domain import PluginPhase
 from phaselog.domain.errors import ValidationFailed
 

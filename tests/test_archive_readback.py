@@ -9,10 +9,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from phaselog.adapters import archive_file, open_store
-from phaselog.adapters.archive import archive
-from phaselog.adapters.audit import verify
-from phaselog.adapters.cli import main
+from phaselog.adapters import open_store
+from phaselog.adapters.audit import archive_file
+from phaselog.adapters.audit.archive import archive
+from phaselog.adapters.audit.history import verify
+from phaselog.adapters.cli.app import main
 from phaselog.domain.errors import IntegrityViolation
 
 from conftest import raw_execute
@@ -33,7 +34,7 @@ def _corrupting_writer(monkeypatch: pytest.MonkeyPatch, position: int) -> None:
                 lines[n] = orjson.dumps(line)
         target.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
 
-    monkeypatch.setattr("phaselog.adapters.archive.write_archive", write_then_corrupt)
+    monkeypatch.setattr("phaselog.adapters.audit.archive.write_archive", write_then_corrupt)
 
 
 def _partitions(url: str) -> list[str]:

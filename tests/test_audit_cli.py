@@ -8,8 +8,8 @@ from projections_support import open_account
 from typer.testing import CliRunner
 
 from phaselog.adapters import open_store
-from phaselog.adapters.cli import main
-from phaselog.adapters.cli_audit import audit_app, projections_app
+from phaselog.adapters.cli.app import main
+from phaselog.adapters.cli.audit import audit_app, projections_app
 
 from conftest import raw_execute
 

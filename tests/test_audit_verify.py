@@ -9,7 +9,7 @@ import pytest
 from projections_support import open_account
 
 from phaselog.adapters import Store, open_store
-from phaselog.adapters.audit import verify
+from phaselog.adapters.audit.history import verify
 from phaselog.adapters.recorders import CHAIN_TABLE
 
 from conftest import raw_execute

@@ -9,8 +9,8 @@ from projections_support import open_account
 from tamper_support import sql, unguarded
 
 from phaselog.adapters import Store, open_store
-from phaselog.adapters.audit import seal, verify
-from phaselog.adapters.chain import AUDIT_KEY_ENV, GENESIS_DIGEST, chain_digest, seal_digest, sign_seal
+from phaselog.adapters.audit.chain import AUDIT_KEY_ENV, GENESIS_DIGEST, chain_digest, seal_digest, sign_seal
+from phaselog.adapters.audit.history import seal, verify
 from phaselog.adapters.recorders import CHAIN_TABLE
 
 from conftest import raw_execute

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from phaselog.adapters.cli import main
+from phaselog.adapters.cli.app import main
 
 
 def _phaselog(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("phaselog")
-    cmd = [exe] if exe else [sys.executable, "-m", "phaselog.adapters.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "phaselog.adapters.cli.app"]
     return subprocess.run(
         [*cmd, *args],
         cwd=cwd,

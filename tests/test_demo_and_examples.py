@@ -13,7 +13,7 @@ from cli_support import phaselog
 from rich.console import Console
 
 from phaselog.adapters import open_store
-from phaselog.adapters.cli_render import render_projections
+from phaselog.adapters.cli.render import render_projections
 from phaselog.domain import PluginPhase
 
 from conftest import ROOT

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from phaselog.adapters import Store, open_store
-from phaselog.adapters.audit import seal, verify
+from phaselog.adapters.audit.history import seal, verify
 from phaselog.domain import PluginPhase
 
 from conftest import raw_execute

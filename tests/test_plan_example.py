@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from phaselog.adapters import Store, open_store
-from phaselog.adapters.demo_plans import run_demo
+from phaselog.adapters.demo.plans import run_demo
 
 from conftest import load_script
 

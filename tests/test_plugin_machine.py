@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from phaselog.adapters import Store, open_store
-from phaselog.adapters.demo_plugins import run_demo
+from phaselog.adapters.demo.plugins import run_demo
 from phaselog.domain.errors import ConcurrencyConflict, InvalidTransition, NotFound, ValidationFailed
 from phaselog.domain.plugin import (
     PhaseChanged,

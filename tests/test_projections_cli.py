@@ -12,7 +12,7 @@ from projections_support import open_account
 from typer.testing import CliRunner
 
 from phaselog.adapters import open_store
-from phaselog.adapters.cli_audit import projections_app
+from phaselog.adapters.cli.audit import projections_app
 from phaselog.projections.runner import Projections
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def test_projections_run_is_its_own_process(durable_url: str) -> None:
         store.plugins.machine("cam").transition_to("Installing", "one")
         views = Projections(store)
         exe = shutil.which("phaselog")
-        cmd = [exe] if exe else [sys.executable, "-m", "phaselog.adapters.cli"]
+        cmd = [exe] if exe else [sys.executable, "-m", "phaselog.adapters.cli.app"]
         proc = subprocess.Popen(
             [*cmd, "projections", "run", "--url", durable_url, "--poll", "0.05"],
             stdout=subprocess.PIPE,

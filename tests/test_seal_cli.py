@@ -8,8 +8,8 @@ from projections_support import open_account
 from typer.testing import CliRunner
 
 from phaselog.adapters import open_store
-from phaselog.adapters.chain import AUDIT_KEY_ENV
-from phaselog.adapters.cli_audit import audit_app
+from phaselog.adapters.audit.chain import AUDIT_KEY_ENV
+from phaselog.adapters.cli.audit import audit_app
 
 runner = CliRunner()
 

@@ -13,12 +13,12 @@ from tamper_support import unguarded
 from typer.testing import CliRunner
 
 from phaselog.adapters import open_store
-from phaselog.adapters.archive import archive
-from phaselog.adapters.audit import seal, verify
-from phaselog.adapters.chain import AUDIT_KEY_ENV, sign_seal
-from phaselog.adapters.cli_audit import audit_app
-from phaselog.adapters.findings import describe
-from phaselog.adapters.integrity import verify_archive
+from phaselog.adapters.audit.archive import archive
+from phaselog.adapters.audit.chain import AUDIT_KEY_ENV, sign_seal
+from phaselog.adapters.audit.findings import describe
+from phaselog.adapters.audit.history import seal, verify
+from phaselog.adapters.audit.integrity import verify_archive
+from phaselog.adapters.cli.audit import audit_app
 from phaselog.domain.errors import ValidationFailed
 
 runner = CliRunner()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from serve_support import fetch, seeded_url, served
 
-from phaselog.adapters.chain import AUDIT_KEY_ENV
+from phaselog.adapters.audit.chain import AUDIT_KEY_ENV
 
 
 def test_the_verify_card_says_signatures_were_not_checked(

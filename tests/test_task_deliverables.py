@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from phaselog.adapters import Store
-from phaselog.adapters.demo_tasks import CONTROLLER, run_demo
+from phaselog.adapters.demo.tasks import CONTROLLER, run_demo
 from phaselog.domain.task import TaskAggregate, TaskState, task_stream_id
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,8 +13,8 @@ from tamper_support import reseal_everything, rewrite_event_and_chain
 
 from phaselog.adapters import Store, open_store
 from phaselog.adapters import store as store_module
-from phaselog.adapters.audit import seal, verify
-from phaselog.adapters.autoseal import AutoSealer
+from phaselog.adapters.audit.autoseal import AutoSealer
+from phaselog.adapters.audit.history import seal, verify
 from phaselog.domain.errors import StoreUnavailable, ValidationFailed
 from phaselog.runtime.sealing import DEFAULT_SEAL_INTERVAL
 

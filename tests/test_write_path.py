@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from phaselog.adapters import Store, open_store
-from phaselog.adapters.audit import verify
+from phaselog.adapters.audit.history import verify
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.schema import append_function_name
 from phaselog.domain import PluginPhase

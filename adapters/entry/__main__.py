@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from phaselog.adapters.cli import main
+from phaselog.adapters.cli.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,7 +20,7 @@ from typing import Any
 
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from phaselog.adapters.chain import GENESIS_DIGEST, STREAM_LINK
+from phaselog.adapters.audit.chain import GENESIS_DIGEST, STREAM_LINK
 from phaselog.adapters.postgres.functions import APPEND_FUNCTION, ENSURE_PARTITIONS_FUNCTION
 
 __all__ = [

@@ -30,8 +30,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from phaselog.adapters.audit import VerifyReport, load_domain_modules, timeline, verify
-from phaselog.adapters.findings import describe
+from phaselog.adapters.audit.findings import describe
+from phaselog.adapters.audit.history import VerifyReport, load_domain_modules, timeline, verify
 from phaselog.adapters.serve.decode import kind_of, shown
 from phaselog.adapters.serve.health import PROMETHEUS_CONTENT_TYPE, PrometheusMetrics, health
 from phaselog.adapters.serve.svg import timeline_svg

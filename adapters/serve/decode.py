@@ -86,7 +86,7 @@ def _decoded(kind: str, name: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def shown(stream_id: str, events: list[EventData]) -> list[Shown]:
-    """The events of ``stream_id`` (from :func:`phaselog.adapters.audit.timeline`) ready to show."""
+    """The events of ``stream_id`` (from :func:`phaselog.adapters.audit.history.timeline`) ready to show."""
     kind = kind_of(stream_id)
     rows = []
     for e in events:

@@ -16,7 +16,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from typing_extensions import override
 
-from phaselog.adapters.chain import GENESIS_DIGEST, STREAM_LINK, chain_digest
+from phaselog.adapters.audit.chain import GENESIS_DIGEST, STREAM_LINK, chain_digest
 from phaselog.adapters.postgres.recorder import prefix_range
 from phaselog.adapters.postgres.schema import (
     APPEND_ONLY_MESSAGE,

@@ -5,7 +5,7 @@ that no earlier archive holds, with its chain rows, into a gzip JSON-lines file
 closed by an **archive seal**: a digest over the segment's chain digests,
 chained to the previous archive's seal and HMAC-signed with
 ``PHASELOG_AUDIT_KEY`` when it is set (the key policy of
-:mod:`phaselog.adapters.archive_file`). Before anything is written the store is
+:mod:`phaselog.adapters.audit.archive_file`). Before anything is written the store is
 sealed (so no later seal spans positions whose chain rows may be dropped) and
 the segment's streams are snapshotted at their current version, so no aggregate
 needs archived events to load. The file is read back and compared with what was
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.sql import SQL, Identifier
 
-from phaselog.adapters.archive_file import (
+from phaselog.adapters.audit.archive_file import (
     ARCHIVE_FORMAT,
     Archive,
     archive_policy,
@@ -37,10 +37,10 @@ from phaselog.adapters.archive_file import (
     read_back,
     write_archive,
 )
-from phaselog.adapters.chain import AUDIT_KEY_ENV, GENESIS_DIGEST, audit_key, sign_seal
+from phaselog.adapters.audit.chain import AUDIT_KEY_ENV, GENESIS_DIGEST, audit_key, sign_seal
+from phaselog.adapters.audit.reading import Reader, snapshot_reader
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.schema import ARCHIVES_TABLE, CHAIN_TABLE, META_TABLE, TAILS_TABLE
-from phaselog.adapters.reading import Reader, snapshot_reader
 from phaselog.domain.errors import IntegrityViolation, ValidationFailed
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from phaselog.adapters.chain import AUDIT_KEY_ENV, GENESIS_DIGEST
+from phaselog.adapters.audit.chain import AUDIT_KEY_ENV, GENESIS_DIGEST
 
 __all__ = ["EVENT_KINDS", "Problem", "VerifyReport", "describe", "seconds"]
 
@@ -44,7 +44,7 @@ class Problem:
 
 @dataclass
 class VerifyReport:
-    """The outcome of :func:`~phaselog.adapters.integrity.verify`."""
+    """The outcome of :func:`~phaselog.adapters.audit.integrity.verify`."""
 
     supported: bool
     checked: int = 0

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from phaselog.adapters.archive import archive
-from phaselog.adapters.cli_audit import audit_app
-from phaselog.adapters.cli_common import JsonOption, UrlOption, console, echo_json
+from phaselog.adapters.audit.archive import archive
+from phaselog.adapters.cli.audit import audit_app
+from phaselog.adapters.cli.common import JsonOption, UrlOption, console, echo_json
 from phaselog.adapters.store import open_store
 
 __all__ = ["archive_command", "register"]

@@ -6,7 +6,7 @@ row, and a footer with the **archive seal** (a digest over the segment's chain
 digests, chained to the previous archive's seal) and, with
 ``PHASELOG_AUDIT_KEY`` set, its HMAC signature.
 
-The key policy is the seals' (:mod:`phaselog.adapters.seals`): an archive made
+The key policy is the seals' (:mod:`phaselog.adapters.audit.seals`): an archive made
 before the first signed archive may be unsigned ("unsigned, made before a key
 was set": a note, not a problem); every archive after a signed one must be
 signed; a signature that does not verify "does not match the key: wrong key,
@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from phaselog.adapters.chain import AUDIT_KEY_ENV, audit_key, seal_digest, sign_seal
+from phaselog.adapters.audit.chain import AUDIT_KEY_ENV, audit_key, seal_digest, sign_seal
 from phaselog.domain.encoding import dump_json, load_json
 from phaselog.domain.errors import PhaselogError, ValidationFailed
 

@@ -1,7 +1,7 @@
 """Reading (and writing) phaselog's integrity tables inside one repeatable-read snapshot.
 
-Used by :mod:`~phaselog.adapters.integrity` (verify, seal) and
-:mod:`~phaselog.adapters.archive`: queries run in ONE transaction, rows come as
+Used by :mod:`~phaselog.adapters.audit.integrity` (verify, seal) and
+:mod:`~phaselog.adapters.audit.archive`: queries run in ONE transaction, rows come as
 tuples and are streamed (a named cursor on PostgreSQL), so concurrent appends
 never make the tables look inconsistent with each other.
 """

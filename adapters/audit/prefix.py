@@ -9,9 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phaselog.adapters.archive import ArchiveRecord, archive_policy, read_archive, recorded_tails, records
-from phaselog.adapters.chain import AUDIT_KEY_ENV, GENESIS_DIGEST, audit_key, sign_seal
-from phaselog.adapters.reading import Reader
+from phaselog.adapters.audit.archive import (
+    ArchiveRecord,
+    archive_policy,
+    read_archive,
+    recorded_tails,
+    records,
+)
+from phaselog.adapters.audit.chain import AUDIT_KEY_ENV, GENESIS_DIGEST, audit_key, sign_seal
+from phaselog.adapters.audit.reading import Reader
 from phaselog.domain.errors import ValidationFailed
 
 __all__ = ["Prefix", "load_prefix"]

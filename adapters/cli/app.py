@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.rule import Rule
 
-from phaselog.adapters.cli_common import JsonOption, UrlOption, console, echo_json, fail
+from phaselog.adapters.cli.common import JsonOption, UrlOption, console, echo_json, fail
 from phaselog.adapters.migrate import migrate, phaselog_version
 from phaselog.adapters.store import Store, open_store
 from phaselog.domain.errors import PhaselogError
@@ -38,19 +38,19 @@ app = typer.Typer(
 )
 
 COMMAND_MODULES = (
-    "phaselog.adapters.cli_audit",  # audit …, projections …
-    "phaselog.adapters.cli_streams",  # streams, audit timeline
-    "phaselog.adapters.cli_serve",  # serve (issue 15)
-    "phaselog.adapters.cli_archive",  # audit archive
-    "phaselog.adapters.cli_doctor",  # doctor (issue 22)
+    "phaselog.adapters.cli.audit",  # audit …, projections …
+    "phaselog.adapters.cli.streams",  # streams, audit timeline
+    "phaselog.adapters.cli.serve",  # serve (issue 15)
+    "phaselog.adapters.cli.archive",  # audit archive
+    "phaselog.adapters.cli.doctor",  # doctor (issue 22)
 )
 """Modules whose ``register(app)`` adds their commands; missing ones are skipped."""
 
 DEMO_SECTIONS = (
-    ("Plugins", "phaselog.adapters.demo_plugins"),
-    ("Tasks", "phaselog.adapters.demo_tasks"),
-    ("Plans", "phaselog.adapters.demo_plans"),
-    ("Recoverable state", "phaselog.adapters.demo_state"),
+    ("Plugins", "phaselog.adapters.demo.plugins"),
+    ("Tasks", "phaselog.adapters.demo.tasks"),
+    ("Plans", "phaselog.adapters.demo.plans"),
+    ("Recoverable state", "phaselog.adapters.demo.state"),
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -183,7 +183,7 @@ def demo(url: UrlOption = None) -> None:
 
 
 def _demo_read_side(store: Store, screen: Console, start: str, plugin_stream: str | None) -> None:
-    render: Any = importlib.import_module("phaselog.adapters.cli_render")
+    render: Any = importlib.import_module("phaselog.adapters.cli.render")
     screen.print(Rule("Projections"))
     render.render_projections(store, screen, since=start)
     if plugin_stream is None:  # a demo section that did not say what it made: the newest plugin stream

@@ -10,7 +10,7 @@ now sits and where the chain records it). Chain rows of schema version 1
 against the previous digest of their own stream.
 
 A rewrite of events *and* chain rows together passes those checks; seals catch
-it (:mod:`phaselog.adapters.seals`), up to the newest seal. What was committed
+it (:mod:`phaselog.adapters.audit.seals`), up to the newest seal. What was committed
 after it is the **unsealed tail**: the report says how many events and how old
 the oldest is, and a head digest published outside the database
 (``expect_head``) catches a rewrite of the tail, or of the seals, too.
@@ -26,14 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phaselog.adapters.archive import archive_policy, read_archive
-from phaselog.adapters.chain import GENESIS_DIGEST, audit_key, chain_digest
+from phaselog.adapters.audit.archive import archive_policy, read_archive
+from phaselog.adapters.audit.chain import GENESIS_DIGEST, audit_key, chain_digest
+from phaselog.adapters.audit.findings import Problem, VerifyReport
+from phaselog.adapters.audit.prefix import load_prefix
+from phaselog.adapters.audit.reading import Reader, snapshot_reader
+from phaselog.adapters.audit.seals import Seal, check_seals, read_seals, seal
 from phaselog.adapters.errors import translate_errors
-from phaselog.adapters.findings import Problem, VerifyReport
 from phaselog.adapters.postgres.schema import CHAIN_TABLE
-from phaselog.adapters.prefix import load_prefix
-from phaselog.adapters.reading import Reader, snapshot_reader
-from phaselog.adapters.seals import Seal, check_seals, read_seals, seal
 from phaselog.projections.base import EventDecoder
 from phaselog.runtime.ports import LogRecord
 

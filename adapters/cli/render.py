@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from phaselog.adapters.cli_common import short
+from phaselog.adapters.cli.common import short
 from phaselog.adapters.store import Store
 from phaselog.domain.task_state import TaskState
 from phaselog.projections.base import EventData
@@ -133,7 +133,7 @@ def render_timeline(  # noqa: PLR0913 - the renderer's options, all keyword-only
     more: int = 0,
 ) -> None:
     """Print one stream's events: position, version, time, event, details (cut to fit unless ``wide``)."""
-    from phaselog.adapters.audit import timeline  # noqa: PLC0415 - audit imports the projections
+    from phaselog.adapters.audit.history import timeline  # noqa: PLC0415 - audit imports the projections
 
     shown = timeline(store, stream_id) if events is None else events
     rows = [event_row(e) for e in shown]

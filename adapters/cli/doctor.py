@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from phaselog.adapters.cli_common import JsonOption, UrlOption, console, echo_json
+from phaselog.adapters.cli.common import JsonOption, UrlOption, console, echo_json
 from phaselog.adapters.doctor import DEFAULT_SEAL_AGE, Diagnosis, diagnose
 
 __all__ = ["doctor_command", "register", "render_diagnosis"]

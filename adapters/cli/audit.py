@@ -19,16 +19,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from phaselog.adapters.audit import as_of, export_jsonl, load_domain_modules, parse_time, timeline
-from phaselog.adapters.cli_common import JsonOption, UrlOption, console, echo_json, short
-from phaselog.adapters.cli_render import (
+from phaselog.adapters.audit.history import as_of, export_jsonl, load_domain_modules, parse_time, timeline
+from phaselog.adapters.cli.common import JsonOption, UrlOption, console, echo_json, short
+from phaselog.adapters.cli.render import (
     decode_state,
     event_row,
     render_horizon,
     render_projections,
     render_timeline,
 )
-from phaselog.adapters.cli_verify import seal_command, verify_command
+from phaselog.adapters.cli.verify import seal_command, verify_command
 from phaselog.adapters.store import open_store
 from phaselog.domain.errors import NotFound, ValidationFailed
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from phaselog.adapters.cli_common import JsonOption, UrlOption, console, echo_json
+from phaselog.adapters.cli.common import JsonOption, UrlOption, console, echo_json
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.store import Store, open_store
 from phaselog.projections.base import event_data

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from phaselog.adapters.audit import verify
+from phaselog.adapters.audit.history import verify
 
 if TYPE_CHECKING:
     from rich.console import Console

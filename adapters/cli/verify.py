@@ -18,11 +18,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from phaselog.adapters.audit import verify
-from phaselog.adapters.chain import AUDIT_KEY_ENV
-from phaselog.adapters.cli_common import JsonOption, UrlOption, console, echo_json
-from phaselog.adapters.findings import VerifyReport, describe
-from phaselog.adapters.integrity import verify_archive
+from phaselog.adapters.audit.chain import AUDIT_KEY_ENV
+from phaselog.adapters.audit.findings import VerifyReport, describe
+from phaselog.adapters.audit.history import verify
+from phaselog.adapters.audit.integrity import verify_archive
+from phaselog.adapters.cli.common import JsonOption, UrlOption, console, echo_json
 from phaselog.adapters.store import open_store
 from phaselog.domain.errors import NotFound, ValidationFailed
 

@@ -18,8 +18,8 @@ from typing import IO, TYPE_CHECKING, Any
 from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 
+from phaselog.adapters.audit.integrity import Problem, Seal, VerifyReport, seal, verify
 from phaselog.adapters.errors import translate_errors
-from phaselog.adapters.integrity import Problem, Seal, VerifyReport, seal, verify
 from phaselog.domain.encoding import dump_json, load_json
 from phaselog.domain.errors import NotFound, ValidationFailed
 from phaselog.domain.events import Aggregate

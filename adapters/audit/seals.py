@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from phaselog.adapters.chain import (
+from phaselog.adapters.audit.chain import (
     AUDIT_KEY_ENV,
     GENESIS_DIGEST,
     audit_key,
@@ -36,10 +36,10 @@ from phaselog.adapters.chain import (
     seal_digest,
     sign_seal,
 )
+from phaselog.adapters.audit.findings import Problem, VerifyReport
+from phaselog.adapters.audit.reading import Reader, snapshot_reader
 from phaselog.adapters.errors import translate_errors
-from phaselog.adapters.findings import Problem, VerifyReport
 from phaselog.adapters.postgres.schema import CHAIN_TABLE, SEALS_TABLE
-from phaselog.adapters.reading import Reader, snapshot_reader
 from phaselog.domain.errors import StoreUnavailable, ValidationFailed
 
 if TYPE_CHECKING:

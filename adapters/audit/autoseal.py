@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from phaselog.runtime.sealing import SealSchedule
 
 if TYPE_CHECKING:
-    from phaselog.adapters.seals import Seal
+    from phaselog.adapters.audit.seals import Seal
 
 __all__ = ["AutoSealer"]
 
