@@ -26,7 +26,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.sql import SQL, Identifier
 
 from phaselog.adapters.errors import translate_errors
-from phaselog.adapters.postgres.schema import HEADS_TABLE, META_TABLE, SCHEMA_VERSION
+from phaselog.adapters.postgres.schema import HEADS_TABLE, SCHEMA_META_TABLE, SCHEMA_VERSION
 from phaselog.domain.encoding import dump_json
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.retry import Backoff
@@ -102,9 +102,11 @@ def sqlite_schema_version(location: StoreURL) -> int | None:
         conn = sqlite3.connect(sqlite_uri(location, read_only=True), uri=True, timeout=_SQLITE_BUSY_S)
         try:
             names = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if META_TABLE not in names:
+            if SCHEMA_META_TABLE not in names:
                 return names, None
-            row = conn.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'schema_version'").fetchone()
+            row = conn.execute(
+                f"SELECT value FROM {SCHEMA_META_TABLE} WHERE key = 'schema_version'"
+            ).fetchone()
             return names, row[0] if row else None
         finally:
             conn.close()
@@ -116,7 +118,7 @@ def sqlite_schema_version(location: StoreURL) -> int | None:
         raise StoreUnavailable(msg) from exc
     if SQLITE_EVENTS_TABLE not in names:
         return None
-    return 1 if META_TABLE not in names else _version(location, raw)
+    return 1 if SCHEMA_META_TABLE not in names else _version(location, raw)
 
 
 def _locked(exc: BaseException) -> bool:
@@ -128,14 +130,14 @@ def postgres_schema_version(location: StoreURL, conn: psycopg.Connection[Any]) -
     schema = Identifier(location.schema).as_string(conn)
     found = conn.execute(
         "SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL",
-        (f"{schema}.{PG_EVENTS_TABLE}", f"{schema}.{META_TABLE}"),
+        (f"{schema}.{PG_EVENTS_TABLE}", f"{schema}.{SCHEMA_META_TABLE}"),
     ).fetchone()
     if found is None or not found[0]:
         return None
     if not found[1]:
         return 1
     query = SQL("SELECT value FROM {}.{} WHERE key = 'schema_version'").format(
-        Identifier(location.schema), Identifier(META_TABLE)
+        Identifier(location.schema), Identifier(SCHEMA_META_TABLE)
     )
     row = conn.execute(query).fetchone()
     return _version(location, row[0] if row else None)
@@ -147,7 +149,7 @@ def _version(location: StoreURL, raw: object) -> int:
     try:
         return int(str(raw))
     except ValueError as exc:
-        msg = f"{location.display}: unreadable schema version {raw!r} in {META_TABLE}"
+        msg = f"{location.display}: unreadable schema version {raw!r} in {SCHEMA_META_TABLE}"
         raise ValidationFailed(msg) from exc
 
 
@@ -204,7 +206,7 @@ def record_upgrade(store: Store, from_version: int) -> int:
                     SQL(
                         "INSERT INTO {schema}.{meta} (key, value) VALUES (%s, %s) "
                         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-                    ).format(meta=Identifier(META_TABLE), **ids),
+                    ).format(meta=Identifier(SCHEMA_META_TABLE), **ids),
                     (key, note),
                 )
         else:
@@ -212,7 +214,7 @@ def record_upgrade(store: Store, from_version: int) -> int:
                 update = f"UPDATE {HEADS_TABLE} SET open = 0 WHERE stream_id = ?"
                 cur.executemany(update, [(s,) for s in closed])
                 cur.execute(
-                    f"INSERT INTO {META_TABLE} (key, value) VALUES (?, ?) "
+                    f"INSERT INTO {SCHEMA_META_TABLE} (key, value) VALUES (?, ?) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (key, note),
                 )

@@ -38,7 +38,7 @@ from psycopg.sql import SQL, Composable, Identifier
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phaselog.adapters import Store, open_store
 from phaselog.adapters.audit.history import load_domain_modules
-from phaselog.adapters.postgres.statements import Flow, PostgresStatements, Query
+from phaselog.adapters.postgres.statements import PostgresStatements, Query, StatementFlow
 from phaselog.projections.runner import Projections
 from phaselog.runtime.ports import LogRecord
 
@@ -59,7 +59,7 @@ class FormerStatements(PostgresStatements):
         topics: Sequence[str] = (),
         *,
         final: bool = True,  # noqa: ARG002 - always below the former horizon
-    ) -> Flow:
+    ) -> StatementFlow:
         """The former lean read: ``pg_snapshot_xmin`` joined into the read itself."""
         conditions: list[Composable] = [
             SQL("(e.tx_id IS NULL OR e.tx_id < h.x)"),

@@ -61,7 +61,7 @@ __all__ = [
     "plan_stream_id",
 ]
 
-Hook = Literal["pre_exec", "exec", "post_exec"]
+HookName = Literal["pre_exec", "exec", "post_exec"]
 Outcome = Literal["succeeded", "failed", "cancelled", "timed_out"]
 RunStatus = Literal["running", "cleaning", "succeeded", "failed", "cancelled", "timed_out"]
 
@@ -133,14 +133,14 @@ class HookSucceeded(AttemptEvent):
     """A pre_exec / exec / post_exec hook returned."""
 
     TOPIC: ClassVar[str] = "phaselog.plan.HookSucceeded"
-    hook: Hook
+    hook: HookName
 
 
 class HookFailed(AttemptEvent):
     """A hook raised (the attempt failed)."""
 
     TOPIC: ClassVar[str] = "phaselog.plan.HookFailed"
-    hook: Hook
+    hook: HookName
     error: ErrorInfo
 
 
@@ -148,7 +148,7 @@ class HookAbandoned(AttemptEvent):
     """The plan stopped waiting for a hook (timeout or cancellation); it may still be running."""
 
     TOPIC: ClassVar[str] = "phaselog.plan.HookAbandoned"
-    hook: Hook
+    hook: HookName
     reason: Literal["cancelled", "timed_out"]
 
 

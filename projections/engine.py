@@ -27,11 +27,11 @@ from phaselog.projections.gcpause import paused_gc
 from phaselog.runtime import telemetry
 from phaselog.runtime.ports import LogRecord
 
-__all__ = ["Engine", "LeaseLost", "Progress", "Target"]
+__all__ = ["Engine", "LeaseLost", "ProgressCallback", "Target"]
 
 log = logging.getLogger("phaselog.projections")
 
-Progress = Callable[[int, int], None]
+ProgressCallback = Callable[[int, int], None]
 """``progress(done, total)``: events replayed so far out of the log's current length."""
 OnError = Literal["skip", "stop"]
 

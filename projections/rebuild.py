@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from phaselog.projections import tables
 from phaselog.projections.base import Projection
 from phaselog.projections.batch import BatchRows, RowCache, fold_events, read_page
-from phaselog.projections.engine import Engine, Progress, Target
+from phaselog.projections.engine import Engine, ProgressCallback, Target
 from phaselog.projections.errors import db_errors
 from phaselog.runtime.ports import LogRecord
 
@@ -35,12 +35,12 @@ _SWAP_ATTEMPTS = 5
 def set_meta(engine: Engine, cur: object, p: Projection) -> None:
     """Record ``p``'s fingerprint as the shape of its live table."""
     b = engine.backend
-    meta = b.table(tables.META_TABLE)
+    meta = b.table(tables.VIEW_META_TABLE)
     cur.execute(b.q(f"DELETE FROM {meta} WHERE name = ?"), [p.name])  # type: ignore[attr-defined]
     cur.execute(b.q(f"INSERT INTO {meta} VALUES (?, ?)"), [p.name, p.fingerprint])  # type: ignore[attr-defined]
 
 
-def rebuild(engine: Engine, p: Projection, progress: Progress | None = None) -> None:
+def rebuild(engine: Engine, p: Projection, progress: ProgressCallback | None = None) -> None:
     """Replay the whole log into ``p``'s shadow table and swap it in atomically."""
     b = engine.backend
     shadow = Target(p, p.shadow, RowCache(min(engine.cache_rows, REBUILD_PAGE)), live=False)
@@ -64,7 +64,7 @@ def rebuild(engine: Engine, p: Projection, progress: Progress | None = None) -> 
         progress(done, done)
 
 
-def _replay(engine: Engine, shadow: Target, total: int, size: int, progress: Progress | None) -> None:
+def _replay(engine: Engine, shadow: Target, total: int, size: int, progress: ProgressCallback | None) -> None:
     """Fold the log up to ``total`` into the shadow, reading each next page while this one is folded."""
     p = shadow.projection
     topics = sorted(p.topics) if p.topics is not None else []

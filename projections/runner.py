@@ -28,7 +28,7 @@ from phaselog.projections.base import (
 )
 from phaselog.projections.batch import RowCache
 from phaselog.projections.catchup import CatchUp
-from phaselog.projections.engine import Engine, OnError, Progress, Target
+from phaselog.projections.engine import Engine, OnError, ProgressCallback, Target
 from phaselog.projections.errors import db_errors
 from phaselog.projections.follow import Follower, runner_id
 from phaselog.projections.rebuild import rebuild, retry_dead_letters, set_meta
@@ -36,11 +36,11 @@ from phaselog.projections.status import status_rows
 from phaselog.runtime.retry import retry
 from phaselog.runtime.sealing import DEFAULT_SEAL_INTERVAL, check_seal_interval
 
-__all__ = ["Progress", "Projections", "default_projections"]
+__all__ = ["ProgressCallback", "Projections", "default_projections"]
 
 log = logging.getLogger("phaselog.projections")
 
-META_TABLE = tables.META_TABLE
+VIEW_META_TABLE = tables.VIEW_META_TABLE
 _SETUP_RETRIES = Backoff(first=0.1, attempts=5)
 
 
@@ -167,7 +167,7 @@ class Projections:
         with db_errors("creating read-model tables"), b.write([]) as cur:
             tables.create_tables(b, cur)
             tables.ensure_state(b, cur, [p.name for p in self._projections])
-            cur.execute(b.q(f"SELECT name, fingerprint FROM {b.table(META_TABLE)}"), [])
+            cur.execute(b.q(f"SELECT name, fingerprint FROM {b.table(VIEW_META_TABLE)}"), [])
             known = {str(r["name"]): str(r["fingerprint"]) for r in cur.fetchall()}
             for p in self._projections:
                 if p.name in known and known[p.name] != p.fingerprint:
@@ -214,7 +214,7 @@ class Projections:
         return run.run(until=until, lock_timeout=self.busy_timeout)
 
     # -- rebuild ----------------------------------------------------------------------------------
-    def rebuild(self, name: str | None = None, progress: Progress | None = None) -> dict[str, int]:
+    def rebuild(self, name: str | None = None, progress: ProgressCallback | None = None) -> dict[str, int]:
         """Replay the whole log into shadow tables and swap each in atomically.
 
         Queries keep reading the old table until the swap; returns each rebuilt

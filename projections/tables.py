@@ -21,8 +21,8 @@ from phaselog.projections.base import load_text, store_text
 
 __all__ = [
     "ERRORS_TABLE",
-    "META_TABLE",
     "STATE_TABLE",
+    "VIEW_META_TABLE",
     "DeadLetter",
     "acquire_lease",
     "create_tables",
@@ -38,7 +38,7 @@ __all__ = [
     "utc_now",
 ]
 
-META_TABLE = "phaselog_view_meta"
+VIEW_META_TABLE = "phaselog_view_meta"
 STATE_TABLE = "phaselog_projection_state"
 ERRORS_TABLE = "phaselog_projection_errors"
 
@@ -54,7 +54,9 @@ def utc_now() -> str:
 def create_tables(b: Backend, cur: Any) -> None:
     """Create the bookkeeping tables when missing."""
     real = "DOUBLE PRECISION" if b.kind == "postgresql" else "REAL"
-    cur.execute(f"CREATE TABLE IF NOT EXISTS {b.table(META_TABLE)} (name TEXT PRIMARY KEY, fingerprint TEXT)")
+    cur.execute(
+        f"CREATE TABLE IF NOT EXISTS {b.table(VIEW_META_TABLE)} (name TEXT PRIMARY KEY, fingerprint TEXT)"
+    )
     cur.execute(
         f"CREATE TABLE IF NOT EXISTS {b.table(STATE_TABLE)} (name TEXT PRIMARY KEY, owner TEXT, "
         f"expires {real}, generation BIGINT NOT NULL DEFAULT 0, halted BIGINT, last_error TEXT, "

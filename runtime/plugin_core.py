@@ -37,7 +37,7 @@ from phaselog.runtime.positions import Positioned
 from phaselog.runtime.sansio import Call
 
 __all__ = [
-    "Backoff",
+    "Duration",
     "MachineCore",
     "MachineView",
     "Observer",
@@ -56,11 +56,11 @@ __all__ = [
 log = logging.getLogger("phaselog.plugins")
 
 Observer = Callable[[str, Transition], object]
-Backoff = timedelta | float | int
+Duration = timedelta | float | int
 Flow = Generator[Call, Any, Any]
 
 
-def _as_timedelta(name: str, value: Backoff) -> timedelta:
+def _as_timedelta(name: str, value: Duration) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -86,8 +86,8 @@ def machine_settings(
     plugin_id: str,
     initial: PluginPhase | str,
     max_attempts: int,
-    initial_backoff: Backoff,
-    max_backoff: Backoff,
+    initial_backoff: Duration,
+    max_backoff: Duration,
 ) -> tuple[PluginPhase, RetryPolicy]:
     """The checked initial phase and retry policy of ``plugins.machine(...)``."""
     plugin_stream_id(plugin_id)

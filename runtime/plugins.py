@@ -28,7 +28,7 @@ from phaselog.domain.plugin import (
 )
 from phaselog.domain.plugin_state import PluginStateManager
 from phaselog.runtime.plugin_core import (
-    Backoff,
+    Duration,
     MachineCore,
     MachineView,
     Observer,
@@ -194,8 +194,8 @@ class PluginService(Positioned):
         initial: PluginPhase | str = PluginPhase.UNINSTALLED,
         *,
         max_attempts: int = 5,
-        initial_backoff: Backoff = timedelta(seconds=1),
-        max_backoff: Backoff = timedelta(seconds=60),
+        initial_backoff: Duration = timedelta(seconds=1),
+        max_backoff: Duration = timedelta(seconds=60),
     ) -> PluginStateMachine:
         """Return the machine of ``plugin_id``: created in ``initial`` if new, loaded otherwise.
 

@@ -24,7 +24,7 @@ from phaselog.domain.task import TaskAggregate, TaskState
 
 from support_events import open_counter
 
-Flow = Any  # the append protocol: a generator of Query and Pause steps
+StatementFlow = Any  # the append protocol: a generator of Query and Pause steps
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def _stored(store: Store, stream_id: str, label: str) -> list[StoredEvent]:
     return [store.app.mapper.to_stored_event(e) for e in counter.collect_events()]
 
 
-def _execute(store: Store, flow: Flow, step: Query | Pause) -> Query | Pause:
+def _execute(store: Store, flow: StatementFlow, step: Query | Pause) -> Query | Pause:
     """Do ``step`` for real, as the sync shell does, and hand its answer or its error to the protocol."""
     recorder: Any = store.app.recorder
     try:
@@ -54,7 +54,7 @@ def _execute(store: Store, flow: Flow, step: Query | Pause) -> Query | Pause:
     return next_step
 
 
-def _run_to_end(store: Store, flow: Flow, step: Query | Pause) -> tuple[list[Query | Pause], Any]:
+def _run_to_end(store: Store, flow: StatementFlow, step: Query | Pause) -> tuple[list[Query | Pause], Any]:
     """Execute the protocol's steps from ``step`` on until it returns; give the steps and its result."""
     executed: list[Query | Pause] = []
     while True:
@@ -65,12 +65,14 @@ def _run_to_end(store: Store, flow: Flow, step: Query | Pause) -> tuple[list[Que
             return executed, finished.value
 
 
-def _lose_the_reply(store: Store, stored: list[StoredEvent], *, commit_first: bool) -> tuple[Flow, Query]:
+def _lose_the_reply(
+    store: Store, stored: list[StoredEvent], *, commit_first: bool
+) -> tuple[StatementFlow, Query]:
     """Start an append whose connection breaks before the reply (after committing, if asked).
 
     Returns the protocol and its retried statement, the next step to execute.
     """
-    flow: Flow = store.app.recorder.statements.append(stored, {})  # type: ignore[attr-defined]
+    flow: StatementFlow = store.app.recorder.statements.append(stored, {})  # type: ignore[attr-defined]
     first = next(flow)
     assert isinstance(first, Query)
     if commit_first:

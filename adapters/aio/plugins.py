@@ -22,7 +22,7 @@ from phaselog.domain.plugin import (
 )
 from phaselog.domain.plugin_state import PluginStateManager
 from phaselog.runtime.plugin_core import (
-    Backoff,
+    Duration,
     MachineCore,
     MachineView,
     RetryView,
@@ -205,8 +205,8 @@ class AsyncPluginService(Positioned):
         initial: PluginPhase | str = PluginPhase.UNINSTALLED,
         *,
         max_attempts: int = 5,
-        initial_backoff: Backoff = timedelta(seconds=1),
-        max_backoff: Backoff = timedelta(seconds=60),
+        initial_backoff: Duration = timedelta(seconds=1),
+        max_backoff: Duration = timedelta(seconds=60),
     ) -> AsyncPluginStateMachine:
         """The machine of ``plugin_id``: created in ``initial`` if new, loaded otherwise."""
         phase, policy = machine_settings(plugin_id, initial, max_attempts, initial_backoff, max_backoff)

@@ -27,11 +27,11 @@ from phaselog.adapters.postgres.statements import (
     Pause,
     PostgresStatements,
     Query,
-    Rows,
+    ResultRows,
     persistence_error,
 )
 from phaselog.adapters.store import snapshot_due
-from phaselog.aio.store import AsyncStore, Follower
+from phaselog.aio.store import AsyncStore, FollowContext
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable
 from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
 from phaselog.runtime.horizon import Horizon
@@ -95,7 +95,7 @@ class PostgresAsyncStore(AsyncStore):
         """Drive one protocol of :attr:`statements` on the async pool."""
         return await drive_async(protocol, self._do)
 
-    async def _do(self, step: Query | Pause) -> Rows | list[tuple[Any, ...]] | None:
+    async def _do(self, step: Query | Pause) -> ResultRows | list[tuple[Any, ...]] | None:
         if isinstance(step, Pause):
             await asyncio.sleep(step.seconds)
             return None
@@ -231,7 +231,7 @@ class PostgresAsyncStore(AsyncStore):
             prepared = await self.run(self.statements.prepared())
         return self.sync.stalls.observe(position, head, held_back, in_flight, prepared)
 
-    def _follower(self, poll_interval: float | None) -> Follower:
+    def _follower(self, poll_interval: float | None) -> FollowContext:
         return _Listener(self, LISTEN_POLL_INTERVAL if poll_interval is None else poll_interval)
 
     def __repr__(self) -> str:

@@ -43,7 +43,7 @@ POLL_INTERVAL = 0.05
 RECONNECT_DELAY = (0.05, 2.0)
 SUBSCRIBE_BATCH = 500
 # Entered around a subscription; gives the coroutine that waits until new events may be there.
-Follower = AbstractAsyncContextManager[Callable[[], Awaitable[Any]]]
+FollowContext = AbstractAsyncContextManager[Callable[[], Awaitable[Any]]]
 
 
 class AsyncStore:
@@ -233,7 +233,7 @@ class AsyncStore:
                 if len(page) < SUBSCRIBE_BATCH:
                     await wait_for_news()
 
-    def _follower(self, poll_interval: float | None) -> Follower:
+    def _follower(self, poll_interval: float | None) -> FollowContext:
         """How a subscription learns of new events: polling here, LISTEN on PostgreSQL."""
         return _Polling(POLL_INTERVAL if poll_interval is None else poll_interval)
 

@@ -40,7 +40,7 @@ from phaselog.adapters.audit.archive_file import (
 from phaselog.adapters.audit.chain import AUDIT_KEY_ENV, GENESIS_DIGEST, audit_key, sign_seal
 from phaselog.adapters.audit.reading import Reader, snapshot_reader
 from phaselog.adapters.errors import translate_errors
-from phaselog.adapters.postgres.schema import ARCHIVES_TABLE, CHAIN_TABLE, META_TABLE, TAILS_TABLE
+from phaselog.adapters.postgres.schema import ARCHIVES_TABLE, CHAIN_TABLE, SCHEMA_META_TABLE, TAILS_TABLE
 from phaselog.domain.errors import IntegrityViolation, ValidationFailed
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ def _record(store: Store, contents: Archive, target: Path) -> None:
             ),
         )
         read.write(
-            f"INSERT INTO {read.table(META_TABLE)} (key, value) VALUES ({p}, {p})",
+            f"INSERT INTO {read.table(SCHEMA_META_TABLE)} (key, value) VALUES ({p}, {p})",
             (f"archive_{new_id}", global_out),
         )
         read.write_many(
@@ -261,7 +261,7 @@ def _detach(store: Store, before: int) -> list[str]:
     with translate_errors("detaching archived partitions"), recorder.datastore.get_connection() as conn:
         row = conn.execute(
             SQL("SELECT value FROM {}.{} WHERE key = 'partition_size'").format(
-                Identifier(schema), Identifier(META_TABLE)
+                Identifier(schema), Identifier(SCHEMA_META_TABLE)
             )
         ).fetchone()
         kind = conn.execute(

@@ -11,7 +11,7 @@ from phaselog.adapters.postgres.schema import (
     APPEND_ONLY_MESSAGE,
     CHAIN_TABLE,
     HEADS_TABLE,
-    META_TABLE,
+    SCHEMA_META_TABLE,
     SCHEMA_VERSION,
     SEALS_TABLE,
 )
@@ -21,7 +21,7 @@ __all__ = [
     "CHAIN_TABLE",
     "CONNINFO_ENV",
     "HEADS_TABLE",
-    "META_TABLE",
+    "SCHEMA_META_TABLE",
     "SCHEMA_VERSION",
     "SEALS_TABLE",
     "PhaselogPostgresApplicationRecorder",

@@ -42,7 +42,7 @@ from phaselog.adapters.postgres.statements import (
     Pause,
     PostgresStatements,
     Query,
-    Rows,
+    ResultRows,
     prefix_range,
 )
 from phaselog.runtime.horizon import InFlightAppend, PreparedTransaction
@@ -72,7 +72,7 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
         """Drive one protocol of :attr:`statements` on this recorder's pool."""
         return drive(protocol, self._do)
 
-    def _do(self, step: Query | Pause) -> Rows | list[tuple[Any, ...]] | None:
+    def _do(self, step: Query | Pause) -> ResultRows | list[tuple[Any, ...]] | None:
         if isinstance(step, Pause):
             time.sleep(step.seconds)
             return None

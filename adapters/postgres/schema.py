@@ -29,8 +29,8 @@ __all__ = [
     "CHAIN_TABLE",
     "DEFAULT_PARTITION_SIZE",
     "HEADS_TABLE",
-    "META_TABLE",
     "PARTITION_SIZE_ENV",
+    "SCHEMA_META_TABLE",
     "SCHEMA_VERSION",
     "SEALS_TABLE",
     "TAILS_TABLE",
@@ -44,7 +44,7 @@ APPEND_ONLY_MESSAGE = "phaselog stored events are append-only"
 CHAIN_TABLE = "phaselog_audit_chain"
 HEADS_TABLE = "phaselog_streams"
 SEALS_TABLE = "phaselog_seals"
-META_TABLE = "phaselog_meta"
+SCHEMA_META_TABLE = "phaselog_meta"
 ARCHIVES_TABLE = "phaselog_archives"
 TAILS_TABLE = "phaselog_archive_tails"
 PARTITION_SIZE_ENV = "PHASELOG_PARTITION_SIZE"  # positions per partition of a new store (URL: partition_size)
@@ -103,7 +103,7 @@ def phaselog_statements(schema: str, table: str, channel: str, *, partition_size
         "chain": Identifier(CHAIN_TABLE),
         "heads": Identifier(HEADS_TABLE),
         "seals": Identifier(SEALS_TABLE),
-        "meta": Identifier(META_TABLE),
+        "meta": Identifier(SCHEMA_META_TABLE),
         "archives": Identifier(ARCHIVES_TABLE),
         "tails": Identifier(TAILS_TABLE),
         "guard": Identifier(f"{table}_append_only"),

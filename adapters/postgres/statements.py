@@ -39,10 +39,10 @@ from phaselog.adapters.postgres.steps import (
     APPEND_ATTEMPTS,
     STATEMENT_RETRY,
     UNLOCK_ALL,
-    Flow,
     Pause,
     Query,
-    Rows,
+    ResultRows,
+    StatementFlow,
     persistence_error,
     retrying,
 )
@@ -54,11 +54,11 @@ __all__ = [
     "IN_FLIGHT",
     "STATEMENT_RETRY",
     "UNLOCK_ALL",
-    "Flow",
     "Pause",
     "PostgresStatements",
     "Query",
-    "Rows",
+    "ResultRows",
+    "StatementFlow",
     "persistence_error",
     "prefix_range",
 ]
@@ -111,7 +111,7 @@ class PostgresStatements:
         return SQL(text).format(**self.names, **more)
 
     # -- appending -------------------------------------------------------------------------------
-    def append(self, stored_events: Sequence[StoredEvent], opens: Mapping[Any, bool]) -> Flow:
+    def append(self, stored_events: Sequence[StoredEvent], opens: Mapping[Any, bool]) -> StatementFlow:
         """Append ``stored_events`` in one round trip; return their positions.
 
         A broken connection is retried; a retry that finds exactly these events
@@ -139,7 +139,7 @@ class PostgresStatements:
         delays = STATEMENT_RETRY.delays()
         while True:
             try:
-                rows: Rows = yield query
+                rows: ResultRows = yield query
                 return [int(row[column]) for row in rows]
             except es.IntegrityError:
                 if uncertain:
@@ -155,7 +155,7 @@ class PostgresStatements:
                 uncertain = True  # the first attempt may have committed before the connection broke
                 yield Pause(delay)
 
-    def own_positions(self, stored_events: Sequence[StoredEvent]) -> Flow:
+    def own_positions(self, stored_events: Sequence[StoredEvent]) -> StatementFlow:
         """Positions of ``stored_events`` if exactly these events are already stored, else None."""
         statement = self._sql(
             "SELECT notification_id, topic, state FROM {schema}.{events} "
@@ -163,14 +163,14 @@ class PostgresStatements:
         )
         positions: list[int] = []
         for event in stored_events:
-            rows: Rows = yield Query(statement, (str(event.originator_id), event.originator_version))
+            rows: ResultRows = yield Query(statement, (str(event.originator_id), event.originator_version))
             row = rows[0] if rows else None
             if row is None or row["topic"] != event.topic or bytes(row["state"]) != event.state:
                 return None
             positions.append(int(row["notification_id"]))
         return positions
 
-    def insert_snapshot(self, snapshot: StoredEvent) -> Flow:
+    def insert_snapshot(self, snapshot: StoredEvent) -> StatementFlow:
         """Store one snapshot row (the columns eventsourcing's snapshot recorder writes)."""
         yield Query(
             self._sql(
@@ -190,7 +190,7 @@ class PostgresStatements:
         desc: bool = False,
         limit: int | None = None,
         snapshots: bool = False,
-    ) -> Flow:
+    ) -> StatementFlow:
         """One stream's events (or snapshots) by version, as eventsourcing's recorder selects them."""
         text = "SELECT * FROM {schema}.{table} WHERE originator_id = %s"
         params: list[Any] = [originator_id]
@@ -208,7 +208,7 @@ class PostgresStatements:
         rows = yield from retrying(Query(self._sql(text, table=table), params))
         return [_stored_event(row) for row in rows]
 
-    def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> Flow:
+    def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> StatementFlow:
         """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
         low, high = prefix_range(prefix)
         text = "SELECT stream_id, version, position, open FROM {schema}.{heads} WHERE stream_id >= %s"
@@ -218,7 +218,7 @@ class PostgresStatements:
             params.append(high)
         if open_only:
             text += " AND open"
-        rows: Rows = yield Query(self._sql(text + " ORDER BY stream_id"), params)
+        rows: ResultRows = yield Query(self._sql(text + " ORDER BY stream_id"), params)
         return [
             StreamHead(str(r["stream_id"]), int(r["version"]), int(r["position"]), bool(r["open"]))
             for r in rows
@@ -226,7 +226,7 @@ class PostgresStatements:
         ]
 
     # -- the global order -------------------------------------------------------------------------
-    def horizon(self) -> Flow:
+    def horizon(self) -> StatementFlow:
         """The transaction-id horizon (text): rows written below it are final. Its own statement."""
         rows = yield from retrying(Query(self._sql(HORIZON)))
         return str(rows[0]["h"])
@@ -275,7 +275,7 @@ class PostgresStatements:
         topics: Sequence[str] = (),
         *,
         inclusive_of_start: bool = True,
-    ) -> Flow:
+    ) -> StatementFlow:
         """Notifications from ``start`` in position order, only final ones (below the horizon)."""
         horizon = yield from self.horizon()
         query = self._log_query(horizon, start, limit, stop, topics, inclusive_of_start=inclusive_of_start)
@@ -299,7 +299,7 @@ class PostgresStatements:
         topics: Sequence[str] = (),
         *,
         final: bool = True,
-    ) -> Flow:
+    ) -> StatementFlow:
         """Like :meth:`select_notifications` (``start`` inclusive), as :class:`LogRecord` tuples.
 
         ``final=False`` also returns committed rows beyond the horizon: never advance
@@ -310,12 +310,12 @@ class PostgresStatements:
         rows = yield from retrying(self._log_query(horizon, start, limit, stop, topics, tuples=True))
         return list(map(LogRecord._make, rows))
 
-    def horizon_position(self) -> Flow:
+    def horizon_position(self) -> StatementFlow:
         """The newest final position: every position up to it has committed or never will."""
         position, _head, _held = yield from self.positions()
         return position
 
-    def positions(self) -> Flow:
+    def positions(self) -> StatementFlow:
         """``(horizon position, newest committed position, committed events beyond the horizon)``."""
         horizon = yield from self.horizon()
         rows = yield from retrying(
@@ -332,17 +332,17 @@ class PostgresStatements:
         row = rows[0] if rows else {}
         return int(row.get("p") or 0), int(row.get("m") or 0), int(row.get("held") or 0)
 
-    def in_flight(self) -> Flow:
+    def in_flight(self) -> StatementFlow:
         """The appends in flight to this table (session details where the server shows them)."""
         rows = yield from retrying(Query(self._sql("WITH" + IN_FLIGHT + IN_FLIGHT_DETAILS), prepare=False))
         return [in_flight_append(row) for row in rows]
 
-    def prepared(self) -> Flow:
+    def prepared(self) -> StatementFlow:
         """The prepared transactions of this database (``pg_prepared_xacts``)."""
         rows = yield from retrying(Query(SQL(PREPARED), prepare=False))
         return [prepared_transaction(row) for row in rows]
 
-    def max_position(self) -> Flow:
+    def max_position(self) -> StatementFlow:
         """The newest position written (committed or not yet), 0 when empty."""
         rows = yield from retrying(
             Query(self._sql("SELECT max(notification_id) AS m FROM {schema}.{events}"))

@@ -22,11 +22,11 @@ __all__ = [
     "APPEND_ATTEMPTS",
     "STATEMENT_RETRY",
     "UNLOCK_ALL",
-    "Flow",
     "Pause",
     "Query",
-    "Rows",
-    "Step",
+    "ResultRows",
+    "StatementFlow",
+    "StatementStep",
     "persistence_error",
     "retrying",
 ]
@@ -36,7 +36,7 @@ APPEND_ATTEMPTS = 3
 STATEMENT_RETRY = Backoff(first=0.1, factor=2.0, maximum=0.4, attempts=APPEND_ATTEMPTS)
 # Run on the same session after a failed append: a pooled session never keeps the positions lock.
 UNLOCK_ALL = SQL("SELECT pg_advisory_unlock_all()")
-Rows = list[dict[str, Any]]
+ResultRows = list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ class Pause:
     seconds: float
 
 
-Step = Query | Pause
-Flow = Generator[Step, Any, Any]
+StatementStep = Query | Pause
+StatementFlow = Generator[StatementStep, Any, Any]
 
 # psycopg's error classes and eventsourcing's, most specific first (as eventsourcing's datastore maps them).
 _ERRORS: tuple[tuple[type[psycopg.Error], type[es.PersistenceError]], ...] = (
@@ -81,12 +81,12 @@ def persistence_error(exc: psycopg.Error) -> es.PersistenceError:
     return es.PersistenceError(str(exc))
 
 
-def retrying(query: Query) -> Generator[Step, Any, Rows]:
+def retrying(query: Query) -> Generator[StatementStep, Any, ResultRows]:
     """Run a read, retried with a back-off when the connection breaks."""
     delays = STATEMENT_RETRY.delays()
     while True:
         try:
-            rows: Rows = yield query
+            rows: ResultRows = yield query
         except (es.InterfaceError, es.OperationalError):
             delay = next(delays, None)
             if delay is None:

@@ -23,7 +23,7 @@ from phaselog.adapters.postgres.schema import (
     ARCHIVES_TABLE,
     CHAIN_TABLE,
     HEADS_TABLE,
-    META_TABLE,
+    SCHEMA_META_TABLE,
     SCHEMA_VERSION,
     SEALS_TABLE,
     TAILS_TABLE,
@@ -61,7 +61,7 @@ class PhaselogSQLiteApplicationRecorder(SingleWriterHorizon, SQLiteApplicationRe
                 "events INTEGER NOT NULL, digest TEXT NOT NULL, signature TEXT, sealed_at TEXT NOT NULL "
                 "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
             ),
-            f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA_META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
             (
                 f"CREATE TABLE IF NOT EXISTS {ARCHIVES_TABLE} (id INTEGER PRIMARY KEY, "
                 "start INTEGER NOT NULL, "
@@ -101,7 +101,7 @@ class PhaselogSQLiteApplicationRecorder(SingleWriterHorizon, SQLiteApplicationRe
                 (GENESIS_DIGEST,),
             )
         c.execute(
-            f"INSERT INTO {META_TABLE} (key, value) VALUES ('schema_version', ?) "
+            f"INSERT INTO {SCHEMA_META_TABLE} (key, value) VALUES ('schema_version', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (str(SCHEMA_VERSION),),
         )
