@@ -7,7 +7,7 @@ warms up, a smoke test with retries, and a DNS switch. Run 1 ships a broken
 config: every smoke-test attempt fails, the plan stops before the DNS switch and
 cleans up backwards (the config, then the VM). With the config fixed, run 2 of the
 same plan succeeds; its smoke test still needs a retry while the service warms up.
-The cleanup phase always runs (SPEC): the cleanup hooks roll back only what is not live.
+The cleanup phase always runs (success, failure or cancel): the cleanup hooks roll back only what is not live.
 Every attempt, hook outcome, pause, state write and cleanup is an event in the
 plan's stream, which the example prints at the end.
 """

@@ -136,7 +136,7 @@ class GenericStep:
         self,
         name: str,
         pre_exec: Hook | None = None,
-        exec: Hook | None = None,  # noqa: A002 - the SPEC's keyword
+        exec: Hook | None = None,  # noqa: A002 - the public keyword of Step
         post_exec: Hook | None = None,
         cleanup: Hook | None = None,
     ) -> None:

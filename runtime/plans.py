@@ -56,7 +56,7 @@ class Plan(PlanRecords, AsyncExecution):
     newest global position the plan's commits (runs, state writes) reached.
     """
 
-    def __init__(  # noqa: PLR0913 - the SPEC's options plus two documented bounds
+    def __init__(  # noqa: PLR0913 - the documented options plus two bounds
         self,
         store: Store,
         plan_id: str,

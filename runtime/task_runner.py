@@ -94,7 +94,7 @@ class ActiveTask(Positioned):
         if agg.cancel_requested and agg.state.is_active:
             self.ctx.cancel("cancel")
 
-    # -- the public handle (SPEC: ActiveTask) -------------------------------------------------
+    # -- the public handle (ActiveTask) --------------------------------------------------------
     @property
     def task_id(self) -> str:
         """The task's id within its controller."""

@@ -66,7 +66,7 @@ class TaskController(Positioned):
     are on its :class:`ActiveTask`'s ``position``).
     """
 
-    def __init__(  # noqa: PLR0913 - SPEC signature plus keyword-only tuning
+    def __init__(  # noqa: PLR0913 - the public signature plus keyword-only tuning
         self,
         store: Store,
         name: str,

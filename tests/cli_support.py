@@ -114,7 +114,7 @@ def store_exists(url: str) -> bool:
 
 
 def wave1_url(kind: str, tmp_path: Path, pg_dsn: str | None) -> str:
-    """A copy of the wave-1 fixture store (schema version 1, no phaselog_meta)."""
+    """A copy of the schema-version-1 fixture store (schema version 1, no phaselog_meta)."""
     if kind == "sqlite":
         path = tmp_path / "wave1.db"
         shutil.copy(FIXTURES / "wave1.db", path)

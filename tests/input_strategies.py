@@ -1,6 +1,6 @@
 """Hypothesis strategies and oracles of the input-policy property tests.
 
-The oracles are written from SPEC "Input policy", independently of
+The oracles are written from the documented input policy, independently of
 ``phaselog.domain.ids``: an id is valid when it is a non-empty ``str`` of at most
 200 characters holding no control character (Unicode category ``Cc``) and no
 lone surrogate (``Cs``); text is valid when it holds no lone surrogate.
@@ -134,7 +134,7 @@ rich_states = st.builds(
 
 
 def id_is_valid(value: str) -> bool:
-    """The SPEC's stream-id rule, as an oracle."""
+    """The documented stream-id rule, as an oracle."""
     return 0 < len(value) <= MAX_ID and all(unicodedata.category(c) not in {"Cc", "Cs"} for c in value)
 
 

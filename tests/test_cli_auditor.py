@@ -170,11 +170,11 @@ def test_migrate_upgrades_a_wave1_store_explicitly_and_records_it(
 
 
 def test_migrate_marks_finished_streams_closed_in_the_index(filled_url: str, tmp_path: Path) -> None:
-    """A store whose index counts every stream open (as a wave-1 upgrade left it) is corrected by migrate."""
+    """A store whose index counts every stream open (left so by an upgrade from schema 1) is fixed by migrate."""
     raw_execute(
         filled_url, "UPDATE phaselog_streams SET open = " + ("1" if "sqlite" in filled_url else "true")
     )
-    raw_execute(filled_url, "DROP TABLE phaselog_meta")  # schema version 1, as before wave 2
+    raw_execute(filled_url, "DROP TABLE phaselog_meta")  # schema version 1, before phaselog_meta existed
     done = json_out(phaselog("migrate", "--json", "--url", filled_url, cwd=tmp_path))
     assert (done["from_version"], done["to_version"], done["closed_streams"]) == (1, SCHEMA_VERSION, 1)
     streams = json_out(phaselog("streams", "--json", "--url", filled_url, cwd=tmp_path))

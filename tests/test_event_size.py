@@ -1,4 +1,4 @@
-"""MAX_EVENT_BYTES (SPEC "Store options"): a larger event or snapshot is refused before any I/O."""
+"""MAX_EVENT_BYTES (a store option): a larger event or snapshot is refused before any I/O."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Property tests of the input policy (SPEC "Input policy") on memory, SQLite and PostgreSQL.
+"""Property tests of the input policy (a typed error, nothing written) on memory, SQLite and PostgreSQL.
 
 Random ids, reasons, log messages, metadata, plan state and pydantic states go
 through plugins, tasks, plans and recoverable state. Each one either comes back

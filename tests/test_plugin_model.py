@@ -19,8 +19,8 @@ from phaselog.domain.plugin import (
 )
 from phaselog.domain.plugin_state import PluginStateManager, PluginStateUnreadable
 
-# The SPEC table, written out independently of the implementation.
-SPEC_TABLE = {
+# The documented transition table, written out independently of the implementation.
+DOCUMENTED_TABLE = {
     "Uninstalled": {"Installing"},
     "Installing": {"Installed", "Failed"},
     "Installed": {"Building", "Validating", "Uninstalling", "Stopped"},
@@ -52,18 +52,18 @@ class Other(BaseModel):
 
 
 def test_phase_values_are_the_spec_strings() -> None:
-    """PluginPhase has exactly the 14 SPEC phases with their string values and is a str."""
-    assert {p.value for p in PluginPhase} == set(SPEC_TABLE)
+    """PluginPhase has exactly the 14 documented phases with their string values and is a str."""
+    assert {p.value for p in PluginPhase} == set(DOCUMENTED_TABLE)
     assert PluginPhase("BuildFailed") is PluginPhase.BUILD_FAILED
     assert isinstance(PluginPhase.RUNNING, str)
     assert str(PluginPhase.RUNNING) == "Running"
 
 
 def test_transition_table_is_exactly_the_spec() -> None:
-    """is_valid_transition allows exactly the SPEC table's pairs, all 196 checked, no self-loops."""
+    """is_valid_transition allows exactly the documented table's pairs, all 196 checked, no self-loops."""
     for a in PluginPhase:
         for b in PluginPhase:
-            assert is_valid_transition(a, b) == (b.value in SPEC_TABLE[a.value]), (a, b)
+            assert is_valid_transition(a, b) == (b.value in DOCUMENTED_TABLE[a.value]), (a, b)
             assert is_valid_transition(a.value, b.value) == is_valid_transition(a, b)
         assert not is_valid_transition(a, a)
 

@@ -29,7 +29,7 @@ def _launched(owner: str = "a") -> TaskAggregate:
 
 
 def test_task_state_values_match_the_spec() -> None:
-    """TaskState has the SPEC's integer values, and finished/active partition the real states."""
+    """TaskState has its documented integer values, and finished/active partition the real states."""
     assert [(s.name, int(s)) for s in TaskState] == [
         ("UNKNOWN", 0),
         ("PENDING", 1),
