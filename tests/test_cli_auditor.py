@@ -170,7 +170,7 @@ def test_migrate_upgrades_a_wave1_store_explicitly_and_records_it(
 
 
 def test_migrate_marks_finished_streams_closed_in_the_index(filled_url: str, tmp_path: Path) -> None:
-    """A store whose index counts every stream open (left so by an upgrade from schema 1) is fixed by migrate."""
+    """An index counting every stream open (as an upgrade from schema 1 left it) is fixed by migrate."""
     raw_execute(
         filled_url, "UPDATE phaselog_streams SET open = " + ("1" if "sqlite" in filled_url else "true")
     )
