@@ -19,6 +19,7 @@ from eventsourcing.persistence import (
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 from typing_extensions import override
 
+from phaselog.adapters.recorder_protocol import ChainRow, PhaselogRecorder
 from phaselog.adapters.single_writer import SingleWriterHorizon
 from phaselog.runtime.ports import LogRecord, StreamHead
 
@@ -33,6 +34,7 @@ _GUARDED = frozenset(
         "select_records",
         "max_notification_id",
         "select_stream_heads",
+        "select_chain",
         "horizon_position",
         "positions",
         "in_flight",
@@ -108,6 +110,19 @@ class MemoryApplicationRecorder(SingleWriterHorizon, POPOApplicationRecorder):
                 h for sid, h in self._heads.items() if sid.startswith(prefix) and (h.open or not open_only)
             ]
         return sorted(heads)
+
+    def select_chain(
+        self,
+        start: int,  # noqa: ARG002 - the protocol's arguments
+        limit: int,  # noqa: ARG002 - the protocol's arguments
+        stop: int | None = None,  # noqa: ARG002 - the protocol's arguments
+    ) -> list[ChainRow]:
+        """No chain rows: nothing outside the process can change memory, so it keeps no hash chain."""
+        return []
+
+
+# mypy --strict proves the memory recorder answers phaselog's recorder protocol.
+_CONFORMS: type[PhaselogRecorder] = MemoryApplicationRecorder
 
 
 class MemoryFactory(POPOFactory):

@@ -45,6 +45,7 @@ from phaselog.adapters.postgres.statements import (
     ResultRows,
     prefix_range,
 )
+from phaselog.adapters.recorder_protocol import ChainRow, PhaselogRecorder
 from phaselog.runtime.horizon import InFlightAppend, PreparedTransaction
 from phaselog.runtime.ports import LogRecord, StreamHead
 from phaselog.runtime.sansio import drive
@@ -174,3 +175,13 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
         """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
         heads: list[StreamHead] = self.run(self.statements.select_stream_heads(prefix, open_only=open_only))
         return heads
+
+    # -- the hash chain ---------------------------------------------------------------------------
+    def select_chain(self, start: int, limit: int, stop: int | None = None) -> list[ChainRow]:
+        """At most ``limit`` chain rows from position ``start`` (inclusive) to ``stop``, by position."""
+        rows: list[ChainRow] = self.run(self.statements.select_chain(start, limit, stop))
+        return rows
+
+
+# mypy --strict proves the PostgreSQL recorder answers phaselog's recorder protocol.
+_CONFORMS: type[PhaselogRecorder] = PhaselogPostgresApplicationRecorder

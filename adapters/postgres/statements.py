@@ -46,6 +46,7 @@ from phaselog.adapters.postgres.steps import (
     persistence_error,
     retrying,
 )
+from phaselog.adapters.recorder_protocol import ChainRow
 from phaselog.runtime.ports import LogRecord, StreamHead
 
 __all__ = [
@@ -348,3 +349,26 @@ class PostgresStatements:
             Query(self._sql("SELECT max(notification_id) AS m FROM {schema}.{events}"))
         )
         return int(rows[0]["m"] or 0) if rows else 0
+
+    def select_chain(self, start: int, limit: int, stop: int | None = None) -> StatementFlow:
+        """At most ``limit`` chain rows from position ``start`` (inclusive) to ``stop``, by position."""
+        text = (
+            "SELECT position, originator_id, originator_version, digest, link "
+            "FROM {schema}.{chain} WHERE position >= %s"
+        )
+        params: list[Any] = [start]
+        if stop is not None:
+            text += " AND position <= %s"
+            params.append(stop)
+        params.append(limit)
+        rows = yield from retrying(Query(self._sql(text + " ORDER BY position LIMIT %s"), params))
+        return [
+            ChainRow(
+                int(r["position"]),
+                str(r["originator_id"]),
+                int(r["originator_version"]),
+                str(r["digest"]),
+                None if r["link"] is None else int(r["link"]),
+            )
+            for r in rows
+        ]

@@ -28,6 +28,7 @@ from phaselog.adapters.postgres.schema import (
     SEALS_TABLE,
     TAILS_TABLE,
 )
+from phaselog.adapters.recorder_protocol import ChainRow, PhaselogRecorder
 from phaselog.adapters.single_writer import SingleWriterHorizon
 from phaselog.runtime.ports import LogRecord, StreamHead
 
@@ -88,9 +89,9 @@ class PhaselogSQLiteApplicationRecorder(SingleWriterHorizon, SQLiteApplicationRe
         super()._create_table(c)
         c.execute(f"PRAGMA table_info({CHAIN_TABLE})")
         if "link" not in {str(row[1]) for row in c.fetchall()}:
-            c.execute(f"ALTER TABLE {CHAIN_TABLE} ADD COLUMN link INTEGER")  # a wave-1 store: old rows NULL
+            c.execute(f"ALTER TABLE {CHAIN_TABLE} ADD COLUMN link INTEGER")  # schema version 1: old rows NULL
         c.execute(f"SELECT 1 FROM {HEADS_TABLE} LIMIT 1")
-        if c.fetchone() is None:  # index the streams a wave-1 store already holds (counted open)
+        if c.fetchone() is None:  # index the streams a version-1 store already holds (counted open)
             c.execute(
                 f"INSERT INTO {HEADS_TABLE} (stream_id, version, position, open, digest) "
                 f"SELECT e.originator_id, e.originator_version, e.rowid, 1, coalesce(c.digest, ?) "
@@ -200,3 +201,25 @@ class PhaselogSQLiteApplicationRecorder(SingleWriterHorizon, SQLiteApplicationRe
                 for r in c.fetchall()
                 if str(r[0]).startswith(prefix)
             ]
+
+    def select_chain(self, start: int, limit: int, stop: int | None = None) -> list[ChainRow]:
+        """At most ``limit`` chain rows from position ``start`` (inclusive) to ``stop``, by position."""
+        sql = (
+            "SELECT position, originator_id, originator_version, digest, link "
+            f"FROM {CHAIN_TABLE} WHERE position >= ?"
+        )
+        params: list[Any] = [start]
+        if stop is not None:
+            sql += " AND position <= ?"
+            params.append(stop)
+        params.append(limit)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql + " ORDER BY position LIMIT ?", params)
+            return [
+                ChainRow(int(r[0]), str(r[1]), int(r[2]), str(r[3]), None if r[4] is None else int(r[4]))
+                for r in c.fetchall()
+            ]
+
+
+# mypy --strict proves the SQLite recorder answers phaselog's recorder protocol.
+_CONFORMS: type[PhaselogRecorder] = PhaselogSQLiteApplicationRecorder
