@@ -1,19 +1,21 @@
 """The decisions of plugin machines, without I/O: one core for the sync and the async shell.
 
 What to check, which events to record, the retry arithmetic, when to reload and
-the order observers are told are decided here, in protocols (generators, see
-:mod:`phaselog.runtime.sansio`) that yield :class:`~phaselog.runtime.sansio.Call`
-steps on a store (``load``, ``exists``, ``save``, ``stream``). The sync shell
-(:mod:`phaselog.runtime.plugins`) makes those calls directly; the async one
-(:mod:`phaselog.aio.plugins`) awaits them on an async store.
+the order observers are told, the ``phaselog.plugin.transition`` span and what a
+machine left stale by a failed write answers are decided here, in protocols
+(generators, see :mod:`phaselog.runtime.sansio`) that yield the typed steps of
+:mod:`phaselog.runtime.store_steps` on a store (:class:`Load`, :class:`Exists`,
+:class:`Save`, :class:`Stream`). The sync shell (:mod:`phaselog.runtime.plugins`)
+makes those calls directly; the async one (:mod:`phaselog.aio.plugins`) awaits
+them on an async store.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Iterator
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import TypeVar
 
 from phaselog.domain.errors import InvalidTransition, NotFound, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import utcnow
@@ -26,18 +28,21 @@ from phaselog.domain.plugin import (
     RetryAdvanced,
     RetryPolicy,
     RetryReset,
-    RetryStatus,
     Transition,
     is_valid_transition,
     parse_phase,
     plugin_stream_id,
 )
 from phaselog.domain.plugin_state import PluginStateManager
+from phaselog.runtime.plugin_views import MachineView, RetryView
 from phaselog.runtime.positions import Positioned
-from phaselog.runtime.sansio import Call
+from phaselog.runtime.sansio import Steps
+from phaselog.runtime.store_steps import Exists, Load, Save, StoreStep, Stream
+from phaselog.runtime.telemetry import span
 
 __all__ = [
     "Duration",
+    "Flow",
     "MachineCore",
     "MachineView",
     "Observer",
@@ -55,9 +60,11 @@ __all__ = [
 
 log = logging.getLogger("phaselog.plugins")
 
+T = TypeVar("T")
 Observer = Callable[[str, Transition], object]
 Duration = timedelta | float | int
-Flow = Generator[Call, Any, Any]
+Flow = Steps[StoreStep, T]
+"""A plugin protocol: it asks a store for :data:`StoreStep` steps and returns a ``T``."""
 
 
 def _as_timedelta(name: str, value: Duration) -> timedelta:
@@ -116,40 +123,40 @@ def manager_for(aggregate: PluginAggregate | None) -> PluginStateManager:
     )
 
 
-def transitions(stream_id: str, limit: int | None) -> Flow:
+def transitions(stream_id: str, limit: int | None) -> Flow[list[Transition]]:
     """The recorded transitions of a plugin stream, oldest first (the newest ``limit`` if given)."""
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         msg = f"limit must be a non-negative integer or None, got {limit!r}"
         raise ValidationFailed(msg)
-    events = yield Call("stream", (stream_id,))
+    events = yield from Stream(stream_id)
     found = [e.transition() for e in events if isinstance(e, PhaseChanged)]
     if limit is None:
         return found
     return found[len(found) - limit :] if limit else []
 
 
-def load_plugin(plugin_id: str) -> Flow:
+def load_plugin(plugin_id: str) -> Flow[PluginAggregate | None]:
     """The plugin's aggregate, None when it has no stream (NotFound when the stream is another kind)."""
     stream_id = plugin_stream_id(plugin_id)
     try:
-        return (yield Call("load", (stream_id, PluginAggregate)))
+        return (yield from Load(stream_id, PluginAggregate))
     except NotFound:
-        if (yield Call("exists", (stream_id,))):
+        if (yield from Exists(stream_id)):
             raise  # the stream exists but holds something else
         return None
 
 
-def open_machine(plugin_id: str, initial: PluginPhase, policy: RetryPolicy) -> Flow:
+def open_machine(plugin_id: str, initial: PluginPhase, policy: RetryPolicy) -> Flow[MachineCore]:
     """The core of a machine: the plugin loaded, or created in ``initial`` (its position, that commit).
 
     A creation race loads the winner's stream.
     """
     aggregate = yield from load_plugin(plugin_id)
-    saved = None
+    saved: object = None
     if aggregate is None:
         aggregate = _start(plugin_id, initial, policy)
         try:
-            saved = yield Call("save", (aggregate,))
+            saved = yield from Save((aggregate,))
         except Exception:
             # another machine created it at the same moment (or the save failed): load the truth
             loaded = yield from load_plugin(plugin_id)
@@ -161,7 +168,9 @@ def open_machine(plugin_id: str, initial: PluginPhase, policy: RetryPolicy) -> F
     return core
 
 
-def record_state(plugin_id: str, aggregate: PluginAggregate | None, manager: PluginStateManager) -> Flow:
+def record_state(
+    plugin_id: str, aggregate: PluginAggregate | None, manager: PluginStateManager
+) -> Flow[object]:
     """After ``plugins.handle``'s fn: append what it wrote (creating the stream if new), else nothing.
 
     Returns what the save returned (``None`` when nothing was written).
@@ -172,13 +181,13 @@ def record_state(plugin_id: str, aggregate: PluginAggregate | None, manager: Plu
     if aggregate is None:
         aggregate = _start(plugin_id, PluginPhase.UNINSTALLED, RetryPolicy())
     aggregate.write_state(data, version)
-    return (yield Call("save", (aggregate,)))
+    return (yield from Save((aggregate,)))
 
 
-def plugin_history(plugin_id: str, limit: int | None) -> Flow:
+def plugin_history(plugin_id: str, limit: int | None) -> Flow[list[Transition]]:
     """``plugins.history``: the transitions of a known plugin (NotFound otherwise)."""
     stream_id = plugin_stream_id(plugin_id)
-    if not (yield Call("exists", (stream_id,))):
+    if not (yield from Exists(stream_id)):
         msg = f"no plugin {plugin_id!r}"
         raise NotFound(msg)
     return (yield from transitions(stream_id, limit))
@@ -190,8 +199,9 @@ class MachineCore(Positioned):
     The shells serialise calls (a lock) and run each protocol to its end; the
     core keeps the aggregate and the newest ``position`` its writes committed,
     drops unsaved events after a failed write (reloading now, or at the next
-    use when the store is unreachable), and lists the observers to tell after
-    a transition is durable.
+    write when the store is unreachable), and lists the observers to tell after
+    a transition is durable. Reads do no I/O (:attr:`known`): a stale machine
+    answers them with :class:`StoreUnavailable` until it is refreshed or writes.
     """
 
     def __init__(self, plugin_id: str, policy: RetryPolicy, aggregate: PluginAggregate) -> None:
@@ -210,13 +220,13 @@ class MachineCore(Positioned):
             raise StoreUnavailable(msg)
         return self._aggregate
 
-    def current(self) -> Flow:
+    def current(self) -> Flow[PluginAggregate]:
         """The aggregate, reloaded first if a failed write left it stale."""
         if self._stale:
             yield from self.reload()
         return self._aggregate
 
-    def reload(self) -> Flow:
+    def reload(self) -> Flow[None]:
         """Reload the plugin from the store."""
         loaded = yield from load_plugin(self.plugin_id)
         if loaded is None:
@@ -224,9 +234,9 @@ class MachineCore(Positioned):
         self._aggregate = loaded
         self._stale = False
 
-    def _save(self) -> Flow:
+    def _save(self) -> Flow[None]:
         try:
-            self._committed((yield Call("save", (self._aggregate,))))
+            self._committed((yield from Save((self._aggregate,))))
         except Exception:
             self._stale = True
             try:
@@ -241,39 +251,45 @@ class MachineCore(Positioned):
             raise
 
     # -- operations ----------------------------------------------------------------------------------
-    def transition(self, next_phase: PluginPhase | str, reason: object) -> Flow:
-        """Validate and record a transition; return it (InvalidTransition records nothing)."""
-        to, why = parse_phase(next_phase), check_reason(reason)
-        agg = yield from self.current()
-        if not is_valid_transition(agg.phase, to):
-            msg = f"plugin {self.plugin_id!r}: invalid transition {agg.phase.value} -> {to.value}"
-            raise InvalidTransition(msg)
-        event = agg.change_phase(to, why)
-        yield from self._save()
-        return event.transition()
+    def transition(self, next_phase: PluginPhase | str, reason: object) -> Flow[Transition]:
+        """Validate and record a transition, in a ``phaselog.plugin.transition`` span; return it.
 
-    def force(self, phase: PluginPhase | str, reason: object) -> Flow:
-        """Record ``phase`` without validation, reason ``"force: ..."``; return the transition."""
-        to, why = parse_phase(phase), check_reason(reason)
-        agg = yield from self.current()
-        event = agg.change_phase(to, FORCE_PREFIX + why, forced=True)
-        yield from self._save()
-        return event.transition()
+        An unknown phase raises before the span; InvalidTransition records nothing.
+        """
+        to = parse_phase(next_phase)
+        with span("phaselog.plugin.transition", plugin_id=self.plugin_id, to=to.value):
+            why = check_reason(reason)
+            agg = yield from self.current()
+            if not is_valid_transition(agg.phase, to):
+                msg = f"plugin {self.plugin_id!r}: invalid transition {agg.phase.value} -> {to.value}"
+                raise InvalidTransition(msg)
+            event = agg.change_phase(to, why)
+            yield from self._save()
+            return event.transition()
 
-    def advance_retry(self) -> Flow:
+    def force(self, phase: PluginPhase | str, reason: object) -> Flow[Transition]:
+        """Record ``phase`` without validation, reason ``"force: ..."``, in a span; return the transition."""
+        with span("phaselog.plugin.transition", plugin_id=self.plugin_id, forced=True):
+            to, why = parse_phase(phase), check_reason(reason)
+            agg = yield from self.current()
+            event = agg.change_phase(to, FORCE_PREFIX + why, forced=True)
+            yield from self._save()
+            return event.transition()
+
+    def advance_retry(self) -> Flow[None]:
         """Record one more attempt: attempts+1, last_attempt=now, backoff doubled (capped)."""
         agg = yield from self.current()
         new = self.policy.advanced(agg.retry, utcnow())
         agg.trigger(RetryAdvanced, **new.model_dump())
         yield from self._save()
 
-    def reset_retry(self) -> Flow:
+    def reset_retry(self) -> Flow[None]:
         """Record a reset: 0 attempts, the initial backoff, no last attempt."""
         agg = yield from self.current()
         agg.trigger(RetryReset, next_backoff=self.policy.initial_backoff)
         yield from self._save()
 
-    def write_state(self, manager: PluginStateManager) -> Flow:
+    def write_state(self, manager: PluginStateManager) -> Flow[None]:
         """After a machine's ``handle`` fn: record what it wrote (the fn may have reloaded the machine)."""
         data, version, written = manager.get_new_state()
         if written:
@@ -314,78 +330,3 @@ class MachineCore(Positioned):
             transition,
             exc_info=True,  # noqa: LOG014 - the shells call this inside their except blocks
         )
-
-
-class MachineView:
-    """What both shells' machines read from their core (the shells add the I/O)."""
-
-    _core: MachineCore
-
-    @property
-    def plugin_id(self) -> str:
-        """The plugin this machine drives."""
-        return self._core.plugin_id
-
-    @property
-    def stream_id(self) -> str:
-        """The plugin's stream id (``plugin:<plugin_id>``)."""
-        return self._core.stream_id
-
-    @property
-    def policy(self) -> RetryPolicy:
-        """The retry limits of this machine (they shape the values it records)."""
-        return self._core.policy
-
-    @property
-    def position(self) -> int:
-        """The newest global position this machine's writes committed, its creation included (0 before any).
-
-        ``projections.wait_for(machine.position)`` returns once the read models show them.
-        """
-        return self._core.position
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.plugin_id!r}, phase={self._core.known.phase.value})"
-
-
-class RetryView:
-    """The retry counters of one machine, read-only (the shells add ``advance`` and ``reset``)."""
-
-    def __init__(self, machine: MachineView) -> None:
-        self._machine = machine
-
-    def _status(self) -> RetryStatus:
-        return self._machine._core.known.retry  # noqa: SLF001 - the machine's own core
-
-    @property
-    def status(self) -> RetryStatus:
-        """The current counters as an immutable value."""
-        return self._status()
-
-    @property
-    def attempts(self) -> int:
-        """Recovery attempts since the last reset."""
-        return self.status.attempts
-
-    @property
-    def next_backoff(self) -> timedelta:
-        """How long to wait before the next attempt."""
-        return self.status.next_backoff
-
-    @property
-    def last_attempt(self) -> datetime | None:
-        """When the last attempt was made (UTC), ``None`` after a reset."""
-        return self.status.last_attempt
-
-    @property
-    def policy(self) -> RetryPolicy:
-        """The retry limits of the machine."""
-        return self._machine.policy
-
-    def can_retry(self) -> bool:
-        """Tell whether attempts are below the machine's ``max_attempts``."""
-        return self.policy.can_retry(self.status)
-
-    def __repr__(self) -> str:
-        s, name = self.status, type(self).__name__
-        return f"{name}(attempts={s.attempts}, next_backoff={s.next_backoff}, last={s.last_attempt})"

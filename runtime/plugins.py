@@ -15,20 +15,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from phaselog.domain.plugin import (
     PluginAggregate,
     PluginPhase,
     RetryPolicy,
-    RetryStatus,
     Transition,
-    parse_phase,
     plugin_stream_id,
 )
 from phaselog.domain.plugin_state import PluginStateManager
 from phaselog.runtime.plugin_core import (
     Duration,
+    Flow,
     MachineCore,
     MachineView,
     Observer,
@@ -43,12 +42,10 @@ from phaselog.runtime.plugin_core import (
     transitions,
 )
 from phaselog.runtime.positions import Positioned
-from phaselog.runtime.sansio import Call, drive
-from phaselog.runtime.telemetry import span
+from phaselog.runtime.sansio import drive
+from phaselog.runtime.store_steps import on_store
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
-
     from phaselog.runtime.ports import EventStore as Store
 
 __all__ = ["Observer", "PluginService", "PluginStateMachine", "RetryState"]
@@ -56,18 +53,15 @@ __all__ = ["Observer", "PluginService", "PluginStateMachine", "RetryState"]
 T = TypeVar("T")
 
 
-def _run(store: Store, protocol: Generator[Call, Any, Any]) -> Any:
+def _run(store: Store, protocol: Flow[T]) -> T:
     """Make the store calls of a plugin protocol (the sync shell)."""
-    return drive(protocol, lambda call: call.on(store))
+    return drive(protocol, lambda step: on_store(store, step))
 
 
 class RetryState(RetryView):
     """The crash-recovery retry counters of one machine; every change is a recorded event."""
 
     _machine: PluginStateMachine
-
-    def _status(self) -> RetryStatus:
-        return self._machine._current().retry  # noqa: SLF001 - reloads a stale machine first
 
     def advance(self) -> None:
         """Record one more attempt: attempts+1, last_attempt=now, backoff doubled (capped)."""
@@ -95,39 +89,21 @@ class PluginStateMachine(MachineView):
         self._core: MachineCore = _run(store, open_machine(plugin_id, initial, policy))
         self.retry = RetryState(self)
 
-    def _drive(self, protocol: Generator[Call, Any, Any]) -> Any:
+    def _drive(self, protocol: Flow[T]) -> T:
         with self._lock:
             return _run(self._store, protocol)
 
-    def _current(self) -> PluginAggregate:
-        aggregate: PluginAggregate = self._drive(self._core.current())
-        return aggregate
+    def _known(self) -> PluginAggregate:
+        with self._lock:  # never between a write's event and its save
+            return self._core.known
 
-    # -- reading -------------------------------------------------------------------------------------
-    @property
-    def phase(self) -> PluginPhase:
-        """The current phase (as of this machine's last write or reload)."""
-        return self._current().phase
-
-    @property
-    def version(self) -> int:
-        """The version of the plugin's stream this machine is at."""
-        return self._current().version
-
-    @property
-    def state(self) -> tuple[bytes | None, int]:
-        """The plugin's versioned state: ``(bytes or None, version)``."""
-        with self._lock:
-            agg = self._current()
-            return agg.state, agg.state_version
-
+    # -- reading (phase, version, state: MachineView's, from the core) -------------------------------
     def history(self, limit: int | None = None) -> list[Transition]:
         """Return recorded transitions, oldest first, read from the stream (all by default).
 
         With ``limit``, the newest ``limit`` transitions (still oldest first).
         """
-        found: list[Transition] = _run(self._store, transitions(self.stream_id, limit))
-        return found
+        return _run(self._store, transitions(self.stream_id, limit))
 
     def refresh(self) -> None:
         """Reload the plugin from the store (to see other writers' events)."""
@@ -147,16 +123,13 @@ class PluginStateMachine(MachineView):
         :class:`ConcurrencyConflict` when another writer got there first; in
         every failure case nothing is recorded.
         """
-        to = parse_phase(next_phase)
-        with span("phaselog.plugin.transition", plugin_id=self.plugin_id, to=to.value):
-            transition: Transition = self._drive(self._core.transition(to, reason))
+        transition = self._drive(self._core.transition(next_phase, reason))
         self._notify(transition)
         return transition
 
     def force_phase(self, phase: PluginPhase | str, reason: str = "") -> Transition:
         """Set ``phase`` without validation, recorded as a distinct event with reason ``"force: ..."``."""
-        with span("phaselog.plugin.transition", plugin_id=self.plugin_id, forced=True):
-            transition: Transition = self._drive(self._core.force(phase, reason))
+        transition = self._drive(self._core.force(phase, reason))
         self._notify(transition)
         return transition
 
@@ -164,7 +137,7 @@ class PluginStateMachine(MachineView):
         """Run ``fn`` with this plugin's state and record what it wrote (see :meth:`PluginService.handle`)."""
         check_callable(fn, "fn")
         with self._lock:
-            manager = manager_for(self._current())
+            manager = manager_for(self._drive(self._core.current()))
             result = fn(manager)
             self._drive(self._core.write_state(manager))
             return result
@@ -239,5 +212,4 @@ class PluginService(Positioned):
 
     def history(self, plugin_id: str, limit: int | None = None) -> list[Transition]:
         """Return recorded transitions of ``plugin_id``, oldest first (``NotFound`` if unknown)."""
-        found: list[Transition] = _run(self._store, plugin_history(plugin_id, limit))
-        return found
+        return _run(self._store, plugin_history(plugin_id, limit))

@@ -2,9 +2,14 @@
 
 A protocol is a generator that yields the I/O it needs (a query, a store call,
 a pause), receives the answer (or has the failure thrown into it), and returns
-its result. The same protocol is driven by a plain loop in the sync shell and
-by a loop that awaits in the async shell (:func:`drive` and :func:`drive_async`),
-as psycopg 3 shares its protocol generators between ``Connection`` and
+its result: a :data:`Steps` ``[S, T]`` yields steps ``S`` and returns a ``T``.
+A step that is a :class:`Request` ``[R]`` is asked with ``answer = yield from
+request``, which types ``answer`` as the ``R`` the shell answers with (a
+generator's send type is one for all its steps, so a plain ``yield`` could not).
+
+The same protocol is driven by a plain loop in the sync shell and by a loop
+that awaits in the async shell (:func:`drive` and :func:`drive_async`), as
+psycopg 3 shares its protocol generators between ``Connection`` and
 ``AsyncConnection``. A failure of a step (any ``BaseException``, cancellation
 too) is thrown into the protocol, so its clean-up decisions run in both shells.
 """
@@ -12,14 +17,28 @@ too) is thrown into the protocol, so its clean-up decisions run in both shells.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Iterator
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
-__all__ = ["Call", "Exchange", "Protocol", "drive", "drive_async"]
+__all__ = ["Exchange", "Request", "Steps", "drive", "drive_async"]
 
 S = TypeVar("S")
 T = TypeVar("T")
-Protocol = Generator[S, Any, T]
+R_co = TypeVar("R_co", covariant=True)
+Steps = Generator[S, Any, T]
+"""A sans-I/O protocol: a generator yielding steps ``S`` and returning a ``T``."""
+
+
+class Request(Generic[R_co]):
+    """A step the shell answers with an ``R_co``; ask it with ``answer = yield from request``.
+
+    Subclasses are the steps (frozen dataclasses); shells dispatch on their class.
+    """
+
+    __slots__ = ()
+
+    def __iter__(self) -> Generator[Self, Any, R_co]:
+        answer: R_co = yield self
+        return answer
 
 
 class Exchange(Generic[S, T]):
@@ -58,18 +77,6 @@ class Exchange(Generic[S, T]):
             msg = "the protocol has not finished"
             raise RuntimeError(msg)
         return self._result
-
-
-@dataclass(frozen=True)
-class Call:
-    """A step asking the shell to call ``method(*args)`` on its store (and await it, if async)."""
-
-    method: str
-    args: tuple[Any, ...] = ()
-
-    def on(self, target: object) -> Any:
-        """Make the call on ``target`` (an async shell awaits what it returns)."""
-        return getattr(target, self.method)(*self.args)
 
 
 def drive(protocol: Generator[S, Any, T], do: Callable[[S], object]) -> T:

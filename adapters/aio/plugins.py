@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -23,6 +23,7 @@ from phaselog.domain.plugin import (
 from phaselog.domain.plugin_state import PluginStateManager
 from phaselog.runtime.plugin_core import (
     Duration,
+    Flow,
     MachineCore,
     MachineView,
     RetryView,
@@ -36,7 +37,8 @@ from phaselog.runtime.plugin_core import (
     transitions,
 )
 from phaselog.runtime.positions import Positioned
-from phaselog.runtime.sansio import Call, drive_async
+from phaselog.runtime.sansio import drive_async
+from phaselog.runtime.store_steps import Exists, Load, Save, StoreStep, Stream
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -50,11 +52,19 @@ AsyncObserver = Callable[[str, Transition], object]  # may return an awaitable (
 StateFn = Callable[[PluginStateManager], T | Awaitable[T]]
 
 
-async def _run(store: AsyncStore, protocol: Generator[Call, Any, Any]) -> Any:
+async def _run(store: AsyncStore, protocol: Flow[T]) -> T:
     """Await the store calls of a plugin protocol (the async shell)."""
 
-    async def call(step: Call) -> object:
-        return await step.on(store)
+    async def call(step: StoreStep) -> object:
+        match step:
+            case Load():
+                return await store.load(step.stream_id, step.aggregate_type, version=step.version)
+            case Save():
+                return await store.save(*step.aggregates)
+            case Exists():
+                return await store.exists(step.stream_id)
+            case Stream():
+                return await store.stream(step.stream_id)
 
     return await drive_async(protocol, call)
 
@@ -120,31 +130,14 @@ class AsyncPluginStateMachine(MachineView):
         self._lock = _TaskLock()
         self.retry = AsyncRetryState(self)
 
-    async def _drive(self, protocol: Generator[Call, Any, Any]) -> Any:
+    async def _drive(self, protocol: Flow[T]) -> T:
         async with self._lock:
             return await _run(self._store, protocol)
 
-    # -- reading -------------------------------------------------------------------------------------
-    @property
-    def phase(self) -> PluginPhase:
-        """The phase as of this machine's last write or reload."""
-        return self._core.known.phase
-
-    @property
-    def version(self) -> int:
-        """The version of the plugin's stream this machine is at."""
-        return self._core.known.version
-
-    @property
-    def state(self) -> tuple[bytes | None, int]:
-        """The plugin's versioned state: ``(bytes or None, version)``."""
-        agg = self._core.known
-        return agg.state, agg.state_version
-
+    # -- reading (phase, version, state: MachineView's, from the core) -------------------------------
     async def history(self, limit: int | None = None) -> list[Transition]:
         """Recorded transitions, oldest first (the newest ``limit`` if given)."""
-        found: list[Transition] = await _run(self._store, transitions(self.stream_id, limit))
-        return found
+        return await _run(self._store, transitions(self.stream_id, limit))
 
     async def refresh(self) -> None:
         """Reload the plugin from the store (to see other writers' events)."""
@@ -157,13 +150,13 @@ class AsyncPluginStateMachine(MachineView):
     # -- writing ---------------------------------------------------------------------------------------
     async def transition_to(self, next_phase: PluginPhase | str, reason: str = "") -> Transition:
         """Move to ``next_phase`` if the lifecycle allows it; record and return the transition."""
-        transition: Transition = await self._drive(self._core.transition(next_phase, reason))
+        transition = await self._drive(self._core.transition(next_phase, reason))
         await self._notify(transition)
         return transition
 
     async def force_phase(self, phase: PluginPhase | str, reason: str = "") -> Transition:
         """Set ``phase`` without validation, recorded with reason ``"force: ..."``."""
-        transition: Transition = await self._drive(self._core.force(phase, reason))
+        transition = await self._drive(self._core.force(phase, reason))
         await self._notify(transition)
         return transition
 
@@ -210,7 +203,7 @@ class AsyncPluginService(Positioned):
     ) -> AsyncPluginStateMachine:
         """The machine of ``plugin_id``: created in ``initial`` if new, loaded otherwise."""
         phase, policy = machine_settings(plugin_id, initial, max_attempts, initial_backoff, max_backoff)
-        core: MachineCore = await _run(self._store, open_machine(plugin_id, phase, policy))
+        core = await _run(self._store, open_machine(plugin_id, phase, policy))
         self._committed(core)
         return AsyncPluginStateMachine(self._store, core)
 
@@ -247,5 +240,4 @@ class AsyncPluginService(Positioned):
 
     async def history(self, plugin_id: str, limit: int | None = None) -> list[Transition]:
         """Recorded transitions of ``plugin_id``, oldest first (``NotFound`` if unknown)."""
-        found: list[Transition] = await _run(self._store, plugin_history(plugin_id, limit))
-        return found
+        return await _run(self._store, plugin_history(plugin_id, limit))
