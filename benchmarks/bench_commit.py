@@ -1,0 +1,197 @@
+"""Commit benchmark: commands/s and p50/p99 per command beside the bare-INSERT and same-work floors.
+
+Usage: ``python benchmarks/bench_commit.py [DSN]`` (a throwaway PostgreSQL when no DSN is
+given; ``PHASELOG_BENCH_QUICK=1`` shrinks it). Prints JSON.
+
+Each writer sends one command (one commit) at a time to a stream of its own; see
+``commit_workers.py`` for the four implementations (``bare``, ``floor``,
+``eventsourcing``, ``phaselog``). Concurrency: 1/4/8/16 writers as threads (sharing
+one phaselog store or eventsourcing application, as a service does), as asyncio
+tasks on one loop (phaselog: one async store; floors: a connection per task;
+eventsourcing has no async API) and 1/4/8 processes (each with its own store).
+
+For each cell: commands/s (best and median over the repetitions) and p50/p99 per
+command in ms over all repetitions. Ratios, computed from the medians of the same
+run: ``vs_bare`` = phaselog / bare INSERT, ``vs_floor`` = phaselog / same-work floor,
+``vs_eventsourcing``. Goals (PostgreSQL, fsync on): 1 writer ≥ 0.8x the floor;
+8 threads ≥ 1.0x and 16 asyncio tasks ≥ 1.5x the bare INSERT at the same
+concurrency; 8 processes ≥ 4 processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import queue
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.application import Application
+
+from phaselog.adapters import open_store
+from phaselog.aio import open_async_store
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import commit_workers as w
+
+from bench_common import main_on_postgres
+
+QUICK = bool(os.environ.get("PHASELOG_BENCH_QUICK"))
+THREADS = (1, 4, 8, 16)
+TASKS = (1, 4, 8, 16)
+PROCESSES = (1, 4, 8)
+KINDS = ("bare", "floor", "eventsourcing", "phaselog")
+
+
+def _threads(writers: int, work: Callable[[], list[float]]) -> tuple[float, list[float]]:
+    """Run ``work`` on ``writers`` threads started together; wall seconds and every sample."""
+    samples: list[float] = []
+    lock, barrier = threading.Lock(), threading.Barrier(writers + 1)
+
+    def run() -> None:
+        barrier.wait()
+        mine = work()
+        with lock:
+            samples.extend(mine)
+
+    threads = [threading.Thread(target=run) for _ in range(writers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, samples
+
+
+def _tasks(writers: int, make: Callable[[], Any]) -> tuple[float, list[float]]:
+    """Run ``writers`` coroutines made by ``make`` on one event loop; wall seconds and every sample."""
+
+    async def main() -> tuple[float, list[float]]:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(make() for _ in range(writers)))
+        return time.perf_counter() - started, [s for r in results for s in r]
+
+    return asyncio.run(main())
+
+
+def _process_main(kind: str, target: w.Target, per_writer: int, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    started = time.time()
+    samples = w.in_process(kind, target, per_writer)
+    results.put((started, time.time(), samples))
+
+
+def _processes(kind: str, target: w.Target, writers: int, per_writer: int) -> tuple[float, list[float]]:
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(writers), ctx.Queue()
+    procs = [
+        ctx.Process(target=_process_main, args=(kind, target, per_writer, barrier, results))
+        for _ in range(writers)
+    ]
+    for proc in procs:
+        proc.start()
+    spans: list[tuple[float, float, list[float]]] = []
+    deadline = time.monotonic() + 900
+    while len(spans) < writers:
+        try:
+            spans.append(results.get(timeout=1))
+        except queue.Empty:
+            failed = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
+            if failed or time.monotonic() > deadline:
+                for proc in procs:
+                    proc.kill()
+                msg = f"commit benchmark workers failed (exit codes {failed})"
+                raise RuntimeError(msg) from None
+    for proc in procs:
+        proc.join(timeout=60)
+    wall = max(end for _, end, _ in spans) - min(start for start, _, _ in spans)
+    return wall, [s for *_, samples in spans for s in samples]
+
+
+def _cell(runs: list[tuple[float, list[float]]], commands: int) -> dict[str, float]:
+    rates = [commands / wall for wall, _ in runs]
+    samples = sorted(s for _, ss in runs for s in ss)
+    return {
+        "commands_per_s_best": round(max(rates), 1),
+        "commands_per_s_median": round(statistics.median(rates), 1),
+        "p50_ms": round(samples[len(samples) // 2] * 1000, 3),
+        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000, 3),
+    }
+
+
+def _ratios(row: dict[str, Any]) -> None:
+    ours = row["phaselog"]["commands_per_s_median"]
+    for name, key in (("bare", "vs_bare"), ("floor", "vs_floor"), ("eventsourcing", "vs_eventsourcing")):
+        if name in row:
+            row[key] = round(ours / row[name]["commands_per_s_median"], 2)
+
+
+def run(dsn: str, *, per_writer: int | None = None, repeats: int | None = None) -> dict[str, Any]:
+    """Every cell of the commit benchmark, side by side in one run."""
+    per_writer = per_writer or (40 if QUICK else 200)
+    repeats = repeats or (1 if QUICK else 3)
+    target = w.prepare(dsn)
+    store = open_store(target.url)
+    app: Application[Any] = Application(env=target.es_env)
+    report: dict[str, Any] = {"per_writer": per_writer, "repeats": repeats}
+    thread_work: dict[str, Callable[[], list[float]]] = {
+        "bare": lambda: w.bare(target, per_writer),
+        "floor": lambda: w.floor(target, per_writer),
+        "eventsourcing": lambda: w.eventsourcing(app, per_writer),
+        "phaselog": lambda: w.phaselog(store, per_writer),
+    }
+    report["threads"] = {}
+    for writers in THREADS:
+        row: dict[str, Any] = {}
+        for kind in KINDS:
+            runs = [_threads(writers, thread_work[kind]) for _ in range(repeats)]
+            row[kind] = _cell(runs, writers * per_writer)
+        _ratios(row)
+        report["threads"][str(writers)] = row
+    store.close()
+    app.close()
+    report["asyncio"] = {}
+    for writers in TASKS:
+        row = {}
+        for kind in ("bare", "floor"):
+            make = lambda k=kind: getattr(w, f"{k}_async")(target, per_writer)  # noqa: E731
+            row[kind] = _cell([_tasks(writers, make) for _ in range(repeats)], writers * per_writer)
+        row["phaselog"] = _cell(
+            [_async_phaselog(target, writers, per_writer) for _ in range(repeats)], writers * per_writer
+        )
+        _ratios(row)
+        report["asyncio"][str(writers)] = row
+    report["processes"] = {}
+    for writers in PROCESSES:
+        row = {}
+        for kind in KINDS:
+            runs = [_processes(kind, target, writers, per_writer) for _ in range(repeats)]
+            row[kind] = _cell(runs, writers * per_writer)
+        _ratios(row)
+        report["processes"][str(writers)] = row
+    procs = report["processes"]
+    report["processes"]["growth_4_to_8"] = round(
+        procs["8"]["phaselog"]["commands_per_s_median"] / procs["4"]["phaselog"]["commands_per_s_median"], 2
+    )
+    return report
+
+
+def _async_phaselog(target: w.Target, writers: int, per_writer: int) -> tuple[float, list[float]]:
+    async def main() -> tuple[float, list[float]]:
+        async with open_async_store(target.url) as store:
+            started = time.perf_counter()
+            results = await asyncio.gather(*(w.phaselog_async(store, per_writer) for _ in range(writers)))
+            return time.perf_counter() - started, [s for r in results for s in r]
+
+    return asyncio.run(main())
+
+
+if __name__ == "__main__":
+    main_on_postgres(run)
