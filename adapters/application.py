@@ -1,27 +1,43 @@
-"""The eventsourcing application behind a :class:`~phaselog.adapters.store.Store`.
+"""The eventsourcing application behind a :class:`~phaselog.adapters.store.Store`, and the sync shell.
 
 One notification log for every aggregate, the pydantic + orjson mapper, and a
-repository that replays the full history when a snapshot cannot be read.
+repository that loads by the store core's rules (:func:`phaselog.adapters.core.restore`:
+the full history is replayed when a snapshot cannot be read). :func:`on_recorders`
+answers the store core's steps on the application's recorders.
 """
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 from eventsourcing.application import Application, ProjectorFunction, Repository
+from eventsourcing.persistence import AggregateRecorder
 
 from phaselog.adapters.codec import MAX_EVENT_BYTES, OrjsonTranscoder, PydanticMapper
+from phaselog.adapters.core import (
+    Append,
+    CoreStep,
+    PutSnapshot,
+    ReadEvents,
+    ReadHeads,
+    ReadSnapshot,
+    restore,
+    snapshot_due,
+)
 from phaselog.adapters.urls import MAX_EVENT_BYTES_ENV
-from phaselog.domain.errors import NotFound, PhaselogError
-from phaselog.domain.events import Aggregate, Snapshot
+from phaselog.domain.events import Snapshot
+from phaselog.runtime.sansio import drive
 
-__all__ = ["PhaselogApplication", "SnapshotFallbackRepository", "is_concurrent_ddl", "snapshot_due"]
-
-log = logging.getLogger("phaselog.store")
+__all__ = [
+    "PhaselogApplication",
+    "SnapshotFallbackRepository",
+    "is_concurrent_ddl",
+    "on_recorders",
+    "snapshot_due",
+]
 
 # Errors PostgreSQL raises when two processes create the same tables at the same moment.
 _CONCURRENT_DDL = (
@@ -49,42 +65,47 @@ def is_concurrent_ddl(exc: BaseException) -> bool:
     return False
 
 
-def snapshot_due(aggregate: Aggregate, before: int, interval: int) -> bool:
-    """True when saving moved ``aggregate`` (a class with ``SNAPSHOTS``) past a multiple of ``interval``."""
-    crossed = aggregate.version // interval > before // interval
-    return crossed and bool(getattr(aggregate, "SNAPSHOTS", False))
+def on_recorders(events: Any, snapshots: AggregateRecorder | None, step: CoreStep) -> object:
+    """Answer one store core step on eventsourcing's recorders (the sync shell's I/O).
+
+    ``events`` is the application recorder (every phaselog recorder keeps the
+    stream index), ``snapshots`` the snapshot recorder (None: the store keeps none).
+    """
+    match step:
+        case Append():
+            return events.insert_events(step.events, stream_open=step.opens)
+        case ReadEvents():
+            return events.select_events(step.stream_id, gt=step.gt, lte=step.lte, limit=step.limit)
+        case ReadSnapshot():
+            if snapshots is None:
+                return None
+            found = snapshots.select_events(step.stream_id, desc=True, limit=1, lte=step.lte)
+            return found[0] if found else None
+        case PutSnapshot():
+            if snapshots is not None:
+                snapshots.insert_events([step.snapshot])
+            return None
+        case ReadHeads():
+            return events.select_stream_heads(step.prefix, open_only=step.open_only)
 
 
 class SnapshotFallbackRepository(Repository[str]):
-    """A repository that replays the full history when a snapshot cannot be read.
+    """A repository that loads by the store core's rules: a snapshot that cannot be read is skipped.
 
     A snapshot is an optimisation, never the truth: an unreadable snapshot
-    (unknown topic, failed upcast, invalid state) is logged and skipped.
+    (unknown topic, failed upcast, invalid state) is logged and the full history replayed.
     """
 
     def _reconstruct_aggregate(
         self,
         aggregate_id: str,
         version: int | None,
-        projector_func: ProjectorFunction[Any, Any],
+        projector_func: ProjectorFunction[Any, Any],  # noqa: ARG002 - the core rebuilds by each event's mutate
     ) -> Any:
-        restored: Any = None
-        gt: int | None = None
-        if self.snapshot_store is not None:
-            try:
-                found: list[Any] = list(
-                    self.snapshot_store.get(aggregate_id, desc=True, limit=1, lte=version)
-                )
-                if found:
-                    restored, gt = found[0].mutate(None), found[0].originator_version
-            except PhaselogError as exc:
-                log.warning("ignoring unreadable snapshot of %s, replaying all events: %s", aggregate_id, exc)
-        events = self.event_store.get(aggregate_id, gt=gt, lte=version)
-        aggregate = projector_func(restored, events)
-        if aggregate is None:
-            msg = f"no stream {aggregate_id!r}" + ("" if version is None else f" at version {version}")
-            raise NotFound(msg)
-        return aggregate
+        snapshots = self.snapshot_store.recorder if self.snapshot_store is not None else None
+        recorder = self.event_store.recorder
+        protocol = restore(self.event_store.mapper, aggregate_id, version, snapshots=snapshots is not None)
+        return drive(protocol, lambda step: on_recorders(recorder, snapshots, step))
 
 
 class PhaselogApplication(Application[str]):

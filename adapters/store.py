@@ -1,4 +1,10 @@
-"""``open_store`` and the :class:`Store`: one eventsourcing application per database."""
+"""``open_store`` and the :class:`Store`: one eventsourcing application per database.
+
+The store's decisions (opening, saving, snapshotting, loading, stream heads) are
+the store core's (:mod:`phaselog.adapters.core`); this sync shell answers its
+steps on the application's recorders, as the async PostgreSQL store does on async
+connections.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +13,25 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
-import orjson
 from eventsourcing.persistence import Notification, Recording
 
-from phaselog.adapters.application import PhaselogApplication, is_concurrent_ddl, snapshot_due
+from phaselog.adapters import core
+from phaselog.adapters.application import PhaselogApplication, is_concurrent_ddl, on_recorders, snapshot_due
 from phaselog.adapters.audit.autoseal import AutoSealer
 from phaselog.adapters.audit.seals import Seal, seal
+from phaselog.adapters.core.opening import decide_opening
 from phaselog.adapters.errors import translate_errors
-from phaselog.adapters.migrate import SCHEMA_VERSION, check_version, probe, record_upgrade, sqlite_uri
-from phaselog.adapters.postgres.factory import CONNINFO_ENV
-from phaselog.adapters.urls import StoreURL, parse_url, stall_watch
-from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
-from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
+from phaselog.adapters.migrate import SCHEMA_VERSION, check_version, probe, record_upgrade
+from phaselog.adapters.urls import StoreURL
+from phaselog.domain.errors import PhaselogError, StoreUnavailable, ValidationFailed
+from phaselog.domain.events import Aggregate, DomainEvent
 from phaselog.domain.ids import check_log_read
 from phaselog.domain.retry import Backoff
-from phaselog.runtime import telemetry
 from phaselog.runtime.horizon import Horizon
 from phaselog.runtime.plugins import PluginService
 from phaselog.runtime.ports import LogRecord, Saved, StreamHead
 from phaselog.runtime.retry import retry
-from phaselog.runtime.sealing import check_seal_interval
+from phaselog.runtime.sansio import Steps, drive
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -44,6 +49,7 @@ log = logging.getLogger("phaselog.store")
 DEFAULT_SNAPSHOT_INTERVAL = 100
 _OPEN_RETRIES = Backoff(first=0.05, factor=1.5, maximum=1.0, attempts=12)
 AggT = TypeVar("AggT", bound=Aggregate)
+T = TypeVar("T")
 
 
 class Store:
@@ -64,24 +70,36 @@ class Store:
         stall_unhealthy: float | None = None,
         seal_interval: float | None = None,
     ) -> None:
-        if snapshot_interval < 1:
-            msg = f"snapshot_interval must be at least 1, got {snapshot_interval}"
-            raise ValidationFailed(msg)
-        self.location: StoreURL = parse_url(url)
-        self.stalls = stall_watch(self.location, stall_warning, stall_unhealthy)
-        self.snapshot_interval = snapshot_interval
-        self.read_only = read_only
-        self.create = create and not read_only
-        self.seal_interval = check_seal_interval(
-            self.location.seal_interval if seal_interval is None else seal_interval
+        opening = decide_opening(
+            url,
+            create=create,
+            read_only=read_only,
+            snapshot_interval=snapshot_interval,
+            stall_warning=stall_warning,
+            stall_unhealthy=stall_unhealthy,
+            seal_interval=seal_interval,
         )
+        self.location: StoreURL = opening.location
+        self.stalls = opening.stalls
+        self.snapshot_interval = opening.snapshot_interval
+        self.read_only = opening.read_only
+        self.create = opening.create
+        self.seal_interval = opening.seal_interval
         # Before anything is opened (so a refused store is left untouched): its schema version.
         self.schema_version = probe(self.location, create=self.create)
         check_version(self.location, self.schema_version, create=self.create)
-        self.app = self._open_application()
+        self.app = self._open_application(opening.application_env())
         self._closed = False
-        sealing = not read_only and self.kind != "memory" and self.seal_interval > 0
-        self._sealer = AutoSealer(lambda: seal(self), self.seal_interval) if sealing else None
+        self._sealer = AutoSealer(lambda: seal(self), self.seal_interval) if opening.sealing else None
+        self.core = core.StoreCore(
+            self.url,
+            self.app.mapper,
+            self.snapshot_interval,
+            read_only=self.read_only,
+            snapshots=self.app.snapshots is not None,
+            committed=self.committed,
+        )
+        self._snapshots = self.app.snapshots.recorder if self.app.snapshots is not None else None
         self.closed_on_upgrade = 0
         if self.create and self.schema_version is not None and self.schema_version < SCHEMA_VERSION:
             try:
@@ -111,30 +129,12 @@ class Store:
         """Eventsourcing settings for this store (for runners in other processes)."""
         return dict(self.location.env)
 
-    def _application_env(self) -> dict[str, str]:
-        """The eventsourcing settings of this process's application: no DDL unless creating.
-
-        Read-only, SQLite opens the file with ``mode=ro`` and every PostgreSQL
-        session starts with ``default_transaction_read_only``: nothing can be written.
-        """
-        env = dict(self.location.env)
-        if not self.create:
-            env["CREATE_TABLE"] = "n"
-        if self.read_only and self.location.sqlite_path is not None:
-            env["SQLITE_DBNAME"] = sqlite_uri(self.location, read_only=True)
-        if self.read_only and self.kind == "postgresql":
-            extra: dict[str, str] = orjson.loads(env.get(CONNINFO_ENV) or "{}")
-            extra["options"] = f"{extra.get('options', '')} -c default_transaction_read_only=on".strip()
-            env[CONNINFO_ENV] = orjson.dumps(extra).decode()
-        return env
-
-    def _open_application(self) -> PhaselogApplication:
+    def _open_application(self, env: dict[str, str]) -> PhaselogApplication:
         if self.location.sqlite_path is not None:
             parent = self.location.sqlite_path.parent
             if not parent.is_dir():
                 msg = f"cannot open {self.url}: folder {parent} does not exist"
                 raise StoreUnavailable(msg)
-        env = self._application_env()
 
         def attempt() -> PhaselogApplication:
             with translate_errors(f"opening {self.url}"):
@@ -150,7 +150,12 @@ class Store:
             msg = f"cannot open {self.url}: {exc}"
             raise StoreUnavailable(msg) from exc
 
-    # -- writing and reading aggregates ---------------------------------------------
+    # -- writing and reading aggregates (the store core's protocols) -------------------------------
+    def run(self, protocol: Steps[core.CoreStep, T]) -> T:
+        """Drive one store core protocol on this store's recorders (the sync shell)."""
+        recorder, snapshots = self.app.recorder, self._snapshots
+        return drive(protocol, lambda step: on_recorders(recorder, snapshots, step))
+
     def save(self, *aggregates: Aggregate) -> Saved[Recording[str]]:
         """Append the pending events of ``aggregates`` atomically; return their recordings.
 
@@ -159,19 +164,7 @@ class Store:
         :class:`ConcurrencyConflict` (and records nothing) when another writer
         appended to one of the streams from the same version first.
         """
-        self._check_writable("saving events")
-        versions = [(agg, agg.version - len(agg.pending_events)) for agg in aggregates]
-        with telemetry.appending(aggregates), translate_errors("saving events"):
-            # stream_open reaches the recorder (eventsourcing passes save kwargs through), which
-            # keeps the stream index in the append's own transaction.
-            open_flags = {agg.id: agg.stream_open for agg in aggregates}
-            recordings = self.app.save(*aggregates, stream_open=open_flags)
-        for agg, before in versions:
-            if snapshot_due(agg, before, self.snapshot_interval):
-                self.snapshot(agg)
-        saved = Saved(recordings, max((r.notification.id for r in recordings), default=0))
-        self.committed(saved.position)
-        return saved
+        return self.run(core.save(self.core, aggregates))
 
     def committed(self, position: int) -> None:
         """Note that a save of this store (through this shell or the async one) committed ``position``.
@@ -189,32 +182,15 @@ class Store:
         ``snapshot_interval``. A failure is logged, never raised: the events are
         already durable and a snapshot is only an optimisation.
         """
-        if aggregate.pending_events or self.app.snapshots is None or self.read_only:
-            return
-        try:
-            with translate_errors(f"snapshotting {aggregate.id!r}"):
-                self.app.snapshots.put([Snapshot.take(aggregate)])
-        except PhaselogError as exc:
-            log.warning("snapshot of %s at version %d not stored: %s", aggregate.id, aggregate.version, exc)
+        self.run(core.snapshot(self.core, aggregate))
 
     def load(self, aggregate_id: str, aggregate_type: type[AggT], *, version: int | None = None) -> AggT:
-        """Load an aggregate (from its latest snapshot plus later events)."""
-        with (
-            telemetry.span("phaselog.load", stream_id=aggregate_id),
-            translate_errors(f"loading {aggregate_id!r}"),
-        ):
-            aggregate: object = self.app.repository.get(aggregate_id, version=version)
-        if not isinstance(aggregate, aggregate_type):
-            msg = (
-                f"stream {aggregate_id!r} holds a {type(aggregate).__name__}, not a {aggregate_type.__name__}"
-            )
-            raise NotFound(msg)
-        return aggregate
+        """Load an aggregate (from its latest readable snapshot plus later events)."""
+        return self.run(core.load(self.core, aggregate_id, aggregate_type, version))
 
     def exists(self, aggregate_id: str) -> bool:
         """True when the stream has at least one event."""
-        with translate_errors(f"looking up {aggregate_id!r}"):
-            return bool(self.app.recorder.select_events(aggregate_id, limit=1))
+        return self.run(core.exists(aggregate_id))
 
     def stream_ids(self, prefix: str = "") -> list[str]:
         """Ids of all streams starting with ``prefix`` (e.g. ``"task:billing:"``), sorted (from the index)."""
@@ -222,17 +198,13 @@ class Store:
 
     def stream_heads(self, prefix: str = "", *, open_only: bool = False) -> list[StreamHead]:
         """The head (version, position, open flag) of every stream starting with ``prefix``, by id."""
-        recorder: Any = self.app.recorder  # every phaselog recorder keeps the stream index
-        with translate_errors(f"listing stream heads {prefix!r}"):
-            heads: list[StreamHead] = recorder.select_stream_heads(prefix, open_only=open_only)
-            return heads
+        return self.run(core.stream_heads(prefix, open_only=open_only))
 
     def stream(
         self, aggregate_id: str, *, gt: int | None = None, lte: int | None = None
     ) -> list[DomainEvent]:
         """All events of one stream, oldest first."""
-        with translate_errors(f"reading {aggregate_id!r}"):
-            return [cast("DomainEvent", e) for e in self.app.events.get(aggregate_id, gt=gt, lte=lte)]
+        return self.run(core.stream(self.core, aggregate_id, gt, lte))
 
     # -- tamper evidence ---------------------------------------------------------------------
     def seal(self) -> Seal | None:
@@ -244,10 +216,8 @@ class Store:
         return sealed
 
     def _check_writable(self, what: str) -> None:
-        """Refuse a write on a read-only store before any I/O (the database would refuse it too)."""
-        if self.read_only:
-            msg = f"{what}: {self.url} is open read-only"
-            raise StoreUnavailable(msg)
+        """Refuse a write on a read-only store before any I/O (the store core's check)."""
+        self.core.check_writable(what)
 
     # -- the global order -------------------------------------------------------------
     def max_position(self) -> int:
@@ -319,9 +289,9 @@ class Store:
     @cached_property
     def projections(self) -> Any:
         """The read models kept in this store's database (:mod:`phaselog.projections`)."""
-        from phaselog.projections.runner import Projections  # noqa: PLC0415
+        from phaselog.adapters.views import open_projections  # noqa: PLC0415 - loads the read side
 
-        return Projections(self)
+        return open_projections(self)
 
     def close(self) -> None:
         """Release the store's connections; safe to call twice."""

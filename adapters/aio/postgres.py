@@ -1,9 +1,12 @@
 """The async PostgreSQL store: psycopg's ``AsyncConnectionPool``, the recorder's own statements.
 
-Appends, loads, stream and global-order reads drive the sans-I/O protocols of
-:mod:`phaselog.adapters.postgres.statements` (the sync recorder's too) on async
-connections: the same append function, the same chain and positions, the same
-commit horizon. Subscriptions ``LISTEN`` on the events table's channel.
+Saves, snapshots, loads and stream reads drive the store core's protocols
+(:mod:`phaselog.adapters.core`, the sync store's own core: the same checks,
+span and metrics, snapshot policy and fallback); their steps and the global-order
+reads run the sans-I/O statements of :mod:`phaselog.adapters.postgres.statements`
+(the sync recorder's too) on async connections: the same append function, the
+same chain and positions, the same commit horizon. Subscriptions ``LISTEN`` on
+the events table's channel.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import AsyncConnectionPool
 
+from phaselog.adapters import core
 from phaselog.adapters.codec import PydanticMapper
+from phaselog.adapters.core import Append, CoreStep, PutSnapshot, ReadEvents, ReadHeads, ReadSnapshot
+from phaselog.adapters.core.opening import async_pool_bounds
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.statements import (
     UNLOCK_ALL,
@@ -30,13 +36,12 @@ from phaselog.adapters.postgres.statements import (
     ResultRows,
     persistence_error,
 )
-from phaselog.adapters.store import snapshot_due
 from phaselog.aio.store import AsyncStore, FollowContext
-from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable
-from phaselog.domain.events import Aggregate, DomainEvent, Snapshot
+from phaselog.domain.errors import StoreUnavailable
+from phaselog.domain.events import Aggregate, DomainEvent
 from phaselog.runtime.horizon import Horizon
 from phaselog.runtime.ports import Saved, StreamHead
-from phaselog.runtime.sansio import drive_async
+from phaselog.runtime.sansio import Steps, drive_async
 
 __all__ = ["PostgresAsyncStore"]
 
@@ -56,8 +61,7 @@ class PostgresAsyncStore(AsyncStore):
     def __init__(self, url: str | None = None, *, pool_size: int | None = None, **options: Any) -> None:
         """``pool_size``: the most async connections (default: the URL's ``pool_max``)."""
         super().__init__(url, **options)
-        env = self.location.env
-        self.pool_size = pool_size or int(env["POSTGRES_POOL_SIZE"]) + int(env["POSTGRES_MAX_OVERFLOW"])
+        self._pool_min, self.pool_size = async_pool_bounds(self.location, pool_size)
         self._pool: AsyncConnectionPool[Connection] | None = None
 
     async def _opened(self) -> None:
@@ -77,7 +81,7 @@ class PostgresAsyncStore(AsyncStore):
             self.conninfo,
             connection_class=psycopg.AsyncConnection[DictRow],
             kwargs={"autocommit": True, "row_factory": dict_row},
-            min_size=min(self.pool_size, int(self.location.env["POSTGRES_POOL_SIZE"])),
+            min_size=self._pool_min,
             max_size=self.pool_size,
             timeout=float(self.location.connect_timeout) * 2,
             open=False,
@@ -119,92 +123,64 @@ class PostgresAsyncStore(AsyncStore):
         except psycopg.Error as exc:
             raise persistence_error(exc) from exc
 
-    # -- writing and reading aggregates ---------------------------------------------------------
+    # -- writing and reading aggregates: the store core's protocols, answered on the pool -------------
+    async def drive(self, protocol: Steps[CoreStep, T]) -> T:
+        """Drive one store core protocol (the sync store's core) on the async pool."""
+        return await drive_async(protocol, self._answer)
+
+    async def _answer(self, step: CoreStep) -> object:
+        match step:
+            case Append():
+                return await self.run(self.statements.append(step.events, step.opens))
+            case ReadEvents():
+                return await self.run(
+                    self.statements.select_events(step.stream_id, gt=step.gt, lte=step.lte, limit=step.limit)
+                )
+            case ReadSnapshot():
+                flow = self.statements.select_events(
+                    step.stream_id, desc=True, limit=1, lte=step.lte, snapshots=True
+                )
+                found: list[StoredEvent] = await self.run(flow)
+                return found[0] if found else None
+            case PutSnapshot():
+                return await self.run(self.statements.insert_snapshot(step.snapshot))
+            case ReadHeads():
+                return await self.run(
+                    self.statements.select_stream_heads(step.prefix, open_only=step.open_only)
+                )
+
     async def save(self, *aggregates: Aggregate) -> Saved[Recording[str]]:
         """Append the pending events of ``aggregates`` atomically through the append function.
 
-        As the sync store's, the result's ``position`` is the newest position this
-        save committed (0 when nothing was pending), for ``projections.wait_for``.
+        The sync store's save (the store core's): the same checks, span and
+        metrics, snapshots and sealing; ``position`` is the newest position it
+        committed (0 when nothing was pending), for ``projections.wait_for``.
         """
-        before = [(agg, agg.version - len(agg.pending_events)) for agg in aggregates]
-        opens = {agg.id: agg.stream_open for agg in aggregates}
-        events = [event for agg in aggregates for event in agg.collect_events()]
-        with translate_errors("saving events"):
-            stored = [self.mapper.to_stored_event(event) for event in events]
-            positions: list[int] = await self.run(self.statements.append(stored, opens))
-        recordings = [
-            Recording(domain_event=event, notification=_notification(position, record))
-            for event, record, position in zip(events, stored, positions, strict=True)
-        ]
-        for agg, version in before:
-            if snapshot_due(agg, version, self.snapshot_interval):
-                await self.snapshot(agg)
-        saved = Saved(recordings, max(positions, default=0))
-        self.sync.committed(saved.position)  # sealed as the sync store's own saves are
-        return saved
+        return await self.drive(core.save(self.sync.core, aggregates))
 
     async def snapshot(self, aggregate: Aggregate) -> None:
         """Store a snapshot of ``aggregate`` as just saved; a failure is logged, never raised."""
-        if aggregate.pending_events:
-            return
-        try:
-            with translate_errors(f"snapshotting {aggregate.id!r}"):
-                stored = self.mapper.to_stored_event(Snapshot.take(aggregate))
-                await self.run(self.statements.insert_snapshot(stored))
-        except PhaselogError as exc:
-            log.warning("snapshot of %s at version %d not stored: %s", aggregate.id, aggregate.version, exc)
+        await self.drive(core.snapshot(self.sync.core, aggregate))
 
     async def load(
         self, aggregate_id: str, aggregate_type: type[AggT], *, version: int | None = None
     ) -> AggT:
         """Load an aggregate: its latest readable snapshot, then the later events (as the sync store)."""
-        restored: Any = None
-        gt: int | None = None
-        try:
-            with translate_errors(f"loading {aggregate_id!r}"):
-                found = await self._select(aggregate_id, desc=True, limit=1, lte=version, snapshots=True)
-                if found:
-                    snapshot = self.mapper.to_domain_event(found[0])
-                    restored, gt = snapshot.mutate(None), snapshot.originator_version
-        except PhaselogError as exc:
-            log.warning("ignoring unreadable snapshot of %s, replaying all events: %s", aggregate_id, exc)
-        with translate_errors(f"loading {aggregate_id!r}"):
-            for stored in await self._select(aggregate_id, gt=gt, lte=version):
-                restored = self.mapper.to_domain_event(stored).mutate(restored)
-        if restored is None:
-            msg = f"no stream {aggregate_id!r}" + ("" if version is None else f" at version {version}")
-            raise NotFound(msg)
-        if not isinstance(restored, aggregate_type):
-            msg = (
-                f"stream {aggregate_id!r} holds a {type(restored).__name__}, not a {aggregate_type.__name__}"
-            )
-            raise NotFound(msg)
-        return restored
-
-    async def _select(self, aggregate_id: str, **options: Any) -> list[StoredEvent]:
-        found: list[StoredEvent] = await self.run(self.statements.select_events(aggregate_id, **options))
-        return found
+        return await self.drive(core.load(self.sync.core, aggregate_id, aggregate_type, version))
 
     async def exists(self, aggregate_id: str) -> bool:
         """True when the stream has at least one event."""
-        with translate_errors(f"looking up {aggregate_id!r}"):
-            return bool(await self._select(aggregate_id, limit=1))
+        return await self.drive(core.exists(aggregate_id))
 
     async def stream(
         self, aggregate_id: str, *, gt: int | None = None, lte: int | None = None
     ) -> list[DomainEvent]:
         """All events of one stream, oldest first."""
-        with translate_errors(f"reading {aggregate_id!r}"):
-            stored = await self._select(aggregate_id, gt=gt, lte=lte)
-            return [cast("DomainEvent", self.mapper.to_domain_event(s)) for s in stored]
+        return await self.drive(core.stream(self.sync.core, aggregate_id, gt, lte))
 
     async def stream_heads(self, prefix: str = "", *, open_only: bool = False) -> list[StreamHead]:
         """The head of every stream starting with ``prefix``, by stream id (from the index)."""
-        with translate_errors(f"listing stream heads {prefix!r}"):
-            heads: list[StreamHead] = await self.run(
-                self.statements.select_stream_heads(prefix, open_only=open_only)
-            )
-            return heads
+        return await self.drive(core.stream_heads(prefix, open_only=open_only))
 
     # -- the global order -----------------------------------------------------------------------
     async def max_position(self) -> int:
@@ -246,16 +222,6 @@ async def _release_position_lock(conn: Connection) -> None:
         await conn.execute(UNLOCK_ALL)
     except psycopg.Error:  # the connection is unusable; the pool drops it
         log.debug("could not reset advisory locks on a failing connection", exc_info=True)
-
-
-def _notification(position: int, stored: StoredEvent) -> Notification:
-    return Notification(
-        id=position,
-        originator_id=stored.originator_id,
-        originator_version=stored.originator_version,
-        topic=stored.topic,
-        state=stored.state,
-    )
 
 
 class _Listener:
