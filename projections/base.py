@@ -21,6 +21,7 @@ from phaselog.domain.encoding import dump_json, load_json
 from phaselog.domain.errors import UnknownEventType, ValidationFailed
 from phaselog.domain.events import resolve_topic, upcast
 from phaselog.projections.errors import ProjectionHalted, ProjectionTimeout
+from phaselog.projections.ports import StateCodec, TableSpec, ViewStore
 
 __all__ = [
     "DictRows",
@@ -36,8 +37,6 @@ __all__ = [
     "load_text",
     "store_text",
 ]
-
-SQL_TYPES = {"text": "TEXT", "int": "BIGINT", "json": "TEXT"}
 
 
 class EventData(NamedTuple):
@@ -63,9 +62,9 @@ class EventDecoder:
     when its class is known. Whether a class is versioned is looked up once per class.
     """
 
-    def __init__(self, mapper: Any) -> None:
-        self._cipher = mapper.cipher
-        self._compressor = mapper.compressor
+    def __init__(self, codec: StateCodec) -> None:
+        self._cipher = codec.cipher
+        self._compressor = codec.compressor
         self._versioned: dict[type[Any], bool] = {}
 
     def __call__(self, record: Any) -> EventData:
@@ -120,7 +119,7 @@ class EventDecoder:
 _new_event = tuple.__new__  # EventData's own __new__ without its Python-level frame (a hot path)
 
 
-def event_data(mapper: Any, notification: Any) -> EventData:
+def event_data(mapper: StateCodec, notification: Any) -> EventData:
     """A stored notification as :class:`EventData`: its JSON state, upcast when its class is known."""
     return EventDecoder(mapper)(notification)
 
@@ -222,21 +221,14 @@ class Projection:
         """A row with exactly the declared columns, as a table read returns it."""
         return {name: _roundtrip(kind, row.get(name)) for name, kind in self.columns.items()}
 
-    # -- SQL ------------------------------------------------------------------------------
-    def create_sql(self, table: str, qualified: str) -> list[str]:
-        """DDL creating ``table`` (``qualified`` is its schema-qualified form)."""
-        cols = ", ".join(
-            f"{name} {SQL_TYPES[kind]}{' PRIMARY KEY' if name == self.key else ''}"
-            for name, kind in self.columns.items()
-        )
-        statements = [f"CREATE TABLE IF NOT EXISTS {qualified} ({cols})"]
+    # -- tables -------------------------------------------------------------------------
+    def table_spec(self, table: str) -> TableSpec:
+        """The description of ``table`` (the live table or the shadow) that a view store creates."""
+        indexes: tuple[tuple[str, str], ...] = ()
         if self.count_by is not None:
             token = hashlib.sha256(table.encode()).hexdigest()[:6]
-            statements.append(
-                f"CREATE INDEX IF NOT EXISTS ix_{self.name}_{self.count_by}_{token} "
-                f"ON {qualified} ({self.count_by})"
-            )
-        return statements
+            indexes = ((f"ix_{self.name}_{self.count_by}_{token}", self.count_by),)
+        return TableSpec(name=table, columns=self.columns, key=self.key, model=self.name, indexes=indexes)
 
 
 def _roundtrip(kind: str, value: Any) -> Any:
@@ -302,8 +294,8 @@ def decode_row(projection: Projection, row: Mapping[str, Any]) -> dict[str, Any]
 class ReadModel:
     """Queries over one projection's live table: ``get``, ``list``, ``counts``."""
 
-    def __init__(self, backend: Any, projection: Projection) -> None:
-        self._backend = backend
+    def __init__(self, views: ViewStore, projection: Projection) -> None:
+        self._views = views
         self.projection = projection
 
     @property
@@ -311,22 +303,16 @@ class ReadModel:
         """The projection's short name."""
         return self.projection.name
 
-    def _query(self, sql: str, params: list[Any]) -> list[Any]:
-        from phaselog.projections.errors import db_errors  # noqa: PLC0415 - keep base importable alone
-
-        with db_errors(f"querying {self.projection.table}"), self._backend.read() as cursor:
-            cursor.execute(self._backend.q(sql), params)
-            return list(cursor.fetchall())
+    def _select(self, where: Mapping[str, Any], order_by: str | None = None) -> list[Mapping[str, Any]]:
+        with self._views.translate_errors(f"querying {self.projection.table}"), self._views.read() as views:
+            return views.select_rows(self.projection.table, where, order_by=order_by)
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The row for ``key``, or ``None`` when the read model has none."""
         p = self.projection
-        table = self._backend.table(p.table)
-        rows = self._query(f"SELECT * FROM {table} WHERE {p.key} = ?", [column_value(p, p.key, key)])
+        rows = self._select({p.key: column_value(p, p.key, key)})
         if not rows and p.alt_key is not None:
-            rows = self._query(
-                f"SELECT * FROM {table} WHERE {p.alt_key} = ?", [column_value(p, p.alt_key, key)]
-            )
+            rows = self._select({p.alt_key: column_value(p, p.alt_key, key)})
             if len(rows) > 1:
                 keys = ", ".join(str(decode_row(p, r)[p.key]) for r in rows)
                 msg = f"{p.alt_key} {key!r} is ambiguous in {p.name}: use one of {keys}"
@@ -340,24 +326,18 @@ class ReadModel:
         if unknown:
             msg = f"{p.name} has no column {', '.join(unknown)}; columns: {', '.join(p.columns)}"
             raise ValidationFailed(msg)
-        where = " AND ".join(f"{k} = ?" for k in filters)
-        params = [column_value(p, k, v) for k, v in filters.items()]
-        sql = f"SELECT * FROM {self._backend.table(p.table)}" + (f" WHERE {where}" if where else "")
-        return [decode_row(p, row) for row in self._query(sql + f" ORDER BY {p.key}", params)]
+        where = {k: column_value(p, k, v) for k, v in filters.items()}
+        return [decode_row(p, row) for row in self._select(where, order_by=p.key)]
 
     def counts(self) -> dict[str, int]:
         """Number of rows per value of the projection's ``count_by`` column."""
         p = self.projection
         if p.count_by is None:
             return {"total": len(self.list())}
-        rows = self._query(
-            f"SELECT {p.count_by} AS value, COUNT(*) AS n FROM {self._backend.table(p.table)} "
-            f"GROUP BY {p.count_by} ORDER BY {p.count_by}",
-            [],
-        )
+        with self._views.translate_errors(f"querying {p.table}"), self._views.read() as views:
+            found = views.count_by(p.table, p.count_by)
         text = p.columns[p.count_by] == "text"
-        values = [load_text(v) if text and isinstance(v, str) else v for v in (row["value"] for row in rows)]
-        return {str(value): int(row["n"]) for value, row in zip(values, rows, strict=True)}
+        return {str(load_text(v) if text and isinstance(v, str) else v): n for v, n in found}
 
     def all(self) -> dict[str, dict[str, Any]]:
         """Every row keyed by its key (for comparisons with :meth:`Projection.fold`)."""

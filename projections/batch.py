@@ -5,7 +5,8 @@ prefetched in one query (keys from :meth:`Projection.key_for`), read from a
 bounded cache of committed rows kept across batches (which also knows which
 keys a table started without), changed in memory, and written once each at the
 end: rows new to the table by one bulk insert (COPY on PostgreSQL), the others
-by one bulk upsert.
+by one bulk upsert, all through the batch's
+:class:`~phaselog.projections.ports.ViewSession`.
 
 :func:`fold_events` folds a batch. A fold that raises is undone (its puts and
 deletes roll back in memory) and reported as a failure; in *isolated* mode
@@ -23,10 +24,8 @@ from typing import Any
 from typing_extensions import override
 
 from phaselog.domain.errors import StoreUnavailable
-from phaselog.projections.backend import Backend
 from phaselog.projections.base import EventData, Projection, Rows, column_value, decode_row, encode_row
-from phaselog.projections.errors import is_poison
-from phaselog.projections.tables import DeadLetter
+from phaselog.projections.ports import DeadLetter, LogReader, ViewSession, ViewStore
 from phaselog.runtime.ports import LogRecord
 
 __all__ = ["BatchRows", "RetryIsolated", "RowCache", "describe", "fold_events", "read_page"]
@@ -104,13 +103,14 @@ class BatchRows(Rows):
     """The rows of one table during one batch, inside the batch's write transaction."""
 
     def __init__(
-        self, backend: Backend, cursor: Any, projection: Projection, table: str, cache: RowCache
+        self, views: ViewStore, session: ViewSession, projection: Projection, table: str, cache: RowCache
     ) -> None:
-        self._b = backend
-        self._cur = cursor
+        self.views = views
+        self.session = session
         self._p = projection
         self._key = projection.key
-        self._qualified = backend.table(table)
+        self._table = table
+        self._spec = projection.table_spec(table)
         self._known = cache
         self._cache = cache.rows
         self.changes: dict[str, dict[str, Any] | None] = {}
@@ -132,9 +132,10 @@ class BatchRows(Rows):
         ordered = sorted(missing)
         for i in range(0, len(ordered), _CHUNK):
             chunk = ordered[i : i + _CHUNK]
-            cond, params = self._b.in_list(p.key, [column_value(p, p.key, key) for key in chunk])
-            self._cur.execute(self._b.q(f"SELECT * FROM {self._qualified} WHERE {cond}"), params)
-            decoded = (decode_row(p, row) for row in self._cur.fetchall())
+            found_rows = self.session.fetch_rows(
+                self._table, p.key, [column_value(p, p.key, key) for key in chunk]
+            )
+            decoded = (decode_row(p, row) for row in found_rows)
             found = {str(row[p.key]): row for row in decoded}
             for key in chunk:
                 cache[key] = found.get(key)
@@ -204,19 +205,19 @@ class BatchRows(Rows):
         keys = sorted(self._unwritten)
         fresh: list[list[Any]] = []
         puts: list[list[Any]] = []
-        gone: list[list[Any]] = []
+        gone: list[Any] = []
         for key in keys:
             row = self.changes[key]
             if row is not None:
                 (fresh if self._absent(key) else puts).append(encode_row(p, row))
             elif not self._absent(key):
-                gone.append([column_value(p, p.key, key)])
+                gone.append(column_value(p, p.key, key))
         if fresh:
-            self._b.insert(self._cur, self._qualified, p, fresh)
+            self.session.insert_rows(self._spec, fresh)
         if puts:
-            self._b.upsert(self._cur, self._qualified, p, puts)
+            self.session.upsert_rows(self._spec, puts)
         if gone:
-            self._cur.executemany(self._b.q(f"DELETE FROM {self._qualified} WHERE {p.key} = ?"), gone)
+            self.session.delete_rows(self._table, p.key, gone)
         self._written.update(keys)
         self._unwritten.clear()
 
@@ -256,7 +257,7 @@ def fold_events(
         except StoreUnavailable:
             raise
         except Exception as exc:
-            if not is_poison(exc) and not _raised_by_fold(exc):
+            if not _dead_letters(rows.views, exc):
                 raise
             rows.undo_event()
             failures.append(
@@ -277,7 +278,7 @@ def _fold_fast(
     except StoreUnavailable:
         raise
     except Exception as exc:
-        if not is_poison(exc) and not _raised_by_fold(exc):
+        if not _dead_letters(rows.views, exc):
             raise
         raise RetryIsolated from exc
 
@@ -291,24 +292,18 @@ def _decoded(event: EventData | BaseException) -> EventData:
 def _fold_one(projection: Projection, rows: BatchRows, event: EventData | BaseException) -> None:
     """Fold one event and write its rows under a savepoint (the isolated pass)."""
     projection.apply(rows, _decoded(event))
-    cur = rows._cur  # noqa: SLF001 - the batch's own cursor
-    cur.execute("SAVEPOINT phaselog_event")
-    try:
+    with rows.session.savepoint():
         rows.flush()
-    except BaseException:
-        cur.execute("ROLLBACK TO SAVEPOINT phaselog_event")
-        raise
-    cur.execute("RELEASE SAVEPOINT phaselog_event")
 
 
-def _raised_by_fold(exc: BaseException) -> bool:
-    """True unless ``exc`` came from the driver (driver errors are classified by :func:`is_poison`)."""
-    module = type(exc).__module__
-    return not module.startswith(("psycopg", "sqlite3", "eventsourcing"))
+def _dead_letters(views: ViewStore, exc: Exception) -> bool:
+    """True when ``exc`` makes its event a dead letter: raised by the fold, or poison to the database."""
+    verdict = views.poison(exc)
+    return True if verdict is None else verdict
 
 
 def read_page(
-    store: Any, after: int, limit: int, topics: Sequence[str], stop: int | None
+    store: LogReader, after: int, limit: int, topics: Sequence[str], stop: int | None
 ) -> tuple[list[LogRecord], int]:
     """The next events after ``after`` (only ``topics`` when given) and the position they reach.
 

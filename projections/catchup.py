@@ -2,9 +2,10 @@
 
 Each read model folds the page in its own transaction, so one that fails (a
 database error), is halted, or is busy in another runner is left behind while
-the others go on. On PostgreSQL a long catch-up overlaps the work: the next page
-is read while the read models fold the current one, each in its own thread
-(the folds hold the GIL, but the database's share of the work runs meanwhile).
+the others go on. Where the view store runs transactions in parallel
+(PostgreSQL), a long catch-up overlaps the work: the next page is read while
+the read models fold the current one, each in its own thread (the folds hold
+the GIL, but the database's share of the work runs meanwhile).
 """
 
 from __future__ import annotations
@@ -51,14 +52,14 @@ class CatchUp:
             if target.known < 0:
                 target.known = engine.position(target.table)
         start = min((t.known for t in self.active), default=0)
-        page = read_page(engine.store, start, engine.batch_size, [], until)
-        threads = engine.backend.kind == "postgresql" and len(page[0]) >= engine.batch_size
+        page = read_page(engine.reader, start, engine.batch_size, [], until)
+        threads = engine.views.concurrent and len(page[0]) >= engine.batch_size
         pool = ThreadPoolExecutor(len(self.active) + 1, "phaselog-catch-up") if threads else None
         try:
             while self.active and page[1] > start:
                 ahead: Future[Page] | None = None
                 if pool is not None:  # read the next page while this one is folded
-                    ahead = pool.submit(read_page, engine.store, page[1], engine.batch_size, [], until)
+                    ahead = pool.submit(read_page, engine.reader, page[1], engine.batch_size, [], until)
                 todo = [t for t in self.active if t.known < page[1]]
                 if pool is None:
                     for target in todo:
@@ -79,7 +80,7 @@ class CatchUp:
 
     def _next(self, start: int, until: int | None) -> Page:
         after = min((t.known for t in self.active), default=start)
-        return read_page(self.engine.store, after, self.engine.batch_size, [], until)
+        return read_page(self.engine.reader, after, self.engine.batch_size, [], until)
 
     def _one(self, target: Target, page: Page, until: int | None, lock_timeout: float) -> None:
         name = target.projection.name

@@ -5,8 +5,9 @@ read model's tracking row (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``SELECT … F
 UPDATE`` on that one row, so other read models never wait), (2) re-reads its
 position and, for a following runner, checks it still holds the lease, (3) folds
 only later events, and (4) records the new position with eventsourcing's
-tracking recorder (``_insert_tracking``, which refuses to move backwards), with
-the rows and the dead letters of the batch. A crash rolls the batch back; any
+tracking recorder (which refuses to move backwards), with the rows and the dead
+letters of the batch, all through the view store's session
+(:mod:`phaselog.projections.ports`). A crash rolls the batch back; any
 other runner finds the position where the last committed batch left it.
 """
 
@@ -18,12 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from phaselog.domain.errors import PhaselogError
-from phaselog.projections import tables
-from phaselog.projections.backend import Backend
 from phaselog.projections.base import EventData, EventDecoder, Projection, ProjectionHalted
 from phaselog.projections.batch import BatchRows, RetryIsolated, RowCache, fold_events, read_page
-from phaselog.projections.errors import db_errors
 from phaselog.projections.gcpause import paused_gc
+from phaselog.projections.ports import DeadLetter, LogReader, ViewSession, ViewStore
 from phaselog.runtime import telemetry
 from phaselog.runtime.ports import LogRecord
 
@@ -47,7 +46,7 @@ class _Isolate(Exception):
 class _Halt(Exception):
     """``on_error="stop"`` met a failing event: roll the batch back, then record the halt."""
 
-    def __init__(self, failure: tables.DeadLetter) -> None:
+    def __init__(self, failure: DeadLetter) -> None:
         super().__init__(failure[3])
         self.failure = failure
 
@@ -69,8 +68,8 @@ class Engine:
 
     def __init__(  # noqa: PLR0913 - the runner's settings
         self,
-        store: Any,
-        backend: Backend,
+        reader: LogReader,
+        views: ViewStore,
         *,
         on_error: OnError,
         batch_size: int,
@@ -78,21 +77,21 @@ class Engine:
         lease_seconds: float,
         pause_gc: bool = True,
     ) -> None:
-        self.store = store
-        self.backend = backend
+        self.reader = reader
+        self.views = views
         self.on_error: OnError = on_error
         self.batch_size = batch_size
         self.cache_rows = cache_rows
         self.lease_seconds = lease_seconds
         self.pause_gc = pause_gc
-        self.decode = EventDecoder(store.app.mapper)
+        self.decode = EventDecoder(reader.codec)
         """The JSON state of a stored event (upcast when its class is known)."""
         self._handled: dict[str, dict[str, bool]] = {}
 
     def position(self, table: str) -> int:
         """The committed position of ``table``."""
-        with db_errors("reading read-model positions"), self.backend.read() as cur:
-            return self.backend.positions(cur, [table])[table]
+        with self.views.translate_errors("reading read-model positions"), self.views.read() as session:
+            return session.positions([table])[table]
 
     # -- one batch ------------------------------------------------------------------------------
     def batch(  # noqa: PLR0913 - the ways a runner, a catch-up and a rebuild run a batch
@@ -115,7 +114,7 @@ class Engine:
             return 0
         if page is None:
             topics = sorted(p.topics) if p.topics is not None else []
-            page = read_page(self.store, after, limit or self.batch_size, topics, until)
+            page = read_page(self.reader, after, limit or self.batch_size, topics, until)
         events, end = page
         if end <= after:
             target.known = after
@@ -147,14 +146,14 @@ class Engine:
         isolate: bool,
     ) -> int:
         """Fold ``page`` (the events after ``span[0]`` up to ``span[1]``) in one transaction."""
-        b, p = self.backend, target.projection
+        views, p = self.views, target.projection
         after, end = span
         with (
             telemetry.span("phaselog.projection.batch", projection=p.name, events=len(page), isolate=isolate),
-            db_errors(f"updating read model {p.name}"),
-            b.write([target.table], lock_timeout=lock_timeout) as cur,
+            views.translate_errors(f"updating read model {p.name}"),
+            views.write([target.table], lock_timeout=lock_timeout) as session,
         ):
-            locked, state = tables.position_and_state(b, cur, target.table, p.name if target.live else None)
+            locked, state = session.position_and_state(target.table, p.name if target.live else None)
             generation = 0
             if target.live:
                 generation = self._check_state(state, p, owner)
@@ -165,29 +164,29 @@ class Engine:
                 return 0
             target.cache.check((locked, generation))
             with paused_gc(enabled=self.pause_gc):
-                rows, failures = self._fold(target, cur, page, locked, isolate=isolate)
+                rows, failures = self._fold(target, session, page, locked, isolate=isolate)
             if failures:
-                tables.record_dead_letters(b, cur, target.table, failures)
+                session.record_dead_letters(target.table, failures)
                 for position, _, topic, error in failures:
                     log.error("%s skipped event %d (%s): %s", p.name, position, topic, error)
                 if target.live:
                     last = failures[-1]
-                    tables.set_state(b, cur, p.name, last_error=f"position {last[0]}: {last[3]}")
-            b.advance(cur, target.table, end)
+                    session.set_state(p.name, last_error=f"position {last[0]}: {last[3]}")
+            session.advance(target.table, end)
         target.cache.commit(rows.changes, (end, generation))
         telemetry.dead_lettered(p.name, len(failures))
         target.known = end
         return end - locked
 
     def _fold(
-        self, target: Target, cur: Any, page: Sequence[LogRecord], after: int, *, isolate: bool
-    ) -> tuple[BatchRows, list[tables.DeadLetter]]:
+        self, target: Target, session: ViewSession, page: Sequence[LogRecord], after: int, *, isolate: bool
+    ) -> tuple[BatchRows, list[DeadLetter]]:
         """Fold ``page``'s events past ``after`` into ``target``'s rows; write them unless isolated."""
-        b, p = self.backend, target.projection
+        p = target.projection
         if target.cache.mark is None:  # a fresh cache: complete when the table is empty
-            target.cache.complete = b.is_empty(cur, b.table(target.table))
+            target.cache.complete = session.is_empty(target.table)
         events = self.decode.page(page, after, p.handles, self._handled.setdefault(p.name, {}))
-        rows = BatchRows(b, cur, p, target.table, target.cache)
+        rows = BatchRows(self.views, session, p, target.table, target.cache)
         if not target.cache.complete:  # a complete cache answers every key without a query
             rows.prefetch(self._key(p, e) for _, e in events)
         failures = fold_events(p, rows, events, isolate=isolate)
@@ -230,11 +229,14 @@ class Engine:
             return 0
         return -1 if state["halted"] is not None else int(state["generation"])
 
-    def _halt(self, target: Target, failure: tables.DeadLetter) -> ProjectionHalted:
+    def _halt(self, target: Target, failure: DeadLetter) -> ProjectionHalted:
         position, _, topic, error = failure
         msg = f"{target.projection.name} stopped before event {position} ({topic}): {error}"
         log.error("%s (on_error='stop'; fix the fold, then retry_errors(%r))", msg, target.projection.name)
         if target.live:
-            with db_errors("recording a halted read model"), self.backend.write([]) as cur:
-                tables.set_state(self.backend, cur, target.projection.name, halted=position, last_error=msg)
+            with (
+                self.views.translate_errors("recording a halted read model"),
+                self.views.write([]) as session,
+            ):
+                session.set_state(target.projection.name, halted=position, last_error=msg)
         return ProjectionHalted(msg)

@@ -33,11 +33,10 @@ from typing import Any
 
 from phaselog.domain.errors import PhaselogError
 from phaselog.domain.retry import Backoff
-from phaselog.projections import tables
-from phaselog.projections.backend import Backend
 from phaselog.projections.base import ProjectionHalted
 from phaselog.projections.engine import Engine, LeaseLost, Target
-from phaselog.projections.errors import ProjectionBusy, db_errors
+from phaselog.projections.errors import ProjectionBusy
+from phaselog.projections.ports import ViewStore
 from phaselog.runtime.sealing import SealSchedule
 
 __all__ = ["HORIZON_LOOK_INTERVAL", "SEAL_LEASE", "Follower", "runner_id"]
@@ -70,7 +69,7 @@ class Follower:
         on_progress: Callable[[], None],
     ) -> None:
         self.engine = engine
-        self.backend: Backend = engine.backend
+        self.views: ViewStore = engine.views
         self.targets = list(targets)
         self.owner = owner
         self.poll_interval = poll_interval
@@ -118,8 +117,8 @@ class Follower:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
         try:
-            with db_errors("releasing leases"), self.backend.write([]) as cur:
-                tables.release_leases(self.backend, cur, self.owner)
+            with self.views.translate_errors("releasing leases"), self.views.write([]) as session:
+                session.release_leases(self.owner)
         except PhaselogError as exc:
             log.warning("could not release projection leases (they expire by themselves): %s", exc)
         with self._held_lock:
@@ -143,11 +142,11 @@ class Follower:
 
     def _try_acquire(self, name: str) -> bool:
         with (
-            db_errors("taking a projection lease"),
-            self.backend.write([], lock_timeout=self.lock_timeout) as cur,
+            self.views.translate_errors("taking a projection lease"),
+            self.views.write([], lock_timeout=self.lock_timeout) as session,
         ):
-            tables.ensure_state(self.backend, cur, [name])
-            got = tables.acquire_lease(self.backend, cur, name, self.owner, self.engine.lease_seconds)
+            session.ensure_state([name])
+            got = session.acquire_lease(name, self.owner, self.engine.lease_seconds)
         if got:
             with self._held_lock:
                 self.held.add(name)
@@ -162,7 +161,7 @@ class Follower:
     def _follow(self, target: Target) -> None:
         name = target.projection.name
         backoff = self.poll_interval
-        idle = max(self.poll_interval, 1.0) if self.backend.kind == "postgresql" else self.poll_interval
+        idle = max(self.poll_interval, 1.0) if self.engine.reader.kind == "postgresql" else self.poll_interval
         while not self.stop_event.is_set():
             ticks = self._ticks
             try:
@@ -195,7 +194,7 @@ class Follower:
                 self._sleep(ticks, idle)
 
     def _housekeep(self) -> None:
-        seal = getattr(self.engine.store, "seal", None)
+        seal = self.engine.reader.seal
         every = max(0.05, self.engine.lease_seconds / 3)
         while not self.stop_event.wait(every):
             try:
@@ -203,15 +202,13 @@ class Follower:
                     names = sorted(self.held)
                 if names:
                     with (
-                        db_errors("renewing projection leases"),
-                        self.backend.write([], lock_timeout=self.lock_timeout) as cur,
+                        self.views.translate_errors("renewing projection leases"),
+                        self.views.write([], lock_timeout=self.lock_timeout) as session,
                     ):
-                        kept = tables.renew_leases(
-                            self.backend, cur, names, self.owner, self.engine.lease_seconds
-                        )
+                        kept = session.renew_leases(names, self.owner, self.engine.lease_seconds)
                     with self._held_lock:
                         self.held &= kept | (self.held - set(names))
-                if callable(seal) and self.sealing.enabled:
+                if seal is not None and self.sealing.enabled:
                     self._maybe_seal(seal)
             except PhaselogError as exc:
                 log.warning("projection housekeeping: %s", exc)
@@ -229,14 +226,15 @@ class Follower:
             self.seals += 1
 
     def _listen(self) -> None:
-        horizon = getattr(self.engine.store, "horizon", None) if self.backend.kind == "postgresql" else None
+        reader = self.engine.reader
+        horizon = reader.horizon if reader.kind == "postgresql" else None
         while not self.stop_event.is_set():
-            if self.backend.kind == "postgresql":
-                self.backend.wait_for_events(1.0, self.stop_event)
+            if reader.kind == "postgresql":
+                reader.wait_for_events(1.0, self.stop_event)
             else:
                 self.stop_event.wait(self.poll_interval)
             self.wake()
-            if callable(horizon):
+            if horizon is not None:
                 self._look_at_horizon(horizon)
 
     def _look_at_horizon(self, horizon: Callable[[], Any]) -> None:

@@ -18,7 +18,6 @@ from typing import Any
 from phaselog.domain.errors import ConcurrencyConflict, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.retry import Backoff
 from phaselog.projections import tables
-from phaselog.projections.backend import Backend, open_backend
 from phaselog.projections.base import (
     EventData,
     Projection,
@@ -29,12 +28,12 @@ from phaselog.projections.base import (
 from phaselog.projections.batch import RowCache
 from phaselog.projections.catchup import CatchUp
 from phaselog.projections.engine import Engine, OnError, ProgressCallback, Target
-from phaselog.projections.errors import db_errors
 from phaselog.projections.follow import Follower, runner_id
+from phaselog.projections.ports import LogReader, ViewPorts, ViewStore, open_view_ports
 from phaselog.projections.rebuild import rebuild, retry_dead_letters, set_meta
 from phaselog.projections.status import status_rows
 from phaselog.runtime.retry import retry
-from phaselog.runtime.sealing import DEFAULT_SEAL_INTERVAL, check_seal_interval
+from phaselog.runtime.sealing import check_seal_interval
 
 __all__ = ["ProgressCallback", "Projections", "default_projections"]
 
@@ -72,39 +71,47 @@ class Projections:
         cache_rows: int = 20_000,
         busy_timeout: float = 2.0,
         pause_gc: bool = True,
+        ports: ViewPorts | None = None,
     ) -> None:
+        """The read models of ``store``, kept in the view store of ``ports``.
+
+        ``ports`` (a log reader and a view store) defaults to what the adapters
+        layer composes for ``store`` (:func:`~phaselog.projections.ports.open_view_ports`).
+        """
         if on_error not in {"skip", "stop"}:
             raise ValidationFailed(f"on_error must be 'skip' or 'stop', not {on_error!r}")
         if batch_size < 1 or lease_seconds <= 0:
             raise ValidationFailed("batch_size must be at least 1 and lease_seconds positive")
         self.store = store
+        self.reader: LogReader
+        self.views: ViewStore
+        self.reader, self.views = open_view_ports(store) if ports is None else ports
         self.poll_interval = poll_interval
         self.seal_interval = check_seal_interval(
-            getattr(store, "seal_interval", DEFAULT_SEAL_INTERVAL) if seal_interval is None else seal_interval
+            self.reader.seal_interval if seal_interval is None else seal_interval
         )  # one sealing policy: by default the store's own interval
         self.busy_timeout = busy_timeout
         self._projections = list(default_projections() if projections is None else projections)
         names = [p.name for p in self._projections]
         if len(set(names)) != len(names) or not all(names):
             raise ValidationFailed(f"projection names must be unique and non-empty: {names}")
-        self.backend: Backend = open_backend(store)
         self.engine = Engine(
-            store,
-            self.backend,
+            self.reader,
+            self.views,
             on_error=on_error,
             batch_size=batch_size,
             cache_rows=cache_rows,
             lease_seconds=lease_seconds,
             pause_gc=pause_gc,
         )
-        self.models = {p.name: ReadModel(self.backend, p) for p in self._projections}
+        self.models = {p.name: ReadModel(self.views, p) for p in self._projections}
         self._targets = {p.name: Target(p, p.table, RowCache(cache_rows)) for p in self._projections}
         self.runner_id = runner_id()
         self._follower: Follower | None = None
         self._progress = threading.Condition()
         self._errors: dict[str, str] = {}
         self._closed = False
-        if not getattr(store, "read_only", False):  # a read-only store only reads what exists
+        if not self.reader.read_only:  # a read-only store only reads what exists
             self._setup()
 
     @property
@@ -162,22 +169,20 @@ class Projections:
         retry(self._create_tables, policy=_SETUP_RETRIES, retry_on=(ConcurrencyConflict, StoreUnavailable))
 
     def _create_tables(self) -> None:
-        b = self.backend
+        views = self.views
         stale: list[Projection] = []
-        with db_errors("creating read-model tables"), b.write([]) as cur:
-            tables.create_tables(b, cur)
-            tables.ensure_state(b, cur, [p.name for p in self._projections])
-            cur.execute(b.q(f"SELECT name, fingerprint FROM {b.table(VIEW_META_TABLE)}"), [])
-            known = {str(r["name"]): str(r["fingerprint"]) for r in cur.fetchall()}
+        with views.translate_errors("creating read-model tables"), views.write([]) as session:
+            session.create_bookkeeping()
+            session.ensure_state([p.name for p in self._projections])
+            known = session.fingerprints()
             for p in self._projections:
                 if p.name in known and known[p.name] != p.fingerprint:
                     stale.append(p)
                     continue
-                if not b.table_exists(cur, p.table):  # DDL on a table in use would wait for its runner
-                    for sql in p.create_sql(p.table, b.table(p.table)):
-                        cur.execute(sql)
+                if not session.table_exists(p.table):  # DDL on a table in use would wait for its runner
+                    session.create_table(p.table_spec(p.table))
                 if p.name not in known:
-                    set_meta(self.engine, cur, p)
+                    set_meta(session, p)
         for p in stale:
             log.warning("read model %s changed shape; rebuilding it from the event log", p.name)
             self.rebuild(p.name)
@@ -234,8 +239,8 @@ class Projections:
     def errors(self, name: str | None = None) -> list[dict[str, Any]]:
         """Dead-lettered events: projection, position, stream, topic, error, at (oldest first)."""
         chosen = {p.table: p.name for p in self._chosen(name)}
-        with db_errors("reading dead letters"), self.backend.read() as cur:
-            letters = tables.dead_letters(self.backend, cur, list(chosen))
+        with self.views.translate_errors("reading dead letters"), self.views.read() as session:
+            letters = session.dead_letters(list(chosen))
         return [
             {"projection": chosen[d.pop("tbl")], **d}
             for d in sorted(letters, key=lambda d: (d["position"], d["tbl"]))
@@ -255,16 +260,16 @@ class Projections:
 
     # -- waiting and following -----------------------------------------------------------------
     def _positions(self, names: Sequence[str]) -> dict[str, int]:
-        with db_errors("reading read-model positions"), self.backend.read() as cur:
-            return self.backend.positions(cur, names)
+        with self.views.translate_errors("reading read-model positions"), self.views.read() as session:
+            return session.positions(names)
 
     def position(self) -> int:
         """The position every read model has reached (the slowest one's)."""
         return min(self._positions([p.table for p in self._projections]).values(), default=0)
 
     def _halted(self) -> dict[str, dict[str, Any]]:
-        with db_errors("reading read-model state"), self.backend.read() as cur:
-            state = tables.read_state(self.backend, cur, [p.name for p in self._projections])
+        with self.views.translate_errors("reading read-model state"), self.views.read() as session:
+            state = session.read_state([p.name for p in self._projections])
         return {name: s for name, s in state.items() if s["halted"] is not None}
 
     def wait(self, position: int, timeout: float = 5.0) -> None:
@@ -326,7 +331,7 @@ class Projections:
 
     def _timeout(self, position: int, behind: dict[str, int], timeout: float) -> ProjectionTimeout:
         """The timeout error, naming the append in flight that holds the horizon below ``position``."""
-        look = getattr(self.store, "horizon", None)
+        look = self.reader.horizon
         try:
             horizon = look() if look is not None else None
         except PhaselogError as exc:  # the error names the models behind even when the store is down
@@ -381,9 +386,10 @@ class Projections:
         return status_rows(self.engine, self.models, self._errors, running=self.running)
 
     def close(self) -> None:
-        """Stop following and release the backend; safe to call twice."""
+        """Stop following and release the log reader and the view store; safe to call twice."""
         if self._closed:
             return
         self._closed = True
         self.stop()
-        self.backend.close()
+        self.reader.close()
+        self.views.close()

@@ -8,10 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from phaselog.domain.errors import PhaselogError
-from phaselog.projections import tables
 from phaselog.projections.base import ReadModel
 from phaselog.projections.engine import Engine
-from phaselog.projections.errors import db_errors
 
 __all__ = ["lag_seconds", "status_rows"]
 
@@ -29,15 +27,14 @@ def status_rows(
     ``halted`` for a model stopped by ``on_error="stop"``; ``owner`` the runner
     holding its lease (``None`` when no lease is live).
     """
-    b = engine.backend
-    head = engine.store.max_position()
+    views = engine.views
+    head = engine.reader.max_position()
     names = list(models)
     tables_ = [models[n].projection.table for n in names]
-    with db_errors("reading read-model status"), b.read() as cur:
-        positions = b.positions(cur, tables_)
-        state = tables.read_state(b, cur, names)
-        cur.execute(f"SELECT tbl, COUNT(*) AS n FROM {b.table(tables.ERRORS_TABLE)} GROUP BY tbl")
-        errors = {str(r["tbl"]): int(r["n"]) for r in cur.fetchall()}
+    with views.translate_errors("reading read-model status"), views.read() as session:
+        positions = session.positions(tables_)
+        state = session.read_state(names)
+        errors = session.dead_letter_counts()
     out = []
     for name in names:
         p = models[name].projection
@@ -72,14 +69,11 @@ def lag_seconds(engine: Engine, at: int, head: int) -> float:
 
     Read past the commit horizon (``records(..., final=False)``): while an append
     in flight holds readers back, the events committed behind it still count, so
-    the figure grows for as long as the read side is frozen. A store without
-    ``records`` falls back to ``notifications`` (up to the horizon only).
+    the figure grows for as long as the read side is frozen.
     """
     if at >= head:
         return 0.0
-    store = engine.store
-    records = getattr(store, "records", None)
-    page = records(at + 1, 1, final=False) if callable(records) else store.notifications(at + 1, 1)
+    page = engine.reader.records(at + 1, 1, final=False)
     if not page:
         return 0.0
     try:

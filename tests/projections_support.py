@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from phaselog.adapters import Store
 from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
 from phaselog.projections.base import EventData, Projection, Rows, event_data
+from phaselog.projections.ports import TableSpec
 
 
 class AccountOpened(CreationEvent):
@@ -122,7 +124,5 @@ class CheckedLedger(Ledger):
 
     name: ClassVar[str] = "checked"
 
-    def create_sql(self, table: str, qualified: str) -> list[str]:
-        statements = super().create_sql(table, qualified)
-        statements[0] = statements[0].removesuffix(")") + ", CHECK (balance >= 0))"
-        return statements
+    def table_spec(self, table: str) -> TableSpec:
+        return replace(super().table_spec(table), checks=("balance >= 0",))

@@ -61,7 +61,8 @@ def test_postgresql_runner_wakes_on_notify(make_url: Callable[[str], str]) -> No
         views.start()
         try:
             views.wait(0, timeout=1)
-            _until(lambda: views.backend._listener is not None, 30, "LISTEN to be armed")  # type: ignore[attr-defined]
+            listener = views.reader.listener  # type: ignore[attr-defined]  # the PostgreSQL reader's
+            _until(lambda: listener.connection is not None, 30, "LISTEN to be armed")
             for i in range(3):
                 open_account(store, f"acct:{i}")
                 views.wait(store.max_position(), timeout=20)

@@ -146,8 +146,8 @@ def test_a_broken_model_never_holds_the_others_back(store: Store) -> None:
     views = Projections(store, [Picky(), Ledger()])
     try:
         open_account(store, "a", deposits=(1, 2))
-        with views.backend.write([]) as cur:
-            cur.execute(f"DROP TABLE {views.backend.table(Picky().table)}")
+        with views.views.write([]) as session:
+            session.drop_table(Picky().table)
         with pytest.raises(StoreUnavailable):
             views.catch_up()
         assert _row(views, "ledger")["position"] == store.max_position()

@@ -12,12 +12,12 @@ import pytest
 from projections_support import Deposited, Ledger, expected_ledger, open_account
 
 from phaselog.adapters import Store
-from phaselog.projections import Projections, tables
-from phaselog.projections.backend import Backend
+from phaselog.projections import Projections
 from phaselog.projections.base import EventData, Rows, load_text, store_text
 from phaselog.projections.batch import RowCache
 from phaselog.projections.engine import LeaseLost, Target
 from phaselog.projections.follow import Follower
+from phaselog.projections.ports import ViewStore
 
 MARK = "\ufdd0json:"  # the escape marker of read-model text
 
@@ -53,13 +53,13 @@ def _target(views: Projections, name: str) -> Target:
     return views._targets[name]  # the runner's own batch target
 
 
-def _take_lease(backend: Backend, name: str, owner: str, *, over: bool = False) -> None:
+def _take_lease(views: ViewStore, name: str, owner: str, *, over: bool = False) -> None:
     """``owner`` takes the lease on ``name`` (``over``: after the holder's lease ran out)."""
-    with backend.write([]) as cur:
-        tables.ensure_state(backend, cur, [name])
+    with views.write([]) as session:
+        session.ensure_state([name])
         if over:  # the holder stalled past its expiry, in the same transaction as the takeover
-            tables.set_state(backend, cur, name, expires=0)
-        assert tables.acquire_lease(backend, cur, name, owner, 60)
+            session.set_state(name, expires=0)
+        assert session.acquire_lease(name, owner, 60)
 
 
 # -- a lost lease ---------------------------------------------------------------------------------
@@ -70,11 +70,11 @@ def test_a_batch_whose_lease_was_taken_over_raises_lease_lost_and_commits_nothin
     views = Projections(durable_store, [Ledger()], lease_seconds=60)
     views_made.append(views)
     target = _target(views, "ledger")
-    _take_lease(views.backend, "ledger", "runner-a")
+    _take_lease(views.views, "ledger", "runner-a")
     open_account(durable_store, "acct:1", deposits=(1,))
     assert views.engine.batch(target, owner="runner-a") == 2
     rows, position = views["ledger"].all(), views.engine.position(target.table)
-    _take_lease(views.backend, "ledger", "runner-b", over=True)
+    _take_lease(views.views, "ledger", "runner-b", over=True)
     open_account(durable_store, "acct:2", deposits=(2,))
     with pytest.raises(LeaseLost):
         views.engine.batch(target, owner="runner-a")
@@ -111,7 +111,7 @@ def test_a_following_runner_whose_lease_was_taken_over_stops_committing(
     assert isinstance(follower, Follower)
     assert "ledger" in follower.held
     position = first.position()
-    _take_lease(first.backend, "ledger", second.runner_id, over=True)
+    _take_lease(first.views, "ledger", second.runner_id, over=True)
     open_account(durable_store, "acct:2", deposits=(2, 3))
     follower.wake()
     assert lost.wait(30), "the runner never met LeaseLost"
