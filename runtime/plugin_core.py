@@ -34,7 +34,6 @@ from phaselog.domain.plugin import (
     plugin_stream_id,
 )
 from phaselog.domain.plugin_state import PluginStateManager
-from phaselog.runtime.plugin_views import MachineView, RetryView
 from phaselog.runtime.positions import Positioned
 from phaselog.runtime.sansio import Steps
 from phaselog.runtime.store_steps import Exists, Load, Save, StoreStep, Stream
@@ -44,9 +43,7 @@ __all__ = [
     "Duration",
     "Flow",
     "MachineCore",
-    "MachineView",
     "Observer",
-    "RetryView",
     "check_callable",
     "check_reason",
     "load_plugin",

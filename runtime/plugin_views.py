@@ -1,4 +1,4 @@
-"""What both plugin shells' machines read from their core (:mod:`phaselog.runtime.plugin_core`).
+"""What both plugin shells' machines read from their core (``plugin_core.MachineCore``).
 
 Reads do no I/O: they answer from the core's :attr:`~phaselog.runtime.plugin_core.MachineCore.known`
 aggregate, so a sync and an async machine answer a read alike, stale ones too.

@@ -29,9 +29,7 @@ from phaselog.runtime.plugin_core import (
     Duration,
     Flow,
     MachineCore,
-    MachineView,
     Observer,
-    RetryView,
     check_callable,
     load_plugin,
     machine_settings,
@@ -41,6 +39,7 @@ from phaselog.runtime.plugin_core import (
     record_state,
     transitions,
 )
+from phaselog.runtime.plugin_views import MachineView, RetryView
 from phaselog.runtime.positions import Positioned
 from phaselog.runtime.sansio import drive
 from phaselog.runtime.store_steps import on_store

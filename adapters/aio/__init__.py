@@ -1,5 +1,8 @@
 """phaselog.aio: the asyncio API — stores, subscriptions, plugins and read models as coroutines."""
 
+from phaselog.aio.factory import (
+    open_async_store,
+)
 from phaselog.aio.plugins import (
     AsyncObserver,
     AsyncPluginService,
@@ -12,7 +15,6 @@ from phaselog.aio.projections import (
 )
 from phaselog.aio.store import (
     AsyncStore,
-    open_async_store,
 )
 from phaselog.aio.tasks import (
     AsyncTaskController,

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
+from phaselog.domain.events import Aggregate, DomainEvent
 from phaselog.domain.plugin import (
     PluginAggregate,
     PluginPhase,
@@ -25,8 +26,6 @@ from phaselog.runtime.plugin_core import (
     Duration,
     Flow,
     MachineCore,
-    MachineView,
-    RetryView,
     check_callable,
     load_plugin,
     machine_settings,
@@ -36,6 +35,7 @@ from phaselog.runtime.plugin_core import (
     record_state,
     transitions,
 )
+from phaselog.runtime.plugin_views import MachineView, RetryView
 from phaselog.runtime.positions import Positioned
 from phaselog.runtime.sansio import drive_async
 from phaselog.runtime.store_steps import Exists, Load, Save, StoreStep, Stream
@@ -43,16 +43,49 @@ from phaselog.runtime.store_steps import Exists, Load, Save, StoreStep, Stream
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from phaselog.aio.store import AsyncStore
-
-__all__ = ["AsyncObserver", "AsyncPluginService", "AsyncPluginStateMachine", "AsyncRetryState"]
+__all__ = [
+    "AsyncEventStore",
+    "AsyncObserver",
+    "AsyncPluginService",
+    "AsyncPluginStateMachine",
+    "AsyncRetryState",
+]
 
 T = TypeVar("T")
+AggT = TypeVar("AggT", bound=Aggregate)
 AsyncObserver = Callable[[str, Transition], object]  # may return an awaitable (async def)
 StateFn = Callable[[PluginStateManager], T | Awaitable[T]]
 
 
-async def _run(store: AsyncStore, protocol: Flow[T]) -> T:
+class AsyncEventStore(Protocol):
+    """What the async plugin shell awaits on a store (:class:`~phaselog.aio.AsyncStore` is one)."""
+
+    async def save(self, *aggregates: Aggregate) -> Sequence[object]:
+        """Append the pending events of ``aggregates`` atomically."""
+        ...
+
+    async def load(
+        self, aggregate_id: str, aggregate_type: type[AggT], *, version: int | None = None
+    ) -> AggT:
+        """Load an aggregate (``NotFound`` when missing or of another type)."""
+        ...
+
+    async def exists(self, aggregate_id: str) -> bool:
+        """True when the stream has at least one event."""
+        ...
+
+    async def stream(
+        self, aggregate_id: str, *, gt: int | None = None, lte: int | None = None
+    ) -> list[DomainEvent]:
+        """All events of one stream, oldest first."""
+        ...
+
+    async def stream_ids(self, prefix: str = "") -> list[str]:
+        """Ids of all streams starting with ``prefix``, sorted."""
+        ...
+
+
+async def _run(store: AsyncEventStore, protocol: Flow[T]) -> T:
     """Await the store calls of a plugin protocol (the async shell)."""
 
     async def call(step: StoreStep) -> object:
@@ -124,7 +157,7 @@ class AsyncPluginStateMachine(MachineView):
     writes with ``await projections.wait_for(machine.position)``).
     """
 
-    def __init__(self, store: AsyncStore, core: MachineCore) -> None:
+    def __init__(self, store: AsyncEventStore, core: MachineCore) -> None:
         self._store = store
         self._core = core
         self._lock = _TaskLock()
@@ -189,7 +222,7 @@ class AsyncPluginService(Positioned):
     service (by :meth:`handle` and by creating a plugin in :meth:`machine`).
     """
 
-    def __init__(self, store: AsyncStore) -> None:
+    def __init__(self, store: AsyncEventStore) -> None:
         self._store = store
 
     async def machine(

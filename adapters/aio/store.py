@@ -1,4 +1,4 @@
-"""``open_async_store`` and :class:`AsyncStore`: the store's API for code running on an event loop.
+""":class:`AsyncStore`: the store's API for code running on an event loop (open with ``open_async_store``).
 
 SQLite and memory stores run a sync :class:`~phaselog.adapters.Store` on ONE
 worker thread (their drivers block); PostgreSQL does its I/O on psycopg's
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from phaselog.aio.plugins import AsyncPluginService
     from phaselog.aio.projections import AsyncProjections
 
-__all__ = ["AsyncStore", "open_async_store"]
+__all__ = ["AsyncStore"]
 
 log = logging.getLogger("phaselog.aio")
 
@@ -267,20 +267,3 @@ class _Polling:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
-
-
-def open_async_store(url: str | None = None, **options: Any) -> AsyncStore:
-    """The async store at ``url`` (``$PHASELOG_URL``, else ``sqlite:///phaselog.db``).
-
-    Use ``async with open_async_store(url) as store:`` (or ``store = await
-    open_async_store(url)`` and ``await store.aclose()``). Options:
-    ``snapshot_interval``, ``stall_warning``, ``stall_unhealthy`` and
-    ``seal_interval`` (as for ``open_store``; the async store's saves are sealed
-    as the sync store's are) and, on PostgreSQL,
-    ``pool_size`` (the async pool's connections; default the URL's ``pool_max``).
-    """
-    if parse_url(url).kind == "postgresql":
-        from phaselog.aio.postgres import PostgresAsyncStore  # noqa: PLC0415 - imports psycopg_pool's async pool
-
-        return PostgresAsyncStore(url, **options)
-    return AsyncStore(url, **options)
