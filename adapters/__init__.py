@@ -13,9 +13,10 @@ from phaselog.adapters.store import (
     Store,
     open_store,
 )
-from phaselog.runtime.ports import register_default_store_factory
+from phaselog.runtime.recoverable import set_default_store_factory
 
-register_default_store_factory(open_store)
+# The composition root wires the default store of recoverable states (the runtime looks nothing up).
+set_default_store_factory(open_store)
 
 __all__ = [
     "MAX_EVENT_BYTES",

@@ -3,20 +3,19 @@
 ``phaselog.runtime`` owns this protocol and depends on nothing else of a store;
 ``phaselog.adapters.Store`` (and any test double of the same shape) implements it.
 Keeping the port here lets the services be typed, tested and reused without
-importing the adapters layer.
+importing the adapters layer. The runtime never looks a store up: stores are
+passed in, and the default store of a recoverable state is wired by the
+composition root (:func:`phaselog.runtime.recoverable.set_default_store_factory`).
 """
 
 from __future__ import annotations
 
-import importlib
-import threading
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
 
-from phaselog.domain.errors import StoreUnavailable
 from phaselog.domain.events import Aggregate
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Iterable, Sequence
 
     from phaselog.domain.events import DomainEvent
 
@@ -26,8 +25,6 @@ __all__ = [
     "Saved",
     "StreamHead",
     "committed_position",
-    "default_store_factory",
-    "register_default_store_factory",
 ]
 
 AggT = TypeVar("AggT", bound=Aggregate)
@@ -117,26 +114,3 @@ class EventStore(Protocol):
     def close(self) -> None:
         """Release the store's resources."""
         ...
-
-
-_factory: Callable[[], EventStore] | None = None
-_factory_lock = threading.Lock()
-# The composition root that registers the default factory when it is imported.
-_COMPOSITION_ROOT = "phaselog.adapters"
-
-
-def register_default_store_factory(factory: Callable[[], EventStore]) -> None:
-    """Name how to open the process-wide default store (the adapters layer registers ``open_store``)."""
-    global _factory  # noqa: PLW0603 - one process-wide registry, set by the composition root
-    with _factory_lock:
-        _factory = factory
-
-
-def default_store_factory() -> Callable[[], EventStore]:
-    """The registered default-store factory, importing the composition root once if none is yet."""
-    if _factory is None:
-        importlib.import_module(_COMPOSITION_ROOT)  # registers itself on import
-    if _factory is None:  # pragma: no cover - only without the adapters layer installed
-        msg = f"no default store: import {_COMPOSITION_ROOT} or pass store=..."
-        raise StoreUnavailable(msg)
-    return _factory

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel
 
 from phaselog.domain.encoding import jsonable_model, same_json
-from phaselog.domain.errors import ConcurrencyConflict, NotFound, ValidationFailed
+from phaselog.domain.errors import ConcurrencyConflict, NotFound, StoreUnavailable, ValidationFailed
 from phaselog.domain.ids import InvalidStreamId
 from phaselog.domain.retry import Backoff
 from phaselog.domain.state import (
@@ -30,7 +30,6 @@ from phaselog.domain.state import (
     kvs_label,
     state_stream_id,
 )
-from phaselog.runtime.ports import default_store_factory
 from phaselog.runtime.positions import Positioned
 from phaselog.runtime.recoverable_events import Event, EventManager, EventPersistStateData, Listener
 from phaselog.runtime.retry import retry
@@ -49,6 +48,7 @@ __all__ = [
     "SyncRecoverableState",
     "get_default_store",
     "set_default_store",
+    "set_default_store_factory",
 ]
 
 log = logging.getLogger("phaselog.state")
@@ -58,7 +58,12 @@ _SAVE_ATTEMPTS = 10
 _SAVE_RETRIES = Backoff(first=0.0, maximum=0.0, attempts=_SAVE_ATTEMPTS)  # at once: the reload is the wait
 
 _default_store: Store | None = None
+_default_factory: Callable[[], Store] | None = None
 _default_store_lock = threading.Lock()
+_NO_DEFAULT_STORE = (
+    "no default store for a recoverable state: pass store=... or import phaselog.adapters "
+    "(which wires open_store as the default)"
+)
 
 
 def set_default_store(store: Store | None) -> None:
@@ -68,13 +73,25 @@ def set_default_store(store: Store | None) -> None:
         _default_store = store
 
 
+def set_default_store_factory(factory: Callable[[], Store] | None) -> None:
+    """How to open the default store on first use: phaselog.adapters wires open_store (None unwires)."""
+    global _default_factory  # noqa: PLW0603 - wired once by the composition root
+    with _default_store_lock:
+        _default_factory = factory
+
+
 def get_default_store() -> Store:
-    """Return the process-wide default store, opened on first use (``$PHASELOG_URL`` or ./phaselog.db)."""
+    """Return the process-wide default store, opened on first use (``$PHASELOG_URL`` or ./phaselog.db).
+
+    :class:`StoreUnavailable` when none was set and no factory was wired.
+    """
     global _default_store  # noqa: PLW0603
     with _default_store_lock:
         if _default_store is None:
-            # Runtime receives stores; only this fallback opens one, through the registered factory.
-            _default_store = default_store_factory()()
+            if _default_factory is None:
+                raise StoreUnavailable(_NO_DEFAULT_STORE)
+            # Runtime receives stores; only this fallback opens one, through the wired factory.
+            _default_store = _default_factory()
             atexit.register(_default_store.close)
         return _default_store
 
