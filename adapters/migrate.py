@@ -1,14 +1,19 @@
 """Schema versions of phaselog's own tables: reading them, and recording an upgrade.
 
 A store records its schema version in ``phaselog_meta`` (key ``schema_version``);
-a wave-1 store has no such table and counts as version 1. The recorders create
-and upgrade phaselog's tables when a store is opened with ``create=True``;
-``phaselog migrate`` does exactly that on purpose, then finishes the upgrade
-here: it re-derives the stream index's open flags (a wave-1 store's streams were
-indexed as open, whatever their aggregate says) and records the upgrade in
-``phaselog_meta`` (key ``migrated:<from>-><to>``). A store opened with
-``create=False`` (or ``read_only=True``) whose schema is older than the code is
-refused with a hint to run ``phaselog migrate``.
+a store written by phaselog's first releases has no such table and counts as
+version 1. The recorders create and upgrade phaselog's tables when a store is
+opened with ``create=True``; ``phaselog migrate`` does exactly that on purpose,
+then finishes the upgrade here: it re-derives the stream index's open flags (a
+version-1 store's streams were indexed as open, whatever their aggregate says)
+and records the upgrade in ``phaselog_meta`` (key ``migrated:<from>-><to>``). A
+store opened with ``create=False`` (or ``read_only=True``) whose schema is older
+than the code is refused with a hint to run ``phaselog migrate``.
+
+The store calls this module (:func:`probe`, :func:`check_version`,
+:func:`record_upgrade`); this module never imports the store: it reads the
+store through :class:`UpgradingStore` and opens one with the opener
+:func:`migrate` is given.
 """
 
 from __future__ import annotations
@@ -18,28 +23,37 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg.sql import SQL, Identifier
 
+from phaselog.adapters.audit.topics import load_domain_modules
 from phaselog.adapters.errors import translate_errors
+from phaselog.adapters.postgres.recorder import PhaselogPostgresApplicationRecorder
 from phaselog.adapters.postgres.schema import HEADS_TABLE, SCHEMA_META_TABLE, SCHEMA_VERSION
+from phaselog.adapters.sqlite.recorder import PhaselogSQLiteApplicationRecorder
+from phaselog.adapters.urls import StoreURL, parse_url
 from phaselog.domain.encoding import dump_json
 from phaselog.domain.errors import NotFound, PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.retry import Backoff
 from phaselog.runtime.retry import retry
 
 if TYPE_CHECKING:
-    from phaselog.adapters.store import Store
-    from phaselog.adapters.urls import StoreURL
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
+    from phaselog.adapters.application import PhaselogApplication
+    from phaselog.runtime.ports import StreamHead
 
 __all__ = [
     "SCHEMA_VERSION",
     "Migration",
     "SchemaOutdated",
+    "UpgradedStore",
+    "UpgradingStore",
     "check_version",
     "migrate",
     "phaselog_version",
@@ -58,6 +72,38 @@ SQLITE_EVENTS_TABLE = "stored_events"
 
 class SchemaOutdated(StoreUnavailable):
     """The store's tables are older than this phaselog: run ``phaselog migrate`` first."""
+
+
+class UpgradingStore(Protocol):
+    """A store as :func:`record_upgrade` reads and writes it, right after its recorder upgraded it."""
+
+    @property
+    def kind(self) -> str:
+        """``"memory"``, ``"sqlite"`` or ``"postgresql"``."""
+        ...
+
+    @property
+    def url(self) -> str:
+        """The store's URL without its password (for messages)."""
+        ...
+
+    @property
+    def app(self) -> PhaselogApplication:
+        """The eventsourcing application: its recorder and its repository."""
+        ...
+
+    def stream_heads(self, prefix: str = "", *, open_only: bool = False) -> list[StreamHead]:
+        """The head of every stream whose id starts with ``prefix`` (only open ones if asked), by id."""
+        ...
+
+
+class UpgradedStore(Protocol):
+    """A store as :func:`migrate` opens it: it says how many streams its upgrade marked closed."""
+
+    @property
+    def closed_on_upgrade(self) -> int:
+        """How many streams of the index opening the store marked closed (0 if it was current)."""
+        ...
 
 
 def phaselog_version() -> str:
@@ -176,7 +222,7 @@ def check_version(location: StoreURL, found: int | None, *, create: bool) -> Non
 
 
 # -- finishing an upgrade ---------------------------------------------------------------------------
-def record_upgrade(store: Store, from_version: int) -> int:
+def record_upgrade(store: UpgradingStore, from_version: int) -> int:
     """After the recorder upgraded ``store`` from ``from_version``: fix open flags, record it.
 
     Returns how many streams of the index were marked closed.
@@ -190,41 +236,51 @@ def record_upgrade(store: Store, from_version: int) -> int:
         }
     ).decode()
     key = f"migrated:{from_version}->{SCHEMA_VERSION}"
-    recorder: Any = store.app.recorder
+    recorder = store.app.recorder
     with translate_errors(f"recording the upgrade of {store.url}"):
-        if store.kind == "postgresql":
-            ids = {"schema": Identifier(recorder.datastore.schema)}
-            with recorder.datastore.transaction(commit=True) as cur:
-                if closed:
-                    cur.execute(
-                        SQL("UPDATE {schema}.{heads} SET open = false WHERE stream_id = ANY(%s)").format(
-                            heads=Identifier(HEADS_TABLE), **ids
-                        ),
-                        (closed,),
-                    )
-                cur.execute(
-                    SQL(
-                        "INSERT INTO {schema}.{meta} (key, value) VALUES (%s, %s) "
-                        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-                    ).format(meta=Identifier(SCHEMA_META_TABLE), **ids),
-                    (key, note),
-                )
-        else:
-            with recorder.datastore.transaction(commit=True) as cur:
-                update = f"UPDATE {HEADS_TABLE} SET open = 0 WHERE stream_id = ?"
-                cur.executemany(update, [(s,) for s in closed])
-                cur.execute(
-                    f"INSERT INTO {SCHEMA_META_TABLE} (key, value) VALUES (?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (key, note),
-                )
+        if isinstance(recorder, PhaselogPostgresApplicationRecorder):
+            _record_postgres(recorder, closed, key, note)
+        elif isinstance(recorder, PhaselogSQLiteApplicationRecorder):
+            _record_sqlite(recorder, closed, key, note)
     return len(closed)
 
 
-def _closed_streams(store: Store) -> list[str]:
-    """Streams the index counts as open whose aggregate says they are not (``stream_open`` False)."""
-    from phaselog.adapters.audit.history import load_domain_modules  # noqa: PLC0415 - audit imports the store
+def _record_postgres(
+    recorder: PhaselogPostgresApplicationRecorder, closed: list[str], key: str, note: str
+) -> None:
+    ids = {"schema": Identifier(recorder.datastore.schema)}
+    with recorder.datastore.transaction(commit=True) as cur:
+        if closed:
+            cur.execute(
+                SQL("UPDATE {schema}.{heads} SET open = false WHERE stream_id = ANY(%s)").format(
+                    heads=Identifier(HEADS_TABLE), **ids
+                ),
+                (closed,),
+            )
+        cur.execute(
+            SQL(
+                "INSERT INTO {schema}.{meta} (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            ).format(meta=Identifier(SCHEMA_META_TABLE), **ids),
+            (key, note),
+        )
 
+
+def _record_sqlite(
+    recorder: PhaselogSQLiteApplicationRecorder, closed: list[str], key: str, note: str
+) -> None:
+    with recorder.datastore.transaction(commit=True) as cur:
+        update = f"UPDATE {HEADS_TABLE} SET open = 0 WHERE stream_id = ?"
+        cur.executemany(update, [(s,) for s in closed])
+        cur.execute(
+            f"INSERT INTO {SCHEMA_META_TABLE} (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, note),
+        )
+
+
+def _closed_streams(store: UpgradingStore) -> list[str]:
+    """Streams the index counts as open whose aggregate says they are not (``stream_open`` False)."""
     load_domain_modules()
     closed = []
     for head in store.stream_heads("", open_only=True):
@@ -238,15 +294,16 @@ def _closed_streams(store: Store) -> list[str]:
     return closed
 
 
-def migrate(url: str | None) -> Migration:
+def migrate(
+    url: str | None, open_store: Callable[[str | None], AbstractContextManager[UpgradedStore]]
+) -> Migration:
     """Upgrade phaselog's own tables of the store at ``url`` to this version and record it.
 
-    The store must exist (``NotFound`` otherwise; nothing is created). A store
-    already at this version is left as it is; a newer one is refused.
+    ``open_store`` opens the store, creating (so upgrading) its tables:
+    :func:`phaselog.adapters.open_store`, given by the caller. The store must
+    exist (``NotFound`` otherwise; nothing is created). A store already at this
+    version is left as it is; a newer one is refused.
     """
-    from phaselog.adapters.store import Store  # noqa: PLC0415 - the store calls back into this module
-    from phaselog.adapters.urls import parse_url  # noqa: PLC0415 - urls imports the codec, keep it lazy
-
     location = parse_url(url)
     before = probe(location, create=False)
     check_version(location, before, create=True)  # missing or newer: refused here
@@ -254,7 +311,7 @@ def migrate(url: str | None) -> Migration:
         raise NotFound(f"no phaselog store at {location.display} (nothing was created)")
     if before >= SCHEMA_VERSION:
         return Migration(location.display, before, before, 0)
-    with Store(url, create=True) as store:  # opening upgrades the tables and records the upgrade
+    with open_store(url) as store:  # opening upgrades the tables and records the upgrade
         closed = store.closed_on_upgrade
     return Migration(location.display, before, SCHEMA_VERSION, closed)
 

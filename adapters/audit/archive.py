@@ -38,13 +38,15 @@ from phaselog.adapters.audit.archive_file import (
     write_archive,
 )
 from phaselog.adapters.audit.chain import AUDIT_KEY_ENV, GENESIS_DIGEST, audit_key, sign_seal
+from phaselog.adapters.audit.ports import recorder_of
 from phaselog.adapters.audit.reading import Reader, snapshot_reader
 from phaselog.adapters.errors import translate_errors
+from phaselog.adapters.postgres.recorder import PhaselogPostgresApplicationRecorder
 from phaselog.adapters.postgres.schema import ARCHIVES_TABLE, CHAIN_TABLE, SCHEMA_META_TABLE, TAILS_TABLE
 from phaselog.domain.errors import IntegrityViolation, ValidationFailed
 
 if TYPE_CHECKING:
-    from phaselog.adapters.store import Store
+    from phaselog.adapters.audit.ports import AuditedStore
 
 __all__ = [
     "ARCHIVE_FORMAT",
@@ -102,7 +104,7 @@ def recorded_tails(read: Reader, archive_id: int) -> dict[str, tuple[int, str]]:
     return {str(r[0]): (int(r[1]), str(r[2])) for r in rows}
 
 
-def archive(store: Store, before: int, path: str | Path, *, detach: bool = False) -> ArchiveReport:
+def archive(store: AuditedStore, before: int, path: str | Path, *, detach: bool = False) -> ArchiveReport:
     """Archive the events below ``before`` into ``path`` (see the module docs); detach only if asked."""
     if store.kind == "memory":
         msg = "the memory store cannot be archived"
@@ -111,7 +113,7 @@ def archive(store: Store, before: int, path: str | Path, *, detach: bool = False
         msg = "only a partitioned PostgreSQL store can detach archived history"
         raise ValidationFailed(msg)
     target = Path(path)
-    recorder: Any = store.app.recorder
+    recorder = recorder_of(store)
     with translate_errors("archiving the history"):
         horizon = int(recorder.horizon_position())
     if not 1 < before <= horizon + 1:
@@ -168,7 +170,7 @@ def _streams_sql(read: Reader) -> str:
     )
 
 
-def _snapshot_streams(store: Store, streams: Sequence[str]) -> int:
+def _snapshot_streams(store: AuditedStore, streams: Sequence[str]) -> int:
     """Snapshot every stream at its current version unless a snapshot already covers it."""
     taken = 0
     for sid in streams:
@@ -218,7 +220,7 @@ def _collect(
     return contents
 
 
-def _record(store: Store, contents: Archive, target: Path) -> None:
+def _record(store: AuditedStore, contents: Archive, target: Path) -> None:
     tails, global_out = contents.tails_out()
     file_digest = hashlib.sha256(target.read_bytes()).hexdigest()
     with translate_errors("recording the archive"), snapshot_reader(store, write=True) as read:
@@ -250,10 +252,10 @@ def _record(store: Store, contents: Archive, target: Path) -> None:
         )
 
 
-def _detach(store: Store, before: int) -> list[str]:
+def _detach(store: AuditedStore, before: int) -> list[str]:
     """Detach and drop the partitions (events and chain) wholly below ``before``; PostgreSQL only."""
-    recorder: Any = store.app.recorder
-    if store.kind != "postgresql":
+    recorder = store.app.recorder
+    if not isinstance(recorder, PhaselogPostgresApplicationRecorder):
         msg = "only a partitioned PostgreSQL store can detach archived history"
         raise ValidationFailed(msg)
     schema, events = recorder.datastore.schema, recorder.events_table_name

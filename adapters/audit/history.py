@@ -9,24 +9,22 @@ behind phaselog's back.
 
 from __future__ import annotations
 
-import importlib
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from eventsourcing.popo import POPOApplicationRecorder
-from eventsourcing.postgres import PostgresApplicationRecorder
-
 from phaselog.adapters.audit.integrity import Problem, Seal, VerifyReport, seal, verify
+from phaselog.adapters.audit.topics import load_domain_modules
 from phaselog.adapters.errors import translate_errors
+from phaselog.adapters.postgres.recorder import PhaselogPostgresApplicationRecorder
+from phaselog.adapters.sqlite.recorder import PhaselogSQLiteApplicationRecorder
 from phaselog.domain.encoding import dump_json, load_json
 from phaselog.domain.errors import NotFound, ValidationFailed
 from phaselog.domain.events import Aggregate
 from phaselog.projections.base import EventData, event_data
 
 if TYPE_CHECKING:
-    from phaselog.adapters.store import Store
+    from phaselog.adapters.audit.ports import AuditedStore
 
 __all__ = [
     "AsOf",
@@ -42,24 +40,6 @@ __all__ = [
     "verify",
 ]
 
-log = logging.getLogger("phaselog.audit")
-
-DOMAIN_MODULES = (
-    "phaselog.domain.plugin",
-    "phaselog.domain.task",
-    "phaselog.domain.plan",
-    "phaselog.domain.state",
-)
-
-
-def load_domain_modules() -> None:
-    """Import phaselog's domain modules so every stored topic resolves to its class."""
-    for name in DOMAIN_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:  # pragma: no cover - a partial installation
-            log.debug("domain module %s not available: %s", name, exc)
-
 
 def parse_time(text: str) -> datetime:
     """An ISO-8601 time; naive times are taken as UTC."""
@@ -71,30 +51,32 @@ def parse_time(text: str) -> datetime:
 
 
 # -- timeline and export ---------------------------------------------------------------------
-def _positions(store: Store, stream_id: str) -> dict[int, int]:
+def _positions(store: AuditedStore, stream_id: str) -> dict[int, int]:
     """Version -> global position of every event of ``stream_id``."""
     recorder = store.app.recorder
     with translate_errors(f"reading positions of {stream_id!r}"):
-        if isinstance(recorder, POPOApplicationRecorder):
-            return {
-                n.originator_version: n.id
-                for n in store.iter_notifications()
-                if str(n.originator_id) == stream_id
-            }
-        if isinstance(recorder, PostgresApplicationRecorder):
+        if isinstance(recorder, PhaselogPostgresApplicationRecorder):
             sql = (
                 f'SELECT originator_version AS v, notification_id AS p FROM "{recorder.datastore.schema}".'
                 f'"{recorder.events_table_name}" WHERE originator_id = %s'
             )
-        else:
-            table = recorder.events_table_name  # type: ignore[attr-defined]
+            with recorder.datastore.transaction(commit=False) as pg:
+                pg.execute(sql, [stream_id])
+                return {int(row["v"]): int(row["p"]) for row in pg.fetchall()}
+        if isinstance(recorder, PhaselogSQLiteApplicationRecorder):
+            table = recorder.events_table_name
             sql = f"SELECT originator_version AS v, rowid AS p FROM {table} WHERE originator_id = ?"
-        with recorder.datastore.transaction(commit=False) as cur:  # type: ignore[attr-defined]
-            cur.execute(sql, [stream_id])
-            return {int(row["v"]): int(row["p"]) for row in cur.fetchall()}
+            with recorder.datastore.transaction(commit=False) as lite:
+                lite.execute(sql, [stream_id])
+                return {int(row["v"]): int(row["p"]) for row in lite.fetchall()}
+        return {  # the memory store: no index to ask
+            n.originator_version: n.id
+            for n in store.iter_notifications()
+            if str(n.originator_id) == stream_id
+        }
 
 
-def timeline(store: Store, stream_id: str) -> list[EventData]:
+def timeline(store: AuditedStore, stream_id: str) -> list[EventData]:
     """Every event of one stream, oldest first, with global positions and stored JSON."""
     with translate_errors(f"reading {stream_id!r}"):
         stored = list(store.app.recorder.select_events(stream_id))
@@ -116,7 +98,7 @@ class _Note:
         return getattr(self.stored, name)
 
 
-def export_jsonl(store: Store, out: IO[bytes], *, start: int = 1) -> int:
+def export_jsonl(store: AuditedStore, out: IO[bytes], *, start: int = 1) -> int:
     """Write every stored event from ``start`` as one JSON line; return how many."""
     count = 0
     mapper = store.app.mapper
@@ -151,7 +133,9 @@ class AsOf:
     state: dict[str, Any]
 
 
-def as_of(store: Store, stream_id: str, *, version: int | None = None, at: datetime | None = None) -> AsOf:
+def as_of(
+    store: AuditedStore, stream_id: str, *, version: int | None = None, at: datetime | None = None
+) -> AsOf:
     """Load ``stream_id`` as it was at ``version`` or at time ``at`` (the last event at or before it)."""
     if (version is None) == (at is None):
         raise ValidationFailed("give exactly one of --version and --at")

@@ -38,7 +38,7 @@ from phaselog.projections.base import EventDecoder
 from phaselog.runtime.ports import LogRecord
 
 if TYPE_CHECKING:
-    from phaselog.adapters.store import Store
+    from phaselog.adapters.audit.ports import AuditedStore
 
 __all__ = ["Problem", "Seal", "VerifyReport", "check_rows", "seal", "verify", "verify_archive"]
 
@@ -64,7 +64,7 @@ def _chain(read: Reader) -> dict[int, _Link]:
 
 # -- verifying --------------------------------------------------------------------------------------
 def verify(
-    store: Store, *, archives: Sequence[str | Path] = (), expect_head: str | None = None
+    store: AuditedStore, *, archives: Sequence[str | Path] = (), expect_head: str | None = None
 ) -> VerifyReport:
     """Check every stored event against its chain row, and the chain against the seals.
 
@@ -122,7 +122,7 @@ def verify(
     return report
 
 
-def _unsealed_tail(store: Store, read: Reader, report: VerifyReport, positions: Any) -> None:
+def _unsealed_tail(store: AuditedStore, read: Reader, report: VerifyReport, positions: Any) -> None:
     """How many events follow the newest seal, and how old the oldest of them is."""
     after = report.sealed_position
     report.unsealed_events = sum(1 for p in positions if p > after)

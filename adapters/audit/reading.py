@@ -14,11 +14,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import tuple_row
 
+from phaselog.adapters.postgres.recorder import PhaselogPostgresApplicationRecorder
+from phaselog.adapters.sqlite.recorder import PhaselogSQLiteApplicationRecorder
+
 if TYPE_CHECKING:
-    from phaselog.adapters.store import Store
+    from phaselog.adapters.audit.ports import AuditedStore
+
+_DurableRecorder = PhaselogPostgresApplicationRecorder | PhaselogSQLiteApplicationRecorder
 
 __all__ = ["Reader", "snapshot_reader"]
 
@@ -28,14 +32,15 @@ class Reader:
 
     def __init__(
         self,
-        store: Store,
+        recorder: _DurableRecorder,
         query: Callable[[str, tuple[Any, ...]], Iterator[Any]],
         execute: Callable[[str, tuple[Any, ...]], object],
         execute_many: Callable[[str, list[tuple[Any, ...]]], object],
     ) -> None:
-        recorder: Any = store.app.recorder
-        self.postgres = isinstance(recorder, PostgresApplicationRecorder)
-        self.schema = recorder.datastore.schema if self.postgres else ""
+        self.postgres = isinstance(recorder, PhaselogPostgresApplicationRecorder)
+        self.schema = (
+            recorder.datastore.schema if isinstance(recorder, PhaselogPostgresApplicationRecorder) else ""
+        )
         self.events = recorder.events_table_name
         self.position = "notification_id" if self.postgres else "rowid"
         self.param = "%s" if self.postgres else "?"
@@ -62,10 +67,16 @@ class Reader:
 
 
 @contextmanager
-def snapshot_reader(store: Store, *, write: bool = False) -> Iterator[Reader]:
-    """A :class:`Reader` over one repeatable-read snapshot of the store (read-only unless ``write``)."""
-    recorder: Any = store.app.recorder
-    if isinstance(recorder, PostgresApplicationRecorder):
+def snapshot_reader(store: AuditedStore, *, write: bool = False) -> Iterator[Reader]:
+    """A :class:`Reader` over one repeatable-read snapshot of the store (read-only unless ``write``).
+
+    Only durable stores (SQLite, PostgreSQL) have one; a memory store raises TypeError.
+    """
+    recorder = store.app.recorder
+    if not isinstance(recorder, _DurableRecorder):
+        msg = f"{store.url} keeps no hash chain to read"
+        raise TypeError(msg)
+    if isinstance(recorder, PhaselogPostgresApplicationRecorder):
         with recorder.datastore.get_connection() as conn, conn.transaction():
             mode = "READ WRITE" if write else "READ ONLY"
             conn.execute(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ {mode}")
@@ -76,7 +87,9 @@ def snapshot_reader(store: Store, *, write: bool = False) -> Iterator[Reader]:
                     cur.execute(sql, params)
                     yield from cur
 
-            yield Reader(store, read_pg, conn.execute, lambda sql, rows: conn.cursor().executemany(sql, rows))
+            yield Reader(
+                recorder, read_pg, conn.execute, lambda sql, rows: conn.cursor().executemany(sql, rows)
+            )
         return
     with recorder.datastore.transaction(commit=write) as cursor:
         raw: sqlite3.Cursor = cursor.sqlite_cursor  # one read transaction: a consistent snapshot in WAL mode
@@ -85,4 +98,4 @@ def snapshot_reader(store: Store, *, write: bool = False) -> Iterator[Reader]:
             raw.execute(sql, params)  # verify and seal run one query at a time on it
             yield from (tuple(row) for row in raw)
 
-        yield Reader(store, read_sqlite, raw.execute, raw.executemany)
+        yield Reader(recorder, read_sqlite, raw.execute, raw.executemany)

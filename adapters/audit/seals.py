@@ -24,7 +24,7 @@ import hmac
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -37,13 +37,14 @@ from phaselog.adapters.audit.chain import (
     sign_seal,
 )
 from phaselog.adapters.audit.findings import Problem, VerifyReport
+from phaselog.adapters.audit.ports import recorder_of
 from phaselog.adapters.audit.reading import Reader, snapshot_reader
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.schema import CHAIN_TABLE, SEALS_TABLE
 from phaselog.domain.errors import StoreUnavailable, ValidationFailed
 
 if TYPE_CHECKING:
-    from phaselog.adapters.store import Store
+    from phaselog.adapters.audit.ports import AuditedStore
 
 __all__ = ["Seal", "check_seals", "read_seals", "seal"]
 
@@ -77,7 +78,7 @@ def read_seals(read: Reader) -> list[tuple[Seal, str | None]]:
 
 
 # -- sealing ----------------------------------------------------------------------------------------
-def seal(store: Store) -> Seal | None:
+def seal(store: AuditedStore) -> Seal | None:
     """Record a seal over everything committed up to the commit horizon.
 
     Returns the new seal (``new`` True); when nothing was committed since the
@@ -88,7 +89,7 @@ def seal(store: Store) -> Seal | None:
     """
     if store.kind == "memory":
         return None
-    recorder: Any = store.app.recorder
+    recorder = recorder_of(store)
     for _ in range(5):
         with translate_errors("sealing the history"):
             horizon = int(recorder.horizon_position())
@@ -104,7 +105,7 @@ class _LostRace(Exception):
     """Another sealer recorded the same checkpoint first."""
 
 
-def _seal_up_to(store: Store, horizon: int) -> Seal | None:
+def _seal_up_to(store: AuditedStore, horizon: int) -> Seal | None:
     with snapshot_reader(store, write=True) as read:
         seals = read_seals(read)
         last = seals[-1][0] if seals else None

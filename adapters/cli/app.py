@@ -197,7 +197,7 @@ def _demo_read_side(store: Store, screen: Console, start: str, plugin_stream: st
 @app.command("migrate")
 def migrate_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Upgrade phaselog's own tables of an existing store to this version, and record that it did."""
-    done = migrate(url)
+    done = migrate(url, open_store)
     if as_json:
         echo_json(
             {
