@@ -86,11 +86,8 @@ class TestViewStoreContract:
             assert session.positions(["t"]) == {"t": 0}
 
     def test_a_second_writer_past_its_lock_timeout_is_busy(self, views: ViewStore) -> None:
-        """While one write holds a read model's lock, another with a lock timeout fails and writes nothing.
-
-        PostgreSQL reports the row lock (ProjectionBusy); SQLite's single writer connection is
-        busy in-process (StoreUnavailable, which ProjectionBusy also is).
-        """
+        """While one write holds a lock, another with a lock timeout fails (ProjectionBusy on PostgreSQL)."""
+        # SQLite's one writer connection is busy in-process: StoreUnavailable (ProjectionBusy is one too).
         held, done = threading.Event(), threading.Event()
 
         def hold() -> None:
