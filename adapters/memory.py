@@ -113,9 +113,9 @@ class MemoryApplicationRecorder(SingleWriterHorizon, POPOApplicationRecorder):
 
     def select_chain(
         self,
-        start: int,  # noqa: ARG002 - the protocol's arguments
-        limit: int,  # noqa: ARG002 - the protocol's arguments
-        stop: int | None = None,  # noqa: ARG002 - the protocol's arguments
+        start: int,  # noqa: ARG002 - no chain to page through
+        limit: int,  # noqa: ARG002 - no chain to page through
+        stop: int | None = None,  # noqa: ARG002 - no chain to page through
     ) -> list[ChainRow]:
         """No chain rows: nothing outside the process can change memory, so it keeps no hash chain."""
         return []

@@ -5,9 +5,9 @@ recorder (memory, SQLite, PostgreSQL) also answers :class:`PhaselogRecorder`:
 the lean read of the global order (bounded by the commit horizon), the stream
 index, the horizon itself (with the appends in flight and the prepared
 transactions a :class:`~phaselog.runtime.horizon.Horizon` is built from), the
-newest position and the per-stream hash chain. The store, the audit code and the
-contract tests (``tests/test_phaselog_recorder_contract.py``) rely on exactly
-these methods and nothing else of a recorder's class.
+newest position and the per-stream hash chain. The store and the audit code
+call these methods, never a recorder class's own; every recorder passes the same
+contract (``tests/test_phaselog_recorder_contract.py``).
 """
 
 from __future__ import annotations

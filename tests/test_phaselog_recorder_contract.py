@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from eventsourcing.persistence import RecordConflictError, StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder
 
 from phaselog.adapters import Store, open_store
 from phaselog.adapters.audit.chain import GENESIS_DIGEST, STREAM_LINK, chain_digest
@@ -250,3 +251,9 @@ class TestPostgresRecorder(PhaselogRecorderContract):
     @pytest.fixture(autouse=True)
     def _fresh_schema(self, pg_dsn: str) -> None:
         self.url = f"{pg_dsn}?schema=rc_{uuid.uuid4().hex[:12]}"
+
+
+def test_a_recorder_phaselog_did_not_make_is_refused_as_one() -> None:
+    """phaselog_recorder refuses eventsourcing's plain recorder (no stream index, horizon or chain)."""
+    with pytest.raises(TypeError, match="not a phaselog recorder"):
+        phaselog_recorder(POPOApplicationRecorder())
