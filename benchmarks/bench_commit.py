@@ -82,10 +82,12 @@ def _tasks(writers: int, make: Callable[[], Any]) -> tuple[float, list[float]]:
 
 
 def _process_main(kind: str, target: w.Target, per_writer: int, barrier: Any, results: Any) -> None:
+    work, close = w.in_process(kind, target, per_writer)
     barrier.wait()
     started = time.time()
-    samples = w.in_process(kind, target, per_writer)
+    samples = work()
     results.put((started, time.time(), samples))
+    close()
 
 
 def _processes(kind: str, target: w.Target, writers: int, per_writer: int) -> tuple[float, list[float]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,15 +161,15 @@ async def phaselog_async(store: AsyncStore, per_writer: int) -> list[float]:
     return samples
 
 
-def in_process(kind: str, target: Target, per_writer: int) -> list[float]:
-    """One writer process's whole run (its own store, application or connection)."""
+def in_process(
+    kind: str, target: Target, per_writer: int
+) -> tuple[Callable[[], list[float]], Callable[[], None]]:
+    """One writer process's run and its clean-up, opened before the start (its own store or connection)."""
     if kind == "phaselog":
-        with open_store(target.url) as store:
-            return phaselog(store, per_writer)
+        store = open_store(target.url)
+        return (lambda: phaselog(store, per_writer)), store.close
     if kind == "eventsourcing":
-        app: Application[Any] = Application(env=target.es_env)
-        try:
-            return eventsourcing(app, per_writer)
-        finally:
-            app.close()
-    return {"bare": bare, "floor": floor}[kind](target, per_writer)
+        app: Application[Any] = Application(env={**target.es_env, "CREATE_TABLE": "n"})
+        return (lambda: eventsourcing(app, per_writer)), app.close
+    work = {"bare": bare, "floor": floor}[kind]
+    return (lambda: work(target, per_writer)), lambda: None
