@@ -151,7 +151,7 @@ class Store:
             raise StoreUnavailable(msg) from exc
 
     # -- writing and reading aggregates (the store core's protocols) -------------------------------
-    def run(self, protocol: Steps[core.CoreStep, T]) -> T:
+    def drive(self, protocol: Steps[core.CoreStep, T]) -> T:
         """Drive one store core protocol on this store's recorders (the sync shell)."""
         recorder, snapshots = self.app.recorder, self._snapshots
         return drive(protocol, lambda step: on_recorders(recorder, snapshots, step))
@@ -164,7 +164,7 @@ class Store:
         :class:`ConcurrencyConflict` (and records nothing) when another writer
         appended to one of the streams from the same version first.
         """
-        return self.run(core.save(self.core, aggregates))
+        return self.drive(core.save(self.core, aggregates))
 
     def committed(self, position: int) -> None:
         """Note that a save of this store (through this shell or the async one) committed ``position``.
@@ -182,15 +182,15 @@ class Store:
         ``snapshot_interval``. A failure is logged, never raised: the events are
         already durable and a snapshot is only an optimisation.
         """
-        self.run(core.snapshot(self.core, aggregate))
+        self.drive(core.snapshot(self.core, aggregate))
 
     def load(self, aggregate_id: str, aggregate_type: type[AggT], *, version: int | None = None) -> AggT:
         """Load an aggregate (from its latest readable snapshot plus later events)."""
-        return self.run(core.load(self.core, aggregate_id, aggregate_type, version))
+        return self.drive(core.load(self.core, aggregate_id, aggregate_type, version))
 
     def exists(self, aggregate_id: str) -> bool:
         """True when the stream has at least one event."""
-        return self.run(core.exists(aggregate_id))
+        return self.drive(core.exists(aggregate_id))
 
     def stream_ids(self, prefix: str = "") -> list[str]:
         """Ids of all streams starting with ``prefix`` (e.g. ``"task:billing:"``), sorted (from the index)."""
@@ -198,13 +198,13 @@ class Store:
 
     def stream_heads(self, prefix: str = "", *, open_only: bool = False) -> list[StreamHead]:
         """The head (version, position, open flag) of every stream starting with ``prefix``, by id."""
-        return self.run(core.stream_heads(prefix, open_only=open_only))
+        return self.drive(core.stream_heads(prefix, open_only=open_only))
 
     def stream(
         self, aggregate_id: str, *, gt: int | None = None, lte: int | None = None
     ) -> list[DomainEvent]:
         """All events of one stream, oldest first."""
-        return self.run(core.stream(self.core, aggregate_id, gt, lte))
+        return self.drive(core.stream(self.core, aggregate_id, gt, lte))
 
     # -- tamper evidence ---------------------------------------------------------------------
     def seal(self) -> Seal | None:
