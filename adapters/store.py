@@ -36,6 +36,8 @@ from phaselog.runtime.sansio import Steps, drive
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from phaselog.projections.ports import ViewPorts
+
 __all__ = [
     "DEFAULT_SNAPSHOT_INTERVAL",
     "PhaselogApplication",
@@ -285,6 +287,12 @@ class Store:
     def plugins(self) -> PluginService:
         """Plugin lifecycles and versioned plugin state (:mod:`phaselog.runtime`)."""
         return PluginService(self)
+
+    def view_ports(self) -> ViewPorts:
+        """The log reader and view store of this store's read models (``Projections(store)`` asks)."""
+        from phaselog.adapters.views import view_ports  # noqa: PLC0415 - loads the read side only when used
+
+        return view_ports(self)
 
     @cached_property
     def projections(self) -> Any:

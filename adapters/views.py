@@ -23,7 +23,7 @@ from phaselog.adapters.postgres.views import PostgresListener, PostgresViewStore
 from phaselog.adapters.sqlite.views import SQLiteViewStore, translate_errors
 from phaselog.domain.errors import StoreUnavailable
 from phaselog.projections.base import Projection
-from phaselog.projections.ports import HorizonView, StateCodec, ViewPorts, ViewStore, register_view_opener
+from phaselog.projections.ports import HorizonView, StateCodec, ViewPorts, ViewStore
 from phaselog.projections.runner import Projections
 from phaselog.runtime.ports import LogRecord
 from phaselog.runtime.sealing import DEFAULT_SEAL_INTERVAL
@@ -117,6 +117,3 @@ def open_projections(
 ) -> Projections:
     """The read models of ``store`` (``options`` as for :class:`~phaselog.projections.Projections`)."""
     return Projections(store, projections, ports=view_ports(store), **options)
-
-
-register_view_opener(view_ports)

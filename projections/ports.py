@@ -14,7 +14,6 @@ phaselog's, is the adapter's job (``phaselog.adapters.views`` composes them).
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -36,9 +35,9 @@ __all__ = [
     "TableSpec",
     "ViewPorts",
     "ViewSession",
+    "ViewSource",
     "ViewStore",
     "open_view_ports",
-    "register_view_opener",
 ]
 
 ColumnKind = str
@@ -349,26 +348,22 @@ class ViewPorts(NamedTuple):
     views: ViewStore
 
 
-ViewOpener = Callable[[Any], ViewPorts]
+class ViewSource(Protocol):
+    """A store that composes its own read side: ``Projections(store)`` asks it for its ports."""
 
-_opener: ViewOpener | None = None
-_opener_lock = threading.Lock()
-# The composition root that registers the opener when it is imported.
-_COMPOSITION_ROOT = "phaselog.adapters.views"
-
-
-def register_view_opener(opener: ViewOpener) -> None:
-    """Name how to open the read side's ports for a store (the adapters layer registers its own)."""
-    global _opener  # noqa: PLW0603 - one process-wide registry, set by the composition root
-    with _opener_lock:
-        _opener = opener
+    def view_ports(self) -> ViewPorts:
+        """The log reader and the view store of this store."""
+        ...
 
 
 def open_view_ports(store: object) -> ViewPorts:
-    """The log reader and view store of ``store``, importing the composition root once if needed."""
-    if _opener is None:
-        importlib.import_module(_COMPOSITION_ROOT)  # registers itself on import
-    if _opener is None:  # pragma: no cover - only without the adapters layer installed
-        msg = f"no read-model ports: import {_COMPOSITION_ROOT} or pass ports=..."
+    """The ports ``store`` composes for its read side (a typed error when it composes none)."""
+    view_ports = getattr(store, "view_ports", None)
+    if not callable(view_ports):
+        msg = f"{type(store).__name__} has no read side: pass ports=ViewPorts(reader, views)"
         raise StoreUnavailable(msg)
-    return _opener(store)
+    ports = view_ports()
+    if not isinstance(ports, ViewPorts):
+        msg = f"{type(store).__name__}.view_ports() returned {type(ports).__name__}, not ViewPorts"
+        raise StoreUnavailable(msg)
+    return ports

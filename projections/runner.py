@@ -76,7 +76,7 @@ class Projections:
         """The read models of ``store``, kept in the view store of ``ports``.
 
         ``ports`` (a log reader and a view store) defaults to what the adapters
-        layer composes for ``store`` (:func:`~phaselog.projections.ports.open_view_ports`).
+        layer composes for ``store``: its ``view_ports()`` (:class:`~phaselog.projections.ports.ViewSource`).
         """
         if on_error not in {"skip", "stop"}:
             raise ValidationFailed(f"on_error must be 'skip' or 'stop', not {on_error!r}")

@@ -75,6 +75,97 @@ def test_runtime_depends_on_its_own_store_port_not_on_adapters(path: Path) -> No
     assert bad == [], f"runtime/{path.name} imports {bad}"
 
 
+DRIVERS = ("psycopg", "psycopg_pool", "sqlite3", "eventsourcing.postgres", "eventsourcing.sqlite")
+
+
+@pytest.mark.parametrize("path", [*_modules("runtime"), *_modules("projections")], ids=lambda p: p.name)
+def test_runtime_and_projections_import_no_driver(path: Path) -> None:
+    """runtime/ and projections/ reach a database only through the ports they own, never a driver."""
+    bad = sorted(n for n in _imports(path) for d in DRIVERS if n == d or n.startswith(d + "."))
+    assert bad == [], f"{path.parent.name}/{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("path", _modules("projections"), ids=lambda p: p.name)
+def test_projections_depend_on_no_adapter(path: Path) -> None:
+    """projections/ imports no adapter: the composition root hands it its log reader and view store."""
+    bad = sorted(n for n in _imports(path) if n == "phaselog.adapters" or n.startswith("phaselog.adapters."))
+    assert bad == [], f"projections/{path.name} imports {bad}"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[:2] == ["adapters", "aio"]:
+        parts = ["aio", *parts[2:]]  # installed as phaselog.aio (package-dir)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(["phaselog", *parts])
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Each phaselog module and the phaselog modules it imports anywhere (TYPE_CHECKING, functions too)."""
+    modules = {_module_name(p): p for layer in LAYERS for p in _modules(layer) if "entry" not in p.parts}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name in modules)
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - max(node.level - 1, 0)]
+                source = ".".join([*base, node.module or ""]).strip(".") if node.level else node.module or ""
+                for alias in node.names:
+                    child = f"{source}.{alias.name}"
+                    deps.add(child if child in modules else source)
+        graph[name] = {d for d in deps if d in modules and d != name}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    group = stack[stack.index(node) :]
+                    del stack[stack.index(node) :]
+                    if len(group) > 1:
+                        found.append(sorted(group))
+            elif child not in index:
+                index[child] = low[child] = len(index)
+                stack.append(child)
+                work.append((child, iter(sorted(graph[child]))))
+            elif child in stack:
+                low[node] = min(low[node], index[child])
+    return found
+
+
+def test_no_import_circle() -> None:
+    """No phaselog modules import each other in a circle, not even lazily or only for type checking."""
+    assert _circles(_import_graph()) == []
+
+
+def test_the_circle_check_finds_a_circle() -> None:
+    """The circle check itself reports a circle of three modules and ignores a chain."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _circles(graph) == [["a", "b", "c"]]
+    assert _circles({"a": {"b"}, "b": set()}) == []
+
+
 def test_runtime_and_projections_do_not_import_the_cli() -> None:
     """Inner layers never import the CLI or demo adapters."""
     for folder in ("runtime", "projections"):
