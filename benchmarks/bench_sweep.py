@@ -13,7 +13,7 @@ controller's memo of idle streams cannot skip them). It reports per store:
 * ``loads_per_sweep``: task streams each later sweep loaded (10 expected);
 
 and ``ratio`` = median sweep with ``finished`` tasks over median sweep with none
-(the goal of issue 16: at most 2). ``build_s`` is how long seeding took.
+(the goal: at most 2). ``build_s`` is how long seeding took.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The four read models of the SPEC, folding the plugin, task, plan and state events.
+"""The four built-in read models, folding the plugin, task, plan and state events.
 
 Each fold reads the stored JSON of the events it knows by topic and ignores
 every other topic and every field it does not use, so new event fields or new

@@ -44,7 +44,7 @@ _SETUP_RETRIES = Backoff(first=0.1, attempts=5)
 
 
 def default_projections() -> list[Projection]:
-    """The four read models of the SPEC."""
+    """The four built-in read models: plugin phases, task status, plan progress, recoverable state."""
     from phaselog.projections.models import (  # noqa: PLC0415 - models import this module's neighbours
         PlanRuns,
         PluginPhases,

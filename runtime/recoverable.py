@@ -107,7 +107,7 @@ class RecoverableState(Positioned, Generic[TStateModel]):
     :attr:`position` is the newest global position a persist or reset committed.
     """
 
-    def __init__(  # noqa: PLR0913 - the SPEC's keyword-only signature
+    def __init__(  # noqa: PLR0913 - the public keyword-only signature
         self,
         *,
         default_state: TStateModel,

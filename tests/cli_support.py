@@ -113,15 +113,15 @@ def store_exists(url: str) -> bool:
     return sqlite_path(url).exists() if url.startswith("sqlite") else pg_schema_exists(url)
 
 
-def wave1_url(kind: str, tmp_path: Path, pg_dsn: str | None) -> str:
+def schema_v1_url(kind: str, tmp_path: Path, pg_dsn: str | None) -> str:
     """A copy of the schema-version-1 fixture store (schema version 1, no phaselog_meta)."""
     if kind == "sqlite":
-        path = tmp_path / "wave1.db"
-        shutil.copy(FIXTURES / "wave1.db", path)
+        path = tmp_path / "schema-v1.db"
+        shutil.copy(FIXTURES / "schema-v1.db", path)
         return f"sqlite:///{path}"
     assert pg_dsn is not None
     schema = "w1_" + uuid.uuid4().hex[:10]
-    script = (FIXTURES / "wave1-postgres.sql").read_text().replace("wave1", schema)
+    script = (FIXTURES / "schema-v1-postgres.sql").read_text().replace("schema_v1", schema)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(script.encode())
     return f"{pg_dsn}?schema={schema}"

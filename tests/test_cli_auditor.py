@@ -1,4 +1,4 @@
-"""The CLI as an auditor uses it, run as a real subprocess on SQLite and PostgreSQL (issue 13)."""
+"""The CLI as an auditor uses it, run as a real subprocess on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from cli_support import (
     json_out,
     meta,
     phaselog,
+    schema_v1_url,
     store_exists,
-    wave1_url,
 )
 
 from phaselog.adapters import open_store
@@ -142,12 +142,12 @@ def test_verify_names_a_row_whose_values_changed_type(
 
 # -- migrate --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_migrate_upgrades_a_wave1_store_explicitly_and_records_it(
+def test_migrate_upgrades_a_schema_v1_store_explicitly_and_records_it(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """Read commands refuse an old store with a hint and change nothing; migrate upgrades and records it."""
     dsn = request.getfixturevalue("pg_dsn") if kind == "postgresql" else None
-    url = wave1_url(kind, tmp_path, dsn)
+    url = schema_v1_url(kind, tmp_path, dsn)
     refused = assert_one_line_error(phaselog("audit", "verify", "--url", url, cwd=tmp_path))
     assert "schema version 1" in refused
     assert "phaselog migrate" in refused

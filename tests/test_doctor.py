@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from cli_support import phaselog, wave1_url
+from cli_support import phaselog, schema_v1_url
 from stall_support import stall_url, stalled
 
 from phaselog.adapters import open_store
@@ -131,7 +131,7 @@ def test_a_store_that_does_not_open_fails_connectivity(tmp_path: Path) -> None:
 
 def test_an_outdated_schema_fails_naming_the_migration(tmp_path: Path, pg_dsn: str) -> None:
     """A store of an older schema is reached but fails the schema check, naming `phaselog migrate`."""
-    url = wave1_url("postgresql", tmp_path, pg_dsn)
+    url = schema_v1_url("postgresql", tmp_path, pg_dsn)
     code, report = _doctor(url, tmp_path)
     assert code == 2
     verdicts = _verdicts(report)

@@ -1,4 +1,4 @@
-"""Property tests of the input policy through the read models (SPEC "Input policy", projections).
+"""Property tests of the input policy through the read models (typed errors, nothing written).
 
 Text of every kind (NUL, astral characters, the escape marker), ids at the
 limits and non-finite floats read back identical from ``store.projections`` on

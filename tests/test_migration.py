@@ -18,9 +18,9 @@ from conftest import raw_execute
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # The fixture files of a store written at schema version 1, and the schema name inside the SQL dump.
-VERSION1_SQLITE = FIXTURES / "wave1.db"
-VERSION1_POSTGRES = FIXTURES / "wave1-postgres.sql"
-VERSION1_SCHEMA = "wave1"
+VERSION1_SQLITE = FIXTURES / "schema-v1.db"
+VERSION1_POSTGRES = FIXTURES / "schema-v1-postgres.sql"
+VERSION1_SCHEMA = "schema_v1"
 
 
 class Stats(BaseModel):

@@ -183,7 +183,7 @@ def test_an_older_schema_is_refused_unless_creating(durable_url: str) -> None:
     """create=False refuses a store whose schema version is older, naming `phaselog migrate`."""
     with open_store(durable_url) as store:
         store.save(open_counter("counter:old"))
-    raw_execute(durable_url, "DROP TABLE phaselog_meta")  # as a wave-1 store: version 1
+    raw_execute(durable_url, "DROP TABLE phaselog_meta")  # as a store of schema version 1
     for options in ({"create": False}, {"read_only": True}):
         with pytest.raises(SchemaOutdated, match="phaselog migrate"):
             open_store(durable_url, **options)

@@ -1,4 +1,4 @@
-"""The four SPEC read models fold the real plugin, task, plan and state events."""
+"""The four built-in read models fold the real plugin, task, plan and state events."""
 
 from __future__ import annotations
 

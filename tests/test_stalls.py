@@ -1,4 +1,4 @@
-"""Stalls are named and lag rises during one: status, /healthz, the console, metrics, the log (issue 22)."""
+"""Stalls are named and lag rises during one: status, /healthz, the console, metrics, the log."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ class AsyncProjections:
         """The sync :class:`~phaselog.projections.Projections` behind this object."""
         return self._store.projections
 
-    async def wait(self, position: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - the SPEC's signature
+    async def wait(self, position: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - the documented signature
         """Return once every read model has folded ``position`` (``ProjectionTimeout`` after ``timeout``)."""
         await asyncio.to_thread(self.sync.wait, position, timeout)
 

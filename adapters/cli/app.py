@@ -40,9 +40,9 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "phaselog.adapters.cli.audit",  # audit …, projections …
     "phaselog.adapters.cli.streams",  # streams, audit timeline
-    "phaselog.adapters.cli.serve",  # serve (issue 15)
+    "phaselog.adapters.cli.serve",  # serve
     "phaselog.adapters.cli.archive",  # audit archive
-    "phaselog.adapters.cli.doctor",  # doctor (issue 22)
+    "phaselog.adapters.cli.doctor",  # doctor
 )
 """Modules whose ``register(app)`` adds their commands; missing ones are skipped."""
 
