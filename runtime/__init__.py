@@ -41,6 +41,7 @@ from phaselog.runtime.recoverable import (
     SyncRecoverableState,
     get_default_store,
     set_default_store,
+    set_default_store_factory,
 )
 from phaselog.runtime.task_models import (
     CancelContext,
@@ -92,4 +93,5 @@ __all__ = [
     "get_default_store",
     "is_valid_transition",
     "set_default_store",
+    "set_default_store_factory",
 ]
