@@ -4,8 +4,9 @@ Saves, snapshots, loads and stream reads drive the store core's protocols
 (:mod:`phaselog.adapters.core`, the sync store's own core: the same checks,
 span and metrics, snapshot policy and fallback); their steps and the global-order
 reads run the sans-I/O statements of :mod:`phaselog.adapters.postgres.statements`
-(the sync recorder's too) on async connections: the same append function, the
-same chain and positions, the same commit horizon. Subscriptions ``LISTEN`` on
+(the sync recorder's too) on async connections: the same batch append function
+(concurrent tasks' appends gathered into one commit, :mod:`phaselog.aio.gathering`),
+the same chain and positions, the same commit horizon, the same notifier. Subscriptions ``LISTEN`` on
 the events table's channel.
 """
 
@@ -26,8 +27,11 @@ from psycopg_pool import AsyncConnectionPool
 from phaselog.adapters import core
 from phaselog.adapters.codec import PydanticMapper
 from phaselog.adapters.core import Append, CoreStep, PutSnapshot, ReadEvents, ReadHeads, ReadSnapshot
+from phaselog.adapters.core.gather import Command, Outcome
 from phaselog.adapters.core.opening import async_pool_bounds
 from phaselog.adapters.errors import translate_errors
+from phaselog.adapters.postgres.notifier import Notifier
+from phaselog.adapters.postgres.recorder import PhaselogPostgresApplicationRecorder
 from phaselog.adapters.postgres.statements import (
     UNLOCK_ALL,
     Pause,
@@ -36,6 +40,7 @@ from phaselog.adapters.postgres.statements import (
     ResultRows,
     persistence_error,
 )
+from phaselog.aio.gathering import AsyncGathering
 from phaselog.aio.store import AsyncStore, FollowContext
 from phaselog.domain.errors import StoreUnavailable
 from phaselog.domain.events import Aggregate, DomainEvent
@@ -63,6 +68,8 @@ class PostgresAsyncStore(AsyncStore):
         super().__init__(url, **options)
         self._pool_min, self.pool_size = async_pool_bounds(self.location, pool_size)
         self._pool: AsyncConnectionPool[Connection] | None = None
+        self._notifier: Notifier | None = None
+        self._gathering = AsyncGathering(self._write_batch)
 
     async def _opened(self) -> None:
         recorder = self.sync.app.recorder
@@ -73,6 +80,10 @@ class PostgresAsyncStore(AsyncStore):
             getattr(getattr(snapshots, "recorder", None), "events_table_name", ""),
         )
         self.channel: str = getattr(recorder, "channel_name", "")
+        self._notifier = (
+            recorder.notifier if isinstance(recorder, PhaselogPostgresApplicationRecorder) else None
+        )
+
         self.mapper = cast("PydanticMapper", self.sync.app.mapper)
         self.conninfo = make_conninfo(
             "", **self.location.conninfo, connect_timeout=str(self.location.connect_timeout)
@@ -91,6 +102,7 @@ class PostgresAsyncStore(AsyncStore):
             await pool.open(wait=True, timeout=float(self.location.connect_timeout))
 
     async def _closing(self) -> None:
+        await self._gathering.close()
         if self._pool is not None:
             await self._pool.close()
 
@@ -131,7 +143,9 @@ class PostgresAsyncStore(AsyncStore):
     async def _answer(self, step: CoreStep) -> object:
         match step:
             case Append():
-                return await self.run(self.statements.append(step.events, step.opens))
+                if not step.events:
+                    return []
+                return await self._gathering.append(step.events, step.opens)
             case ReadEvents():
                 return await self.run(
                     self.statements.select_events(step.stream_id, gt=step.gt, lte=step.lte, limit=step.limit)
@@ -148,6 +162,13 @@ class PostgresAsyncStore(AsyncStore):
                 return await self.run(
                     self.statements.select_stream_heads(step.prefix, open_only=step.open_only)
                 )
+
+    async def _write_batch(self, batch: list[Command]) -> list[Outcome]:
+        """Write one gathered batch in one call, then wake followers (after the commit, not in it)."""
+        outcomes: list[Outcome] = await self.run(self.statements.append_batch(batch))
+        if self._notifier is not None:
+            self._notifier.poke()
+        return outcomes
 
     async def save(self, *aggregates: Aggregate) -> Saved[Recording[str]]:
         """Append the pending events of ``aggregates`` atomically through the append function.

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.postgres import PostgresFactory
 from eventsourcing.utils import Environment, EnvType
+from typing_extensions import override
 
+from phaselog.adapters.postgres.recorder import PhaselogPostgresApplicationRecorder
 from phaselog.adapters.postgres.schema import DEFAULT_PARTITION_SIZE, PARTITION_SIZE_ENV
 
 __all__ = ["CONNINFO_ENV", "PhaselogPostgresFactory"]
@@ -34,3 +37,17 @@ class PhaselogPostgresFactory(PostgresFactory):
         self.datastore.phaselog_partition_size = int(  # type: ignore[attr-defined]
             self.env.get(PARTITION_SIZE_ENV) or DEFAULT_PARTITION_SIZE
         )
+        self._recorders: list[PhaselogPostgresApplicationRecorder] = []
+
+    @override
+    def application_recorder(self) -> ApplicationRecorder:
+        recorder = super().application_recorder()
+        if isinstance(recorder, PhaselogPostgresApplicationRecorder):
+            self._recorders.append(recorder)  # its notifier thread stops when the store closes
+        return recorder
+
+    @override
+    def close(self) -> None:
+        for recorder in self._recorders:
+            recorder.close()
+        super().close()

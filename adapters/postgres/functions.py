@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from psycopg.sql import SQL
 
-__all__ = ["APPEND_FUNCTION", "ENSURE_PARTITIONS_FUNCTION"]
+__all__ = ["APPEND_BATCH_FUNCTION", "APPEND_FUNCTION", "ENSURE_PARTITIONS_FUNCTION"]
 
 ENSURE_PARTITIONS_FUNCTION = SQL(
     """
@@ -144,6 +144,138 @@ BEGIN
         WHERE h.stream_id = u.i;
     PERFORM pg_notify({channel}, '');
     RETURN QUERY SELECT unnest(positions);
+END
+$fn$
+"""
+)
+
+APPEND_BATCH_FUNCTION = SQL(
+    """
+CREATE OR REPLACE FUNCTION {schema}.{append_batch}(
+    p_commands integer[], p_ids text[], p_versions bigint[], p_topics text[], p_states bytea[],
+    p_open boolean[], OUT positions bigint[], OUT conflicts text[]
+) LANGUAGE plpgsql AS $fn$
+DECLARE
+    n integer := cardinality(p_ids);
+    tx xid8;
+    drawn bigint[];
+    digests text[];
+    threshold bigint;
+    s_ids text[];  -- the distinct streams of the batch, in lock order, and their heads as it goes
+    s_versions bigint[];  -- NULL: a new stream (any first version)
+    s_digests text[];
+    s_positions bigint[];
+    s_opens boolean[];
+    s_created boolean[];
+    s_written boolean[];
+    sid text;
+    found_version bigint;
+    found_digest text;
+    head integer;
+    first integer := 1;
+    last integer;
+    i integer;
+    reason text;
+    prev text;
+    conflicted boolean := false;
+BEGIN
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'an append must be the first write of its transaction (this one is already %)',
+            pg_current_xact_id_if_assigned() USING ERRCODE = 'invalid_transaction_state',
+            HINT = 'append in a transaction of its own, before anything else writes in it';
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared({append_lock});  -- marks this append in flight until it ends
+    PERFORM pg_advisory_lock({position_lock});
+    tx := pg_current_xact_id();
+    drawn := ARRAY(SELECT nextval({seq}::regclass) FROM generate_series(1, n));
+    PERFORM pg_advisory_unlock({position_lock});
+    threshold := coalesce(nullif(current_setting({threshold_setting}, true), ''), '0')::bigint;
+    IF drawn[n] >= threshold THEN
+        threshold := {schema}.{ensure}(drawn[n]);
+        PERFORM set_config({threshold_setting}, threshold::text, false);
+    END IF;
+    -- Lock every stream head of the batch in one order (no deadlock between batches), creating new ones.
+    s_ids := ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(p_ids) AS x ORDER BY 1);
+    FOREACH sid IN ARRAY s_ids LOOP
+        SELECT h.version, h.digest INTO found_version, found_digest FROM {schema}.{heads} h
+            WHERE h.stream_id = sid FOR UPDATE;
+        IF FOUND THEN
+            s_versions := s_versions || found_version;
+            s_digests := s_digests || found_digest;
+            s_created := s_created || false;
+        ELSE
+            INSERT INTO {schema}.{heads} (stream_id, version, position, open, digest)
+                VALUES (sid, 0, 0, true, {genesis}) ON CONFLICT (stream_id) DO NOTHING;
+            s_created := s_created || FOUND;  -- not found: another append created it meanwhile
+            s_versions := s_versions || (CASE WHEN FOUND THEN NULL ELSE -1 END)::bigint;
+            s_digests := s_digests || {genesis}::text;
+        END IF;
+        s_positions := s_positions || 0::bigint;
+        s_opens := s_opens || true;
+        s_written := s_written || false;
+    END LOOP;
+    positions := array_fill(NULL::bigint, ARRAY[n]);
+    digests := array_fill(NULL::text, ARRAY[n]);
+    conflicts := array_fill(NULL::text, ARRAY[p_commands[n]]);
+    -- Each command in turn: all of its events follow their streams' heads, or none is written.
+    WHILE first <= n LOOP
+        last := first;
+        WHILE last < n AND p_commands[last + 1] = p_commands[first] LOOP
+            last := last + 1;
+        END LOOP;
+        reason := NULL;
+        FOR i IN first..last LOOP
+            IF i > first AND p_ids[i] = p_ids[i - 1] THEN
+                IF p_versions[i] <> p_versions[i - 1] + 1 THEN
+                    reason := format('stream %s skips from version %s to %s',
+                        p_ids[i], p_versions[i - 1], p_versions[i]);
+                END IF;
+            ELSE
+                head := array_position(s_ids, p_ids[i]);
+                IF s_versions[head] = -1 THEN
+                    reason := format('stream %s was created concurrently', p_ids[i]);
+                ELSIF s_versions[head] <> p_versions[i] - 1 THEN
+                    reason := format('stream %s is at version %s, not %s',
+                        p_ids[i], s_versions[head], p_versions[i] - 1);
+                END IF;
+            END IF;
+            EXIT WHEN reason IS NOT NULL;
+        END LOOP;
+        IF reason IS NOT NULL THEN
+            conflicts[p_commands[first]] := reason;
+            conflicted := true;
+        ELSE
+            FOR i IN first..last LOOP
+                head := array_position(s_ids, p_ids[i]);
+                prev := CASE WHEN i > first AND p_ids[i] = p_ids[i - 1] THEN digests[i - 1]
+                    ELSE s_digests[head] END;
+                digests[i] := encode(sha256(convert_to(prev || E'\\n' || drawn[i] || E'\\n' || p_ids[i]
+                    || E'\\n' || p_versions[i] || E'\\n' || p_topics[i] || E'\\n', 'UTF8')
+                    || sha256(p_states[i])), 'hex');
+                positions[i] := drawn[i];
+                s_versions[head] := p_versions[i];
+                s_digests[head] := digests[i];
+                s_positions[head] := drawn[i];
+                s_opens[head] := p_open[i];
+                s_written[head] := true;
+            END LOOP;
+        END IF;
+        first := last + 1;
+    END LOOP;
+    INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state, notification_id, tx_id)
+        SELECT u.i, u.v, u.t, u.s, u.p, tx FROM unnest(p_ids, p_versions, p_topics, p_states, positions)
+        AS u(i, v, t, s, p) WHERE u.p IS NOT NULL;
+    INSERT INTO {schema}.{chain} (position, originator_id, originator_version, digest, link)
+        SELECT u.p, u.i, u.v, u.d, {link} FROM unnest(positions, p_ids, p_versions, digests) AS u(p, i, v, d)
+        WHERE u.p IS NOT NULL;
+    UPDATE {schema}.{heads} AS h
+        SET version = u.v, position = u.p, open = u.o, digest = u.d, updated_at = now()
+        FROM unnest(s_ids, s_versions, s_positions, s_opens, s_digests, s_written) AS u(i, v, p, o, d, w)
+        WHERE u.w AND h.stream_id = u.i;
+    IF conflicted THEN  -- a new stream that only failed commands wrote to is not a stream
+        DELETE FROM {schema}.{heads} h USING unnest(s_ids, s_created, s_written) AS u(i, c, w)
+            WHERE u.c AND NOT u.w AND h.stream_id = u.i;
+    END IF;
 END
 $fn$
 """

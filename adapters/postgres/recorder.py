@@ -4,10 +4,13 @@ Plugged in through eventsourcing's ``APPLICATION_RECORDER_TOPIC``; the mapper,
 repository, snapshots and tracking stay eventsourcing's. Compared with
 eventsourcing's own recorder:
 
-* an append is ONE statement in autocommit — ``SELECT * FROM <events>_append(...)``
-  — that inserts the events, their per-stream chain rows and stream heads and
-  sends one NOTIFY, in one implicit transaction; no pipeline (so no client/server
-  deadlock on large payloads), no ``LOCK TABLE``, no pre-ping;
+* appends of concurrent threads are gathered (:mod:`phaselog.adapters.gathering`)
+  and written by ONE statement in autocommit — ``SELECT ... FROM <events>_append_batch(...)``
+  — that inserts the events, their per-stream chain rows and stream heads in one
+  implicit transaction (one WAL flush for all of them), each append keeping its
+  own outcome; no pipeline (so no client/server deadlock on large payloads), no
+  ``LOCK TABLE``, no pre-ping; followers are woken after the commit by the
+  store's :class:`~phaselog.adapters.postgres.notifier.Notifier`;
 * readers of the global order (:meth:`select_notifications`, hence the projection
   runner, ``audit`` and subscriptions) only return rows whose writing transaction
   is below the oldest *append* still in flight (no other transaction, in this
@@ -36,6 +39,9 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL
 from typing_extensions import override
 
+from phaselog.adapters.core.gather import Command, Outcome
+from phaselog.adapters.gathering import ThreadGathering
+from phaselog.adapters.postgres.notifier import Notifier
 from phaselog.adapters.postgres.schema import install_schema, lock_key
 from phaselog.adapters.postgres.statements import (
     UNLOCK_ALL,
@@ -67,6 +73,8 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
         self._ddl_lock = lock_key(schema, self.events_table_name, "ddl")
         self.statements = PostgresStatements(schema, self.events_table_name)
         self.names = self.statements.names
+        self.gathering = ThreadGathering(self._write_batch)
+        self.notifier = Notifier(self._notifier_connection, self.channel_name)
 
     # -- the sync shell ----------------------------------------------------------------------------
     def run(self, protocol: Generator[Query | Pause, Any, T]) -> T:
@@ -111,10 +119,31 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
     # -- appending -------------------------------------------------------------------------------
     @override
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        """Append ``stored_events`` in one round trip; return their positions."""
-        opens = kwargs.get("stream_open") or {}
-        positions: list[int] = self.run(self.statements.append(stored_events, opens))
-        return positions
+        """Append ``stored_events`` atomically, in one commit with other threads' appends; their positions.
+
+        ``es.IntegrityError`` (nothing of this append recorded) when one of
+        its streams is not at the version its events follow.
+        """
+        if not stored_events:
+            return []
+        opens: dict[str, bool] = kwargs.get("stream_open") or {}
+        return self.gathering.append(stored_events, opens)
+
+    def _write_batch(self, batch: list[Command]) -> list[Outcome]:
+        """Write one gathered batch in one call, then wake followers (after the commit, not in it)."""
+        outcomes: list[Outcome] = self.run(self.statements.append_batch(batch))
+        self.notifier.poke()
+        return outcomes
+
+    def _notifier_connection(self) -> psycopg.Connection[Any]:
+        pooled = self.datastore.pool.kwargs
+        kwargs = {"connect_timeout": 5, **(pooled if isinstance(pooled, dict) else {}), "autocommit": True}
+        kwargs.pop("row_factory", None)
+        return psycopg.connect(**kwargs)
+
+    def close(self) -> None:
+        """Stop waking followers (the pool is the datastore's to close)."""
+        self.notifier.close()
 
     # -- the global order -------------------------------------------------------------------------
     @override

@@ -2,9 +2,14 @@
 
 * ``tx_id xid8`` on every event: the writing transaction, so readers of the
   global order can stop below the oldest append still in flight;
-* ``phaselog_append(...)``: the one server-side function an append calls (one
-  round trip): it draws positions in transaction-id order, inserts the events,
-  their per-stream chain rows and the stream heads, and sends one NOTIFY;
+* ``<events>_append_batch(...)``: the one server-side function an append calls
+  (one round trip for every command gathered into it, see
+  :mod:`phaselog.adapters.core.gather`): it draws positions in transaction-id
+  order, checks each command against its streams' heads (a stale command fails
+  alone), and inserts the events, their per-stream chain rows and the stream
+  heads; followers are woken after it commits, never from inside it. The
+  one-command ``<events>_append(...)`` of schema version 3 is kept for processes
+  not yet upgraded;
 * ``phaselog_streams``: one row per stream (its head), the stream index;
 * ``phaselog_seals``: sealed checkpoints; ``phaselog_meta``: the schema version.
 
@@ -21,7 +26,11 @@ from typing import Any
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from phaselog.adapters.audit.chain import GENESIS_DIGEST, STREAM_LINK
-from phaselog.adapters.postgres.functions import APPEND_FUNCTION, ENSURE_PARTITIONS_FUNCTION
+from phaselog.adapters.postgres.functions import (
+    APPEND_BATCH_FUNCTION,
+    APPEND_FUNCTION,
+    ENSURE_PARTITIONS_FUNCTION,
+)
 
 __all__ = [
     "APPEND_ONLY_MESSAGE",
@@ -34,6 +43,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SEALS_TABLE",
     "TAILS_TABLE",
+    "append_batch_function_name",
     "append_function_name",
     "install_schema",
     "lock_key",
@@ -50,8 +60,9 @@ TAILS_TABLE = "phaselog_archive_tails"
 PARTITION_SIZE_ENV = "PHASELOG_PARTITION_SIZE"  # positions per partition of a new store (URL: partition_size)
 DEFAULT_PARTITION_SIZE = 1_000_000
 # 1: a global chain and a table lock; 2: per-stream chains, heads, seals, xid8;
-# 3: appends mark themselves in flight, so only an append can hold readers of the global order back.
-SCHEMA_VERSION = 3
+# 3: appends mark themselves in flight, so only an append can hold readers of the global order back;
+# 4: concurrent appends are written together by the batch append function, which sends no NOTIFY.
+SCHEMA_VERSION = 4
 
 
 def lock_key(schema: str, table: str, purpose: str) -> int:
@@ -60,8 +71,13 @@ def lock_key(schema: str, table: str, purpose: str) -> int:
 
 
 def append_function_name(table: str) -> str:
-    """Name of the append function of an events table."""
+    """Name of the one-command append function of an events table (schema version 3)."""
     return f"{table}_append"
+
+
+def append_batch_function_name(table: str) -> str:
+    """Name of the batch append function of an events table: many commands, one transaction."""
+    return f"{table}_append_batch"
 
 
 def install_schema(recorder: Any) -> None:
@@ -108,6 +124,7 @@ def phaselog_statements(schema: str, table: str, channel: str, *, partition_size
         "tails": Identifier(TAILS_TABLE),
         "guard": Identifier(f"{table}_append_only"),
         "append": Identifier(append_function_name(table)),
+        "append_batch": Identifier(append_batch_function_name(table)),
         "seq": Literal(f'"{schema}"."{table}_notification_id_seq"'),
         "open_index": Identifier(f"{HEADS_TABLE}_open_idx"),
         "genesis": Literal(GENESIS_DIGEST),
@@ -208,5 +225,6 @@ def phaselog_statements(schema: str, table: str, channel: str, *, partition_size
             ).format(**trigger)
         )
     statements.append(ENSURE_PARTITIONS_FUNCTION.format(**ids))
-    statements.append(APPEND_FUNCTION.format(**ids))
+    statements.append(APPEND_FUNCTION.format(**ids))  # kept for processes not yet upgraded
+    statements.append(APPEND_BATCH_FUNCTION.format(**ids))
     return [s if isinstance(s, Composed) else SQL(s).format(**ids) for s in statements]

@@ -9,14 +9,18 @@ and DELETE of events, chain rows and seals.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from eventsourcing import persistence as es
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from typing_extensions import override
 
 from phaselog.adapters.audit.chain import GENESIS_DIGEST, STREAM_LINK, chain_digest
+from phaselog.adapters.core.gather import Command, Outcome
+from phaselog.adapters.gathering import ThreadGathering
 from phaselog.adapters.postgres.recorder import prefix_range
 from phaselog.adapters.postgres.schema import (
     APPEND_ONLY_MESSAGE,
@@ -34,12 +38,56 @@ from phaselog.runtime.ports import LogRecord, StreamHead
 
 __all__ = ["PhaselogSQLiteApplicationRecorder"]
 
+# What the database refuses because of one append's own rows, as eventsourcing names it.
+_REFUSED_AS: dict[type[sqlite3.Error], type[es.PersistenceError]] = {
+    sqlite3.IntegrityError: es.IntegrityError,
+    sqlite3.DataError: es.DataError,
+    sqlite3.ProgrammingError: es.ProgrammingError,
+}
+_REFUSED = tuple(_REFUSED_AS)
+
 
 class PhaselogSQLiteApplicationRecorder(SingleWriterHorizon, SQLiteApplicationRecorder):
     """The SQLite application recorder behind every phaselog store."""
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name)
+        self.gathering = ThreadGathering(self._write_batch)
+
+    @override
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Append ``stored_events`` atomically, in one transaction with other threads' appends.
+
+        ``es.IntegrityError`` (nothing of this append recorded) when another
+        writer recorded one of its versions first.
+        """
+        if not stored_events:
+            return []
+        opens: dict[str, bool] = kwargs.get("stream_open") or {}
+        return self.gathering.append(stored_events, opens)
+
+    def _write_batch(self, batch: list[Command]) -> list[Outcome]:
+        """Write one gathered batch in one transaction (one sync to disk), each append in a savepoint."""
+        if len(batch) == 1:  # errors raised as eventsourcing's, by its transaction
+            with self.datastore.transaction(commit=True) as c:
+                return [self._insert_command(c, batch[0])]
+        outcomes: list[Outcome] = []
+        with self.datastore.transaction(commit=True) as c:
+            for command in batch:
+                c.execute("SAVEPOINT phaselog_append")
+                try:
+                    outcomes.append(self._insert_command(c, command))
+                except _REFUSED as exc:  # this append alone is refused; the others commit
+                    c.execute("ROLLBACK TO phaselog_append")
+                    refused = next(ours for theirs, ours in _REFUSED_AS.items() if isinstance(exc, theirs))
+                    outcome = refused(str(exc))
+                    outcome.__cause__ = exc
+                    outcomes.append(outcome)
+                c.execute("RELEASE phaselog_append")
+        return outcomes
+
+    def _insert_command(self, c: SQLiteCursor, command: Command) -> list[int]:
+        return list(self._insert_events(c, command.events, stream_open=command.opens) or ())
 
     @override
     def construct_create_table_statements(self) -> list[str]:
