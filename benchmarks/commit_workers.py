@@ -5,9 +5,11 @@ returns the duration of each command in seconds. ``Target`` says where:
 
 * ``bare`` — an autocommit ``INSERT`` of one row into a table with a primary key:
   the bare-INSERT floor;
-* ``floor`` — psycopg calling phaselog's append function as a plain SQL string with
-  the rows one command writes: the same work as phaselog (event, chain row with
-  its digest, stream head, notification) without phaselog's Python: the same-work floor;
+* ``floor`` — psycopg calling the one-command append function (kept for processes
+  not yet upgraded) as a plain SQL string with the rows one command writes: the
+  same work per command as phaselog (event, chain row with its digest, stream head,
+  a notification) without phaselog's Python, one commit per command: the
+  same-work floor;
 * ``eventsourcing`` — plain eventsourcing 9.5 (its PostgreSQL recorder), threads and processes;
 * ``phaselog`` — ``store.save`` of one aggregate with one new event.
 """

@@ -87,6 +87,7 @@ def main() -> int:
                 report["write_path"] = {**write_path, "seconds": round(time.perf_counter() - started, 1)}
             except Exception:  # one broken benchmark must not hide the others' figures
                 report["write_path"] = {"error": traceback.format_exc(limit=3)}
+            report["commit"] = _postgres_only("bench_commit", dsn)  # group commit beside both floors
             report["aio"] = _postgres_only("bench_aio", dsn)  # 1,000 coroutines on one loop vs threads
             report["horizon"] = _postgres_only("bench_horizon", dsn)  # catch-ups beside the former horizon
             started = time.perf_counter()

@@ -118,13 +118,25 @@ def test_a_prepared_transaction_holds_nobody_and_is_named(pg_url: str, pg_store:
 
 
 def test_an_append_cannot_be_prepared(pg_url: str, pg_store: Store) -> None:
-    """PostgreSQL refuses to prepare an append (it sent a NOTIFY): no prepared transaction holds readers."""
+    """PostgreSQL refuses to prepare an append (it ran UNLISTEN): no prepared transaction holds readers."""
     query = append_query(pg_store, "c:never-prepared")
     with psycopg.connect(base_dsn(pg_url)) as conn:
         conn.execute(query.sql, query.params)
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="NOTIFY"):
             conn.execute("PREPARE TRANSACTION 'phaselog-append'")
     assert pg_store.max_position() == 0
+
+
+def test_a_later_append_of_the_same_session_cannot_be_prepared(pg_url: str, pg_store: Store) -> None:
+    """The refusal holds for every append of a session, not only its first one."""
+    first, second = append_query(pg_store, "c:first"), append_query(pg_store, "c:second")
+    with psycopg.connect(base_dsn(pg_url)) as conn:
+        conn.execute(first.sql, first.params)
+        conn.commit()
+        conn.execute(second.sql, second.params)
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="NOTIFY"):
+            conn.execute("PREPARE TRANSACTION 'phaselog-append'")
+    assert [s.id for s in pg_store.records(1, 10)] == [1]
 
 
 def test_an_append_in_flight_holds_readers_and_is_named(pg_url: str) -> None:

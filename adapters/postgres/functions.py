@@ -1,23 +1,32 @@
 """The server-side functions of phaselog's PostgreSQL recorder: the append, and partition upkeep.
 
-``<events>_append(ids, versions, topics, states, open_flags)`` is the only
-statement an append sends. In one implicit transaction it
+``<events>_append_batch(commands, ids, versions, topics, states, open_flags)``
+is the only statement an append sends; one call writes every command that
+gathered while the previous commit was in flight (group commit: one
+transaction, one WAL flush). In that one implicit transaction it
 
 1. refuses to run in a transaction that already has a transaction id (the
-   append must be what assigns it), marks itself in flight with a shared
-   transaction-level advisory lock (the *append lock*, held until the transaction
-   ends), then draws the events' positions together with the transaction id
-   under the *positions lock*, held for microseconds (released before any
-   insert): position order is transaction-id order between appends, and readers
-   that stop below the oldest append still in flight (see ``docs/store.md``)
-   never pass a position that commits later;
-2. checks each stream's expected version against its head in ``phaselog_streams``
-   (locking that row), so two writers appending the same version conflict even
-   where the events table is partitioned and cannot hold a unique
-   (stream, version) index across partitions — the loser gets ``unique_violation``;
-3. makes sure the partitions ahead exist (new stores are partitioned by position);
-4. inserts the events, their per-stream chain rows and the new stream heads, and
-   sends one NOTIFY.
+   append must be what assigns it), runs ``UNLISTEN`` so that PostgreSQL refuses
+   to ``PREPARE`` it, marks itself in flight with a shared transaction-level
+   advisory lock (the *append lock*, held until the transaction ends), then
+   draws the events' positions together with the transaction id under the
+   *positions lock*, held for microseconds (released before any insert):
+   position order is transaction-id order between appends, and readers that
+   stop below the oldest append still in flight (see ``docs/store.md``) never
+   pass a position that commits later;
+2. makes sure the partitions ahead exist (new stores are partitioned by position);
+3. locks the batch's stream heads in ``phaselog_streams`` in one order (no
+   deadlock between batches), then checks each command's expected versions
+   against them, so two writers appending the same version conflict even where
+   the events table is partitioned and cannot hold a unique (stream, version)
+   index across partitions; a command that conflicts gets its reason in
+   ``conflicts[command]`` and writes nothing, the others go on;
+4. inserts the written events, their per-stream chain rows and the new stream
+   heads. It sends no NOTIFY: the notifier wakes followers after the commit, so
+   concurrent commits do not queue on the notification queue's global lock.
+
+``<events>_append(ids, versions, topics, states, open_flags)`` is the
+one-command append of schema version 3, kept for processes not yet upgraded.
 
 ``<events>_ensure_partitions(upto)`` creates partitions of the events and chain
 tables (``CREATE TABLE ... LIKE`` then ``ATTACH PARTITION``, which does not block
@@ -184,6 +193,14 @@ BEGIN
             pg_current_xact_id_if_assigned() USING ERRCODE = 'invalid_transaction_state',
             HINT = 'append in a transaction of its own, before anything else writes in it';
     END IF;
+    -- PostgreSQL refuses to PREPARE a transaction that ran UNLISTEN, so no prepared append can hold
+    -- readers. UNLISTEN is a no-op until the session has listened once (LISTEN and UNLISTEN together,
+    -- once per session); neither takes the notification queue's global lock that a NOTIFY does.
+    IF current_setting({unprepared_setting}, true) IS DISTINCT FROM 'on' THEN
+        LISTEN phaselog_append_guard;
+        PERFORM set_config({unprepared_setting}, 'on', false);
+    END IF;
+    UNLISTEN phaselog_append_guard;
     PERFORM pg_advisory_xact_lock_shared({append_lock});  -- marks this append in flight until it ends
     PERFORM pg_advisory_lock({position_lock});
     tx := pg_current_xact_id();

@@ -143,6 +143,7 @@ def phaselog_statements(schema: str, table: str, channel: str, *, partition_size
         "guard_name": Literal(f"{table}_append_only"),
         "threshold_setting": Literal(f"phaselog.partition_threshold_{lock_key(schema, table, 'setting')}"),
         "stream_index": Identifier(f"{table}_stream_idx"),
+        "unprepared_setting": Literal("phaselog.append_guard"),
     }
     statements: list[str | Composed] = [
         "CREATE TABLE IF NOT EXISTS {schema}.{meta} (key text PRIMARY KEY, value text NOT NULL)",
