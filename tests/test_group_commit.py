@@ -321,3 +321,56 @@ def test_followers_are_woken_after_each_commit_not_from_inside_it(make_url: Call
                 list(conn.notifies(timeout=0.05))  # drain coalesced leftovers
         latencies.sort()
         assert latencies[int(len(latencies) * 0.99) - 1] < 2.0
+
+
+def _save_from_threads(url: str, writers: int, saves: int) -> dict[int, float]:
+    """``writers`` threads of one store each save ``saves`` new counters; when each position was acked."""
+    acked: dict[int, float] = {}
+    lock = threading.Lock()
+    with open_store(url) as store:
+
+        def write(writer: int) -> None:
+            for n in range(saves):
+                position = store.save(open_counter(f"counter:w{writer}-{n}")).position
+                with lock:
+                    acked[position] = time.monotonic()
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return acked
+
+
+def test_a_follower_woken_only_by_notifications_sees_every_grouped_commit_in_order(
+    make_url: Callable[[str], str],
+) -> None:
+    """A subscriber that polls only every 30 s sees each grouped commit promptly, in order, none skipped."""
+    url = make_url("postgresql")
+    writers, saves = 8, 10
+    seen: list[int] = []
+    arrived: dict[int, float] = {}
+
+    async def main() -> dict[int, float]:
+        async with open_async_store(url) as store:
+
+            async def follow() -> None:
+                async for position, _ in store.subscribe(1, poll_interval=30.0):
+                    seen.append(position)
+                    arrived[position] = time.monotonic()
+                    if len(seen) == writers * saves:
+                        return
+
+            follower = asyncio.create_task(follow())
+            await asyncio.sleep(0.2)  # the follower listens before the first commit
+            acked = await asyncio.to_thread(_save_from_threads, url, writers, saves)
+            await asyncio.wait_for(follower, 20.0)
+            return acked
+
+    acked = asyncio.run(main())
+    assert seen == sorted(acked)
+    lags = sorted(max(0.0, arrived[p] - acked[p]) for p in seen)
+    p50, p99 = lags[len(lags) // 2], lags[int(len(lags) * 0.99) - 1]
+    assert p50 < 0.5
+    assert p99 < 2.0
