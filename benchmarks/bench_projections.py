@@ -9,6 +9,9 @@
 * ``rebuild_plugin_phases``: phaselog rebuilding one read model (shadow table + swap);
 * ``floor_plugin_phases``: the same fold done with the bare driver (psycopg or
   sqlite3): one ordered scan, orjson decode, dict fold, one bulk insert;
+* ``floor_all``: the raw read floor of a catch-up: the bare driver folding all
+  four read models in one scan (``read_floors.four_views``); ``catch_up_vs_floor``
+  is ``catch_up_all`` over it;
 * ``rebuild_all``: all four read models rebuilt (each replays the whole log);
 * ``verify``: the audit hash-chain check.
 
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -31,10 +33,11 @@ import uuid
 from pathlib import Path
 
 import orjson
-import psycopg
 from eventsourcing.persistence import StoredEvent
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import read_floors
+
 from phaselog.adapters import Store, open_store
 from phaselog.adapters.audit.history import load_domain_modules, verify
 from phaselog.projections.runner import Projections
@@ -183,57 +186,6 @@ def _fill(store: Store, total: int) -> None:
         store.app.recorder.insert_events(events[i : i + 2000])
 
 
-def _floor(store: Store) -> float:
-    """Seconds for the bare-driver fold of plugin phases: scan, decode, fold, bulk insert."""
-    started = time.perf_counter()
-    rows: dict[str, tuple[str, str | None, str | None]] = {}
-    topics = ("phaselog.plugin.PluginCreated", "phaselog.plugin.PhaseChanged")
-    if store.kind == "postgresql":
-        info = store.location.conninfo
-        schema, table = store.location.schema, "phaselog_events"
-        with psycopg.connect(**info, autocommit=False) as conn:  # type: ignore[arg-type]
-            with conn.cursor(name="scan") as cur:
-                cur.itersize = 5000
-                cur.execute(
-                    f'SELECT originator_id, topic, state FROM "{schema}"."{table}" ORDER BY notification_id'
-                )
-                for oid, topic, state in cur:
-                    if topic in topics:
-                        d = orjson.loads(state)
-                        rows[oid] = (d.get("phase") or d.get("to_phase"), d.get("reason"), d.get("timestamp"))
-            conn.execute(
-                f'CREATE TABLE IF NOT EXISTS "{schema}".floor_phases (id text PRIMARY KEY, phase text, '
-                "reason text, since text)"
-            )
-            conn.execute(f'TRUNCATE "{schema}".floor_phases')
-            with conn.cursor() as writer, writer.copy(f'COPY "{schema}".floor_phases FROM STDIN') as copy:
-                for oid, (phase, reason, since) in rows.items():
-                    copy.write_row((oid, phase, reason, since))
-            conn.commit()
-    else:
-        assert store.location.sqlite_path is not None
-        conn2 = sqlite3.connect(store.location.sqlite_path)
-        try:
-            for oid, topic, state in conn2.execute(
-                "SELECT originator_id, topic, state FROM stored_events ORDER BY rowid"
-            ):
-                if topic in topics:
-                    d = orjson.loads(state)
-                    rows[oid] = (d.get("phase") or d.get("to_phase"), d.get("reason"), d.get("timestamp"))
-            conn2.execute(
-                "CREATE TABLE IF NOT EXISTS floor_phases "
-                "(id TEXT PRIMARY KEY, phase TEXT, reason TEXT, since TEXT)"
-            )
-            conn2.execute("DELETE FROM floor_phases")
-            conn2.executemany(
-                "INSERT INTO floor_phases VALUES (?, ?, ?, ?)", [(k, *v) for k, v in rows.items()]
-            )
-            conn2.commit()
-        finally:
-            conn2.close()
-    return time.perf_counter() - started
-
-
 REBUILD_IN_A_FRESH_PROCESS = textwrap.dedent(
     """
     import json, sys, time
@@ -314,7 +266,8 @@ def run(url: str, events: int | None = None) -> dict[str, object]:
             started = time.perf_counter()
             views.rebuild("plugin_phases")
             one = time.perf_counter() - started
-            floor = _floor(store)
+            floor = read_floors.one_view(store)
+            floor_all = read_floors.four_views(store)
             started = time.perf_counter()
             counts = views.rebuild()
             everything = time.perf_counter() - started
@@ -338,6 +291,8 @@ def run(url: str, events: int | None = None) -> dict[str, object]:
         "rebuild_plugin_phases_events_per_s": rate(one),
         "floor_plugin_phases_events_per_s": rate(floor),
         "rebuild_vs_floor": round(floor / one, 3),
+        "floor_all_events_per_s": rate(floor_all),
+        "catch_up_vs_floor": round(floor_all / catch_up, 3),
         "rebuild_all_events_per_s": rate(everything),
         "verify_events_per_s": rate(checked),
         "verify_ok": report.ok,

@@ -171,7 +171,9 @@ def in_process(
         store = open_store(target.url)
         return (lambda: phaselog(store, per_writer)), store.close
     if kind == "eventsourcing":
-        app: Application[Any] = Application(env={**target.es_env, "CREATE_TABLE": "n"})
+        # One writer per process: a small pool, or 8 processes would open 160 connections.
+        env = {**target.es_env, "CREATE_TABLE": "n", "POSTGRES_POOL_SIZE": "2"}
+        app: Application[Any] = Application(env=env)
         return (lambda: eventsourcing(app, per_writer)), app.close
     work = {"bare": bare, "floor": floor}[kind]
     return (lambda: work(target, per_writer)), lambda: None

@@ -17,6 +17,7 @@ from phaselog.adapters import Store, open_store
 from phaselog.adapters.audit.history import verify
 from phaselog.adapters.core.gather import Command, Gathering
 from phaselog.adapters.gathering import ThreadGathering
+from phaselog.adapters.postgres.notifier import MIN_INTERVAL
 from phaselog.adapters.postgres.steps import Pause, Query
 from phaselog.aio import open_async_store
 from phaselog.domain.errors import ConcurrencyConflict
@@ -321,6 +322,27 @@ def test_followers_are_woken_after_each_commit_not_from_inside_it(make_url: Call
                 list(conn.notifies(timeout=0.05))  # drain coalesced leftovers
         latencies.sort()
         assert latencies[int(len(latencies) * 0.99) - 1] < 2.0
+
+
+def test_a_burst_of_commits_shares_notifications_and_the_last_one_is_always_notified(
+    make_url: Callable[[str], str],
+) -> None:
+    """A store sends at most one NOTIFY per interval however fast it commits, and one after the last commit."""
+    url = make_url("postgresql")
+    with open_store(url) as store:
+        recorder: Any = store.app.recorder
+        with psycopg.connect(url.partition("?")[0], autocommit=True) as conn:
+            conn.execute(f'LISTEN "{recorder.channel_name}"')
+            started = time.monotonic()
+            for n in range(100):
+                store.save(open_counter(f"counter:burst{n}"))
+            elapsed = time.monotonic() - started
+            woken = list(conn.notifies(timeout=5, stop_after=1))  # the last commit is followed by one
+            assert woken, "no notification after the last commit"
+            time.sleep(3 * MIN_INTERVAL)
+            sent = recorder.notifier.sent
+        assert 1 <= sent <= elapsed / MIN_INTERVAL + 2, (sent, elapsed)
+        assert sent < 100  # shared: fewer notifications than commits
 
 
 def _save_from_threads(url: str, writers: int, saves: int) -> dict[int, float]:

@@ -6,8 +6,11 @@ two commits could share a flush. Instead each store has one :class:`Notifier`:
 an append that committed *pokes* it (no I/O, never waits) and its thread sends
 one NOTIFY on the events channel, from a connection of its own with
 ``synchronous_commit = off`` (a notification needs no durability). Pokes that
-arrive while it sends are coalesced into one more NOTIFY, so the last commit is
-always followed by a notification. Followers read below the commit horizon
+arrive while it sends, or within :data:`MIN_INTERVAL` after it sent, are
+coalesced into one more NOTIFY, so the last commit is always followed by a
+notification, a store sends at most one per interval however fast it commits
+(each NOTIFY is a commit of its own that takes the notification queue's global
+lock), and a follower is woken at most that much later. Followers read below the commit horizon
 whatever woke them, and poll as a fallback (a lost NOTIFY only delays them).
 """
 
@@ -16,13 +19,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-__all__ = ["Notifier"]
+__all__ = ["MIN_INTERVAL", "Notifier"]
+
+MIN_INTERVAL = 0.005
+"""Seconds between two notifications of one store: commits within it share one NOTIFY."""
 
 log = logging.getLogger("phaselog.store")
 
@@ -30,8 +37,11 @@ log = logging.getLogger("phaselog.store")
 class Notifier:
     """One NOTIFY on ``channel`` after each burst of commits, sent by a thread of its own."""
 
-    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], channel: str) -> None:
+    def __init__(
+        self, connect: Callable[[], psycopg.Connection[Any]], channel: str, *, interval: float = MIN_INTERVAL
+    ) -> None:
         self._connect = connect
+        self._interval = interval
         self._statement = SQL("NOTIFY {}").format(Identifier(channel))
         self._poked = threading.Event()
         self._start = threading.Lock()
@@ -62,6 +72,7 @@ class Notifier:
                 conn = self._send(conn)
             if self._closed:
                 break
+            time.sleep(self._interval)  # pokes meanwhile set the event: one NOTIFY after the pause
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
                 conn.close()

@@ -39,6 +39,8 @@ class WriteStatements:
     events_table: str
     snapshots_table: str = ""
     names: dict[str, Identifier] = field(init=False, repr=False)
+    append_batch_sql: SQL = field(init=False, repr=False)
+    """The batch append call, composed once (each append runs it; composing it costs per call)."""
 
     def __post_init__(self) -> None:
         names = {
@@ -52,6 +54,11 @@ class WriteStatements:
             "append_lock": Literal(lock_key(self.schema, self.events_table, "appends")),
         }
         object.__setattr__(self, "names", names)
+        call = self._sql(
+            "SELECT positions, conflicts FROM {schema}.{append_batch}(%s::integer[], %s::text[], "
+            "%s::bigint[], %s::text[], %s::bytea[], %s::boolean[])"
+        )
+        object.__setattr__(self, "append_batch_sql", SQL(call.as_string()))
 
     def _sql(self, text: str, **more: Composable) -> Composed:
         return SQL(text).format(**self.names, **more)
@@ -87,14 +94,7 @@ class WriteStatements:
             [e.state for e in events],
             [bool(c.opens.get(str(e.originator_id), True)) for c in commands for e in c.events],
         )
-        query = Query(
-            self._sql(
-                "SELECT positions, conflicts FROM {schema}.{append_batch}(%s::integer[], %s::text[], "
-                "%s::bigint[], %s::text[], %s::bytea[], %s::boolean[])"
-            ),
-            params,
-            unlock_on_error=True,
-        )
+        query = Query(self.append_batch_sql, params, unlock_on_error=True)
         uncertain = False
         delays = STATEMENT_RETRY.delays()
         while True:
