@@ -327,7 +327,7 @@ def test_followers_are_woken_after_each_commit_not_from_inside_it(make_url: Call
 def test_a_burst_of_commits_shares_notifications_and_the_last_one_is_always_notified(
     make_url: Callable[[str], str],
 ) -> None:
-    """A store sends at most one NOTIFY per interval however fast it commits, and one after the last commit."""
+    """A store sends at most one NOTIFY per interval however fast it commits, and one after the last."""
     url = make_url("postgresql")
     with open_store(url) as store:
         recorder: Any = store.app.recorder
