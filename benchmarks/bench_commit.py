@@ -9,6 +9,8 @@ Each writer sends one command (one commit) at a time to a stream of its own; see
 one phaselog store or eventsourcing application, as a service does), as asyncio
 tasks on one loop (phaselog: one async store; floors: a connection per task;
 eventsourcing has no async API) and 1/4/8 processes (each with its own store).
+For the processes, ``waits`` says what the floor's and phaselog's backends waited
+on meanwhile (``wait_sampler``: mean active backends per wait event, ungranted locks).
 
 For each cell: commands/s (best and median over the repetitions) and p50/p99 per
 command in ms over all repetitions. Ratios, computed from the medians of the same
@@ -41,6 +43,7 @@ from phaselog.aio import open_async_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import commit_workers as w
+from wait_sampler import sampling
 
 from bench_common import main_on_postgres
 
@@ -144,6 +147,8 @@ def run(dsn: str, *, per_writer: int | None = None, repeats: int | None = None) 
     target = w.prepare(dsn)
     store = open_store(target.url)
     app: Application[Any] = Application(env=target.es_env)
+    w.phaselog(store, w.WARM_UP)
+    w.eventsourcing(app, w.WARM_UP)
     report: dict[str, Any] = {"per_writer": per_writer, "repeats": repeats}
     thread_work: dict[str, Callable[[], list[float]]] = {
         "bare": lambda: w.bare(target, per_writer),
@@ -182,8 +187,11 @@ def run(dsn: str, *, per_writer: int | None = None, repeats: int | None = None) 
     for writers in PROCESSES:
         row = {}
         for kind in KINDS:
-            runs = [_processes(kind, target, writers, per_writer) for _ in range(repeats)]
+            with sampling(dsn) as waits:
+                runs = [_processes(kind, target, writers, per_writer) for _ in range(repeats)]
             row[kind] = _cell(runs, writers * per_writer)
+            if kind in ("floor", "phaselog"):  # what their backends waited on (docs/scale.md)
+                row[kind]["waits"] = waits
         _ratios(row)
         report["processes"][str(writers)] = row
     procs = report["processes"]
@@ -214,6 +222,7 @@ def _goals(report: dict[str, Any]) -> dict[str, Any]:
 def _async_phaselog(target: w.Target, writers: int, per_writer: int) -> tuple[float, list[float]]:
     async def main() -> tuple[float, list[float]]:
         async with open_async_store(target.url) as store:
+            await w.phaselog_async(store, w.WARM_UP)
             started = time.perf_counter()
             results = await asyncio.gather(*(w.phaselog_async(store, per_writer) for _ in range(writers)))
             return time.perf_counter() - started, [s for r in results for s in r]

@@ -52,6 +52,11 @@ class Target:
         )
 
 
+WARM_UP = 8
+"""Commands a new store or application sends before it is timed: each pooled session's first call
+plans its statements (and compiles the append function), a cost a long-running service pays once."""
+
+
 def prepare(dsn: str) -> Target:
     """A fresh phaselog schema (its append function is the floor's), a bare table and an ES schema."""
     tag = uuid.uuid4().hex[:8]
@@ -169,11 +174,13 @@ def in_process(
     """One writer process's run and its clean-up, opened before the start (its own store or connection)."""
     if kind == "phaselog":
         store = open_store(target.url)
+        phaselog(store, WARM_UP)
         return (lambda: phaselog(store, per_writer)), store.close
     if kind == "eventsourcing":
         # One writer per process: a small pool, or 8 processes would open 160 connections.
         env = {**target.es_env, "CREATE_TABLE": "n", "POSTGRES_POOL_SIZE": "2"}
         app: Application[Any] = Application(env=env)
+        eventsourcing(app, WARM_UP)
         return (lambda: eventsourcing(app, per_writer)), app.close
     work = {"bare": bare, "floor": floor}[kind]
     return (lambda: work(target, per_writer)), lambda: None
