@@ -42,7 +42,13 @@ from typing_extensions import override
 from phaselog.adapters.core.gather import Command, Outcome
 from phaselog.adapters.gathering import ThreadGathering
 from phaselog.adapters.postgres.notifier import Notifier
-from phaselog.adapters.postgres.schema import install_schema, lock_key
+from phaselog.adapters.postgres.schema import (
+    ddl_digest,
+    install_schema,
+    installed,
+    lock_key,
+    record_digest,
+)
 from phaselog.adapters.postgres.statements import (
     UNLOCK_ALL,
     Pause,
@@ -114,7 +120,12 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
         # Serialise the DDL of processes opening the same new schema at once (CREATE OR REPLACE
         # FUNCTION races otherwise fail with "tuple concurrently updated").
         curs.execute(SQL("SELECT pg_advisory_xact_lock({})").format(self._ddl_lock))
+        schema = self.datastore.schema
+        digest = ddl_digest(self.sql_create_statements, curs)
+        if installed(curs, schema, digest):
+            return  # exactly this DDL is there: run none of it, so no append waits on (or deadlocks with) it
         super()._create_table(curs)
+        record_digest(curs, schema, digest)
 
     # -- appending -------------------------------------------------------------------------------
     @override

@@ -15,15 +15,23 @@
 
 Everything is ``IF NOT EXISTS`` / ``CREATE OR REPLACE``, so opening a store
 written by an older phaselog migrates it in place (old chain rows keep their
-global links) and opening a current one changes nothing.
+global links). Opening a store whose DDL is exactly this one (the digest of
+every statement, kept in ``phaselog_meta``, see :func:`installed`) runs none of
+it: ``CREATE INDEX IF NOT EXISTS`` and ``CREATE OR REPLACE TRIGGER`` lock their
+tables even when there is nothing to do, and a service instance starting while
+others append would deadlock with them (an append locks the stream heads, then
+the events table; the DDL the other way round).
 """
 
 from __future__ import annotations
 
+import hashlib
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
-from psycopg.sql import SQL, Composed, Identifier, Literal
+from psycopg import Cursor
+from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
 from phaselog.adapters.audit.chain import GENESIS_DIGEST, STREAM_LINK
 from phaselog.adapters.postgres.functions import (
@@ -45,9 +53,12 @@ __all__ = [
     "TAILS_TABLE",
     "append_batch_function_name",
     "append_function_name",
+    "ddl_digest",
     "install_schema",
+    "installed",
     "lock_key",
     "phaselog_statements",
+    "record_digest",
 ]
 
 APPEND_ONLY_MESSAGE = "phaselog stored events are append-only"
@@ -94,6 +105,42 @@ def install_schema(recorder: Any) -> None:
     recorder.sql_create_statements.extend(
         phaselog_statements(schema, table, recorder.channel_name, partition_size=size)
     )
+
+
+def ddl_digest(statements: Sequence[Composable | str], cursor: Cursor[Any]) -> str:
+    """The digest of the DDL a store is opened with (every statement as the server would read it)."""
+    digest = hashlib.sha256()
+    for statement in statements:
+        text = statement if isinstance(statement, str) else statement.as_string(cursor)
+        digest.update(text.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def installed(cursor: Cursor[Any], schema: str, digest: str) -> bool:
+    """Whether the schema already holds exactly the DDL of ``digest`` (then opening runs none)."""
+    meta = Literal(f'"{schema}"."{SCHEMA_META_TABLE}"')
+    row = cursor.execute(SQL("SELECT to_regclass({}) IS NOT NULL AS present").format(meta)).fetchone()
+    if not row or not _first(row):
+        return False
+    query = SQL("SELECT value FROM {}.{} WHERE key = 'schema_digest'")
+    row = cursor.execute(query.format(Identifier(schema), Identifier(SCHEMA_META_TABLE))).fetchone()
+    return row is not None and _first(row) == digest
+
+
+def record_digest(cursor: Cursor[Any], schema: str, digest: str) -> None:
+    """Remember that the schema now holds the DDL of ``digest`` (in the transaction that ran it)."""
+    cursor.execute(
+        SQL(
+            "INSERT INTO {}.{} (key, value) VALUES ('schema_digest', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        ).format(Identifier(schema), Identifier(SCHEMA_META_TABLE)),
+        (digest,),
+    )
+
+
+def _first(row: Any) -> Any:
+    """The first column of a row, whether the cursor makes tuples or dicts."""
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
 
 
 def partitioned_events_table(schema: str, table: str) -> Composed:
