@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from phaselog.adapters import Store, open_store
 from phaselog.adapters.audit.history import verify
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.schema import append_function_name
+from phaselog.aio import open_async_store
 from phaselog.domain import PluginPhase
 from phaselog.domain.errors import ConcurrencyConflict, StoreUnavailable
 
@@ -164,9 +166,12 @@ def test_statement_timeout_bounds_every_query(make_url: Callable[[str], str]) ->
             cur.execute("SELECT pg_sleep(5)")
 
 
-def test_a_broken_pooled_connection_is_retried_without_duplicating(make_url: Callable[[str], str]) -> None:
-    """Killing the pool's server sessions does not fail the next append, which is stored exactly once."""
-    url = make_url("postgresql") + "&pool_min=2&pool_max=2"
+@pytest.mark.parametrize("pool", [2, 4], ids=["appends-take-turns", "append-session"])
+def test_a_broken_pooled_connection_is_retried_without_duplicating(
+    make_url: Callable[[str], str], pool: int
+) -> None:
+    """Killing the pool's server sessions (the append session too) does not fail the next append."""
+    url = make_url("postgresql") + f"&pool_min=2&pool_max={pool}"
     with open_store(url) as store:
         _counter(store, "warm")
         with psycopg.connect(url.partition("?")[0], autocommit=True) as admin:
@@ -177,6 +182,25 @@ def test_a_broken_pooled_connection_is_retried_without_duplicating(make_url: Cal
             )
         _counter(store, "after-kill")
         assert [n.originator_id for n in store.notifications(1)].count("after-kill") == 1
+
+
+def test_a_broken_async_append_session_is_retried_without_duplicating(make_url: Callable[[str], str]) -> None:
+    """Killing the async store's server sessions does not fail its next append, stored exactly once."""
+    url = make_url("postgresql") + "&pool_min=2&pool_max=4"
+
+    async def main() -> list[str]:
+        async with open_async_store(url) as store:
+            await store.save(open_counter("warm"))
+            with psycopg.connect(url.partition("?")[0], autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND backend_type = 'client backend'"
+                )
+            await store.save(open_counter("after-kill"))
+            return [n.originator_id for n in await store.notifications(1)]
+
+    assert asyncio.run(main()).count("after-kill") == 1
 
 
 def test_an_immediate_server_restart_loses_nothing_acknowledged() -> None:

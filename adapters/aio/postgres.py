@@ -13,6 +13,7 @@ the events table's channel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar, cast
@@ -31,7 +32,10 @@ from phaselog.adapters.core.gather import Command, Outcome
 from phaselog.adapters.core.opening import async_pool_bounds
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.notifier import Notifier
-from phaselog.adapters.postgres.recorder import PhaselogPostgresApplicationRecorder
+from phaselog.adapters.postgres.recorder import (
+    MIN_POOL_FOR_APPEND_SESSION,
+    PhaselogPostgresApplicationRecorder,
+)
 from phaselog.adapters.postgres.statements import (
     UNLOCK_ALL,
     Pause,
@@ -70,6 +74,7 @@ class PostgresAsyncStore(AsyncStore):
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._notifier: Notifier | None = None
         self._gathering = AsyncGathering(self._write_batch)
+        self._appender: Connection | None = None  # the append session (see _append_step)
 
     async def _opened(self) -> None:
         recorder = self.sync.app.recorder
@@ -103,6 +108,7 @@ class PostgresAsyncStore(AsyncStore):
 
     async def _closing(self) -> None:
         await self._gathering.close()
+        await self._release_appender()
         if self._pool is not None:
             await self._pool.close()
 
@@ -120,20 +126,32 @@ class PostgresAsyncStore(AsyncStore):
             raise StoreUnavailable(msg)
         try:
             async with self._pool.connection() as conn:
-                try:
-                    if step.tuples:  # the lean log reader
-                        plain = await conn.cursor(row_factory=tuple_row, binary=True).execute(
-                            step.sql, step.params, prepare=step.prepare
-                        )
-                        return list(await plain.fetchall())
-                    cursor = await conn.execute(step.sql, step.params, prepare=step.prepare)
-                    return list(await cursor.fetchall()) if cursor.description else []
-                except BaseException:
-                    if step.unlock_on_error:
-                        await _release_position_lock(conn)
-                    raise
+                return await _execute(conn, step)
         except psycopg.Error as exc:
             raise persistence_error(exc) from exc
+
+    async def _append_step(self, step: Query | Pause) -> ResultRows | list[tuple[Any, ...]] | None:
+        """A step of a batch append on the store's append session (as the sync recorder's)."""
+        if isinstance(step, Pause) or self._pool is None or self.pool_size <= MIN_POOL_FOR_APPEND_SESSION:
+            return await self._do(step)
+        pool = self._pool
+        try:
+            if self._appender is None:
+                self._appender = await pool.getconn()
+            return await _execute(self._appender, step)
+        except BaseException as exc:
+            await self._release_appender()
+            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+                with contextlib.suppress(psycopg.Error):  # a restart drops every session: test the idle ones
+                    await pool.check()
+            if isinstance(exc, psycopg.Error):
+                raise persistence_error(exc) from exc
+            raise
+
+    async def _release_appender(self) -> None:
+        conn, self._appender = self._appender, None
+        if conn is not None and self._pool is not None:
+            await self._pool.putconn(conn)
 
     # -- writing and reading aggregates: the store core's protocols, answered on the pool -------------
     async def drive(self, protocol: Steps[CoreStep, T]) -> T:
@@ -165,7 +183,7 @@ class PostgresAsyncStore(AsyncStore):
 
     async def _write_batch(self, batch: list[Command]) -> list[Outcome]:
         """Write one gathered batch in one call, then wake followers (after the commit, not in it)."""
-        outcomes: list[Outcome] = await self.run(self.statements.append_batch(batch))
+        outcomes: list[Outcome] = await drive_async(self.statements.append_batch(batch), self._append_step)
         if self._notifier is not None:
             self._notifier.poke()
         return outcomes
@@ -233,6 +251,22 @@ class PostgresAsyncStore(AsyncStore):
 
     def __repr__(self) -> str:
         return f"PostgresAsyncStore({self.url!r})"
+
+
+async def _execute(conn: Connection, step: Query) -> ResultRows | list[tuple[Any, ...]]:
+    """Run one query on ``conn``; a failed append never leaves the positions lock held."""
+    try:
+        if step.tuples:  # the lean log reader
+            plain = await conn.cursor(row_factory=tuple_row, binary=True).execute(
+                step.sql, step.params, prepare=step.prepare
+            )
+            return list(await plain.fetchall())
+        cursor = await conn.execute(step.sql, step.params, prepare=step.prepare)
+        return list(await cursor.fetchall()) if cursor.description else []
+    except BaseException:
+        if step.unlock_on_error:
+            await _release_position_lock(conn)
+        raise
 
 
 async def _release_position_lock(conn: Connection) -> None:

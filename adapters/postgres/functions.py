@@ -285,10 +285,14 @@ BEGIN
     INSERT INTO {schema}.{chain} (position, originator_id, originator_version, digest, link)
         SELECT u.p, u.i, u.v, u.d, {link} FROM unnest(positions, p_ids, p_versions, digests) AS u(p, i, v, d)
         WHERE u.p IS NOT NULL;
-    UPDATE {schema}.{heads} AS h
-        SET version = u.v, position = u.p, open = u.o, digest = u.d, updated_at = now()
-        FROM unnest(s_ids, s_versions, s_positions, s_opens, s_digests, s_written) AS u(i, v, p, o, d, w)
-        WHERE u.w AND h.stream_id = u.i;
+    -- One indexed UPDATE per written stream: cheaper than one UPDATE ... FROM unnest(...) join.
+    FOR head IN 1..cardinality(s_ids) LOOP
+        IF s_written[head] THEN
+            UPDATE {schema}.{heads} SET version = s_versions[head], position = s_positions[head],
+                open = s_opens[head], digest = s_digests[head], updated_at = now()
+                WHERE stream_id = s_ids[head];
+        END IF;
+    END LOOP;
     IF conflicted THEN  -- a new stream that only failed commands wrote to is not a stream
         DELETE FROM {schema}.{heads} h USING unnest(s_ids, s_created, s_written) AS u(i, c, w)
             WHERE u.c AND NOT u.w AND h.stream_id = u.i;
