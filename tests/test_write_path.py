@@ -198,7 +198,7 @@ def test_a_broken_async_append_session_is_retried_without_duplicating(make_url: 
                     "AND backend_type = 'client backend'"
                 )
             await store.save(open_counter("after-kill"))
-            return [n.originator_id for n in await store.notifications(1)]
+            return [str(n.originator_id) for n in await store.notifications(1)]
 
     assert asyncio.run(main()).count("after-kill") == 1
 
