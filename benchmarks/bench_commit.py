@@ -9,7 +9,7 @@ Each writer sends one command (one commit) at a time to a stream of its own; see
 one phaselog store or eventsourcing application, as a service does), as asyncio
 tasks on one loop (phaselog: one async store; floors: a connection per task;
 eventsourcing has no async API) and 1/4/8 processes (each with its own store).
-For the processes, ``waits`` says what the floor's and phaselog's backends waited
+For the processes, ``waits`` says what each kind's backends waited
 on meanwhile (``wait_sampler``: mean active backends per wait event, ungranted locks).
 
 For each cell: commands/s (best and median over the repetitions) and p50/p99 per
@@ -189,9 +189,7 @@ def run(dsn: str, *, per_writer: int | None = None, repeats: int | None = None) 
         for kind in KINDS:
             with sampling(dsn) as waits:
                 runs = [_processes(kind, target, writers, per_writer) for _ in range(repeats)]
-            row[kind] = _cell(runs, writers * per_writer)
-            if kind in ("floor", "phaselog"):  # what their backends waited on (docs/scale.md)
-                row[kind]["waits"] = waits
+            row[kind] = _cell(runs, writers * per_writer) | {"waits": waits}  # see docs/scale.md
         _ratios(row)
         report["processes"][str(writers)] = row
     procs = report["processes"]

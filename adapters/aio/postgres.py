@@ -33,7 +33,7 @@ from phaselog.adapters.core.opening import async_pool_bounds
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.notifier import Notifier
 from phaselog.adapters.postgres.recorder import (
-    MIN_POOL_FOR_APPEND_SESSION,
+    APPEND_SESSION_MIN_POOL,
     PhaselogPostgresApplicationRecorder,
 )
 from phaselog.adapters.postgres.statements import (
@@ -44,6 +44,7 @@ from phaselog.adapters.postgres.statements import (
     ResultRows,
     persistence_error,
 )
+from phaselog.adapters.postgres.steps import connection_lost
 from phaselog.aio.gathering import AsyncGathering
 from phaselog.aio.store import AsyncStore, FollowContext
 from phaselog.domain.errors import StoreUnavailable
@@ -132,7 +133,7 @@ class PostgresAsyncStore(AsyncStore):
 
     async def _append_step(self, step: Query | Pause) -> ResultRows | list[tuple[Any, ...]] | None:
         """A step of a batch append on the store's append session (as the sync recorder's)."""
-        if isinstance(step, Pause) or self._pool is None or self.pool_size <= MIN_POOL_FOR_APPEND_SESSION:
+        if isinstance(step, Pause) or self._pool is None:
             return await self._do(step)
         pool = self._pool
         try:
@@ -141,8 +142,8 @@ class PostgresAsyncStore(AsyncStore):
             return await _execute(self._appender, step)
         except BaseException as exc:
             await self._release_appender()
-            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-                with contextlib.suppress(psycopg.Error):  # a restart drops every session: test the idle ones
+            if connection_lost(exc):  # a restart drops every session: test the idle ones before the retry
+                with contextlib.suppress(psycopg.Error):
                     await pool.check()
             if isinstance(exc, psycopg.Error):
                 raise persistence_error(exc) from exc
@@ -183,7 +184,8 @@ class PostgresAsyncStore(AsyncStore):
 
     async def _write_batch(self, batch: list[Command]) -> list[Outcome]:
         """Write one gathered batch in one call, then wake followers (after the commit, not in it)."""
-        outcomes: list[Outcome] = await drive_async(self.statements.append_batch(batch), self._append_step)
+        step = self._append_step if self.pool_size >= APPEND_SESSION_MIN_POOL else self._do
+        outcomes: list[Outcome] = await drive_async(self.statements.append_batch(batch), step)
         if self._notifier is not None:
             self._notifier.poke()
         return outcomes

@@ -58,7 +58,7 @@ from phaselog.adapters.postgres.statements import (
     ResultRows,
     prefix_range,
 )
-from phaselog.adapters.postgres.steps import persistence_error
+from phaselog.adapters.postgres.steps import connection_lost, persistence_error
 from phaselog.adapters.recorder_protocol import ChainRow, PhaselogRecorder
 from phaselog.runtime.horizon import InFlightAppend, PreparedTransaction
 from phaselog.runtime.ports import LogRecord, StreamHead
@@ -70,8 +70,8 @@ log = logging.getLogger("phaselog.store")
 
 T = TypeVar("T")
 
-MIN_POOL_FOR_APPEND_SESSION = 2
-"""A pool larger than this keeps one of its connections as the append session."""
+APPEND_SESSION_MIN_POOL = 3
+"""The smallest pool that keeps one of its connections for appends (smaller ones keep all for reads)."""
 
 
 class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
@@ -126,18 +126,19 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
         if isinstance(step, Pause):
             time.sleep(step.seconds)
             return None
+        pool = self.datastore.pool
         try:
             if self._appender is None:
-                self._appender = self.datastore.pool.getconn()
+                self._appender = pool.getconn()
             return self._execute(self._appender, step)
-        except psycopg.Error as exc:
+        except BaseException as exc:
             self._release_appender()
-            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-                # The server may have dropped every session (a restart): let the pool test its idle
-                # ones now, so the retry does not take another dead one.
+            if connection_lost(exc):  # a restart drops every session: test the idle ones before the retry
                 with contextlib.suppress(psycopg.Error):
-                    self.datastore.pool.check()
-            raise persistence_error(exc) from exc
+                    pool.check()
+            if isinstance(exc, psycopg.Error):
+                raise persistence_error(exc) from exc
+            raise
 
     def _release_appender(self) -> None:
         conn, self._appender = self._appender, None
@@ -181,8 +182,7 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
 
     def _write_batch(self, batch: list[Command]) -> list[Outcome]:
         """Write one gathered batch in one call, then wake followers (after the commit, not in it)."""
-        # A pool of one or two connections keeps them all for reads: then appends take turns with them.
-        step = self._append_step if self.datastore.pool.max_size > MIN_POOL_FOR_APPEND_SESSION else self._do
+        step = self._append_step if self.datastore.pool.max_size >= APPEND_SESSION_MIN_POOL else self._do
         outcomes: list[Outcome] = drive(self.statements.append_batch(batch), step)
         self.notifier.poke()
         return outcomes

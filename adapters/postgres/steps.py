@@ -27,6 +27,7 @@ __all__ = [
     "ResultRows",
     "StatementFlow",
     "StatementStep",
+    "connection_lost",
     "persistence_error",
     "retrying",
 ]
@@ -71,6 +72,11 @@ _ERRORS: tuple[tuple[type[psycopg.Error], type[es.PersistenceError]], ...] = (
     (psycopg.NotSupportedError, es.NotSupportedError),
     (psycopg.DatabaseError, es.DatabaseError),
 )
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the session itself failed (then a pool's idle sessions may have too)."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def persistence_error(exc: psycopg.Error) -> es.PersistenceError:
