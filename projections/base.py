@@ -66,6 +66,7 @@ class EventDecoder:
         self._cipher = codec.cipher
         self._compressor = codec.compressor
         self._versioned: dict[type[Any], bool] = {}
+        self._simple: set[str] = set()
 
     def __call__(self, record: Any) -> EventData:
         """One stored event as a projection sees it."""
@@ -98,11 +99,13 @@ class EventDecoder:
     ) -> list[tuple[Any, EventData | Exception]]:
         """The records past ``after`` whose topic ``folds``, each with its event or its decoding error.
 
-        ``memo`` keeps ``folds``' answer per topic (it must depend on the topic alone).
+        ``memo`` keeps ``folds``' answer per topic (it must depend on the topic alone). Plain
+        JSON of a class that is not versioned (the usual case) is decoded inline, with no
+        per-event lookup of its class; anything else goes through :meth:`__call__`.
         """
         plain = not self._cipher and not self._compressor
         out: list[tuple[Any, EventData | Exception]] = []
-        append, event = out.append, self._event
+        append, decode, simple = out.append, self.__call__, self._simple
         for record in records:
             topic = record.topic
             wanted = memo.get(topic)
@@ -110,10 +113,33 @@ class EventDecoder:
                 wanted = memo[topic] = folds(topic)
             if wanted and record.id > after:
                 try:
-                    append((record, event(record, load_json(record.state)) if plain else self(record)))
+                    if plain and (topic in simple or self._is_simple(topic)):
+                        data = load_json(record.state)
+                        if data.__class__ is dict and "class_version" not in data:
+                            event = (
+                                record.id,
+                                topic,
+                                str(record.originator_id),
+                                record.originator_version,
+                                data,
+                            )
+                            append((record, _new_event(EventData, event)))
+                            continue
+                    append((record, decode(record)))
                 except Exception as exc:  # an undecodable event is poison for the read models that fold it
                     append((record, exc))
         return out
+
+    def _is_simple(self, topic: str) -> bool:
+        """True when events of ``topic`` need no upcasting (a known class at version 1; remembered)."""
+        try:
+            cls = resolve_topic(topic)
+        except UnknownEventType:
+            return False
+        if getattr(cls, "class_version", 1) != 1:
+            return False
+        self._simple.add(topic)
+        return True
 
 
 _new_event = tuple.__new__  # EventData's own __new__ without its Python-level frame (a hot path)
@@ -262,17 +288,19 @@ def load_text(value: str) -> str:
 def encode_row(projection: Projection, row: Mapping[str, Any]) -> list[Any]:
     """Column values of ``row`` in declared order, JSON columns encoded."""
     values: list[Any] = []
+    append, get = values.append, row.get
     for name, kind in projection.columns.items():
-        value = row.get(name)
-        if value is not None:
-            if kind == "text":
-                if value.__class__ is not str or "\x00" in value or value.startswith(_ESCAPED_TEXT):
-                    value = store_text(str(value))
-            elif kind == "int":
-                value = int(value)
-            else:
-                value = dump_json(value).decode()
-        values.append(value)
+        value = get(name)
+        if value is None:
+            append(None)
+        elif kind == "text":
+            if value.__class__ is not str or "\x00" in value or value.startswith(_ESCAPED_TEXT):
+                value = store_text(str(value))
+            append(value)
+        elif kind == "int":
+            append(value if value.__class__ is int else int(value))
+        else:
+            append(dump_json(value).decode())
     return values
 
 
