@@ -30,6 +30,7 @@ from phaselog.domain.errors import (
     ConcurrencyConflict,
     NotFound,
     PhaselogError,
+    StoreClosed,
     StoreUnavailable,
     ValidationFailed,
 )
@@ -73,7 +74,7 @@ def _translated(what: str, exc: Exception) -> PhaselogError:
     if isinstance(exc, unreachable):
         return StoreUnavailable(f"{what}: store unavailable: {_first_line(exc)}")
     if isinstance(exc, ConnectionPoolClosedError | psycopg_pool.PoolClosed):
-        return StoreUnavailable(f"{what}: the store is closed")
+        return StoreClosed(f"{what}: the store is closed")
     return StoreUnavailable(f"{what}: database error: {_first_line(exc)}")
 
 

@@ -9,7 +9,7 @@ connections.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
@@ -22,8 +22,9 @@ from phaselog.adapters.audit.seals import Seal, seal
 from phaselog.adapters.core.opening import decide_opening
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.migrate import SCHEMA_VERSION, check_version, probe, record_upgrade
+from phaselog.adapters.tied import Tied
 from phaselog.adapters.urls import StoreURL
-from phaselog.domain.errors import PhaselogError, StoreUnavailable, ValidationFailed
+from phaselog.domain.errors import PhaselogError, StoreClosed, StoreUnavailable, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent
 from phaselog.domain.ids import check_log_read
 from phaselog.domain.retry import Backoff
@@ -92,6 +93,7 @@ class Store:
         check_version(self.location, self.schema_version, create=self.create)
         self.app = self._open_application(opening.application_env())
         self._closed = False
+        self._tied = Tied()
         self._sealer = AutoSealer(lambda: seal(self), self.seal_interval) if opening.sealing else None
         self.core = core.StoreCore(
             self.url,
@@ -155,6 +157,8 @@ class Store:
     # -- writing and reading aggregates (the store core's protocols) -------------------------------
     def drive(self, protocol: Steps[core.CoreStep, T]) -> T:
         """Drive one store core protocol on this store's recorders (the sync shell)."""
+        if self._closed:
+            raise StoreClosed(f"{self.url}: the store is closed")
         recorder, snapshots = self.app.recorder, self._snapshots
         return drive(protocol, lambda step: on_recorders(recorder, snapshots, step))
 
@@ -301,10 +305,18 @@ class Store:
 
         return open_projections(self)
 
+    def on_close(self, close: Callable[[], object]) -> Callable[[], None]:
+        """Call ``close`` as this store closes, before its connections go; return the untie.
+
+        The runtime services tie themselves here (:func:`phaselog.runtime.lifetimes.tie`).
+        """
+        return self._tied.add(close)
+
     def close(self) -> None:
-        """Release the store's connections; safe to call twice."""
+        """Close the services tied to this store, then release its connections; safe to call twice."""
         if self._closed:
             return
+        self._tied.close_all()  # they may still record their way out (released claims, cleanups)
         self._closed = True
         if self._sealer is not None:
             self._sealer.close()  # seals what this store saved and no seal covers yet (failures logged)

@@ -20,6 +20,7 @@ Every error phaselog raises on purpose derives from :class:`PhaselogError`
     │   ├── StateValidationFailed    (state) stored state no longer fits its model
     │   └── PluginStateUnreadable    (plugin_state)
     ├── StoreUnavailable             the database cannot be reached, opened or used
+    │   ├── StoreClosed              the store was closed: retrying cannot help
     │   ├── SchemaOutdated           (adapters.migrate) tables older than the code: phaselog migrate
     │   └── ProjectionBusy           (projections) another runner holds the read model's lease
     ├── IntegrityViolation           the stored history was changed behind our back
@@ -50,6 +51,7 @@ __all__ = [
     "PayloadTooLarge",
     "PhaselogError",
     "StateVersionMismatch",
+    "StoreClosed",
     "StoreUnavailable",
     "UnknownEventType",
     "ValidationFailed",
@@ -98,6 +100,14 @@ class UnknownEventType(ValidationFailed):
 
 class StoreUnavailable(PhaselogError):
     """The store cannot be opened or reached."""
+
+
+class StoreClosed(StoreUnavailable):
+    """The store was closed (by its owner, or its ``with`` block ended): nothing more goes through it.
+
+    Unlike other :class:`StoreUnavailable` errors this one is final: loops that
+    retry while the database is down stop on it.
+    """
 
 
 class IntegrityViolation(PhaselogError):

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Self
 
-from phaselog.domain.errors import ConcurrencyConflict, PhaselogError, StoreUnavailable, ValidationFailed
+from phaselog.domain.errors import ConcurrencyConflict, StoreUnavailable, ValidationFailed
 from phaselog.domain.retry import Backoff
 from phaselog.projections import tables
 from phaselog.projections.base import (
     EventData,
     Projection,
-    ProjectionHalted,
-    ProjectionTimeout,
     ReadModel,
 )
 from phaselog.projections.batch import RowCache
@@ -32,6 +29,8 @@ from phaselog.projections.follow import Follower, runner_id
 from phaselog.projections.ports import LogReader, ViewPorts, ViewStore, open_view_ports
 from phaselog.projections.rebuild import rebuild, retry_dead_letters, set_meta
 from phaselog.projections.status import status_rows
+from phaselog.projections.waiting import Waiting
+from phaselog.runtime.lifetimes import sync_store, tie
 from phaselog.runtime.retry import retry
 from phaselog.runtime.sealing import check_seal_interval
 
@@ -55,7 +54,7 @@ def default_projections() -> list[Projection]:
     return [PluginPhases(), TaskStatuses(), PlanRuns(), RecoverableStates()]
 
 
-class Projections:
+class Projections(Waiting):
     """The read models kept in a store's database, and the runner that keeps them current."""
 
     def __init__(  # noqa: PLR0913 - every knob an operator may turn
@@ -82,6 +81,7 @@ class Projections:
             raise ValidationFailed(f"on_error must be 'skip' or 'stop', not {on_error!r}")
         if batch_size < 1 or lease_seconds <= 0:
             raise ValidationFailed("batch_size must be at least 1 and lease_seconds positive")
+        store = sync_store(store, "Projections") if ports is None else store
         self.store = store
         self.reader: LogReader
         self.views: ViewStore
@@ -113,6 +113,7 @@ class Projections:
         self._closed = False
         if not self.reader.read_only:  # a read-only store only reads what exists
             self._setup()
+        self._untie = tie(store, self.close)  # closing the store stops and closes this runner first
 
     @property
     def on_error(self) -> OnError:
@@ -258,90 +259,7 @@ class Projections:
             self._follower.wake()
         return done
 
-    # -- waiting and following -----------------------------------------------------------------
-    def _positions(self, names: Sequence[str]) -> dict[str, int]:
-        with self.views.translate_errors("reading read-model positions"), self.views.read() as session:
-            return session.positions(names)
-
-    def position(self) -> int:
-        """The position every read model has reached (the slowest one's)."""
-        return min(self._positions([p.table for p in self._projections]).values(), default=0)
-
-    def _halted(self) -> dict[str, dict[str, Any]]:
-        with self.views.translate_errors("reading read-model state"), self.views.read() as session:
-            state = session.read_state([p.name for p in self._projections])
-        return {name: s for name, s in state.items() if s["halted"] is not None}
-
-    def wait(self, position: int, timeout: float = 5.0) -> None:
-        """Block until every read model has folded ``position``: :meth:`wait_for` on them all."""
-        self.wait_for(position, timeout)
-
-    def wait_for(self, position: int, timeout: float = 5.0, models: Sequence[str] | None = None) -> None:
-        """Block until the read models (all, or those named in ``models``) have folded ``position``.
-
-        Read your own writes: ``position`` is what a command committed (the
-        ``position`` of the machine, task, plan or state it ran on, or of what
-        ``save`` returned). Progress comes from the runner threads of this object,
-        from a runner in another process, or, when neither runs, from this call
-        catching the chosen read models up itself. Raises :class:`ProjectionTimeout`
-        after ``timeout`` seconds, naming each read model behind, its position and
-        the append in flight holding the store's readers back, if one does; and
-        :class:`ProjectionHalted` at once when a chosen read model that has not
-        reached ``position`` is halted (``on_error="stop"``).
-        """
-        chosen = self._waited_for(position, models)
-        deadline = time.monotonic() + timeout
-        delay = 0.01
-        while True:
-            behind = self._behind(chosen, position)
-            if not behind:
-                return
-            halted = self._halted_among(behind)
-            if halted:
-                raise ProjectionHalted("; ".join(str(s["last_error"]) for s in halted.values()))
-            if not self.running and not self._closed:
-                self._catch_up([self._targets[p.name] for p in chosen], until=position)
-                behind = self._behind(chosen, position)
-                if not behind:
-                    return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise self._timeout(position, behind, timeout)
-            with self._progress:
-                self._progress.wait(min(delay, remaining))
-            delay = min(delay * 2, 0.2)
-
-    def _waited_for(self, position: object, models: Sequence[str] | None) -> list[Projection]:
-        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
-            raise ValidationFailed(f"position must be a non-negative integer, got {position!r}")
-        if models is None:
-            return list(self._projections)
-        if isinstance(models, str) or not models:
-            msg = f"models must be a non-empty sequence of read-model names (None for all), got {models!r}"
-            raise ValidationFailed(msg)
-        return [self._model(name).projection for name in models]
-
-    def _behind(self, chosen: list[Projection], position: int) -> dict[str, int]:
-        positions = self._positions([p.table for p in chosen])
-        return {p.name: positions[p.table] for p in chosen if positions[p.table] < position}
-
-    def _halted_among(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
-        halted = self._halted()
-        return {n: halted[n] for n in names if n in halted}
-
-    def _timeout(self, position: int, behind: dict[str, int], timeout: float) -> ProjectionTimeout:
-        """The timeout error, naming the append in flight that holds the horizon below ``position``."""
-        look = self.reader.horizon
-        try:
-            horizon = look() if look is not None else None
-        except PhaselogError as exc:  # the error names the models behind even when the store is down
-            log.debug("no horizon for the timeout of wait_for(%d): %s", position, exc)
-            horizon = None
-        if horizon is None:
-            return ProjectionTimeout.waiting_for(position, behind, timeout)
-        holder = horizon.holder if horizon.position < position else None
-        return ProjectionTimeout.waiting_for(position, behind, timeout, holder=holder, head=horizon.head)
-
+    # -- following (waiting: projections.waiting) ------------------------------------------------
     @property
     def running(self) -> bool:
         """True while this object's follower threads run."""
@@ -390,6 +308,13 @@ class Projections:
         if self._closed:
             return
         self._closed = True
+        self._untie()
         self.stop()
         self.reader.close()
         self.views.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -29,7 +29,9 @@ from phaselog.domain.plan import (
     StepErrorInfo,
     plan_stream_id,
 )
+from phaselog.runtime.lifetimes import sync_store
 from phaselog.runtime.plan_async import AsyncExecution
+from phaselog.runtime.plan_lifetime import PlanLifetime
 from phaselog.runtime.plan_records import PlanRecords
 from phaselog.runtime.plan_state import HookResult, PlanContext, PlanState, Step, run_hook, to_seconds
 
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from phaselog.runtime.ports import EventStore as Store
+    from phaselog.runtime.ports import KeepsSyncStore
 
 __all__ = ["Plan"]
 
@@ -45,7 +48,7 @@ log = logging.getLogger("phaselog.plans")
 HOOKS: tuple[Literal["pre_exec", "exec", "post_exec"], ...] = ("pre_exec", "exec", "post_exec")
 
 
-class Plan(PlanRecords, AsyncExecution):
+class Plan(PlanRecords, AsyncExecution, PlanLifetime):
     """A sequence of steps and pauses executed durably as runs of the stream ``plan:<plan_id>``.
 
     ``limit_duration`` bounds each ``execute()``/``resume()`` call; at the deadline the
@@ -58,7 +61,7 @@ class Plan(PlanRecords, AsyncExecution):
 
     def __init__(  # noqa: PLR0913 - the documented options plus two bounds
         self,
-        store: Store,
+        store: Store | KeepsSyncStore,
         plan_id: str,
         *,
         continue_on_error: bool = False,
@@ -67,7 +70,7 @@ class Plan(PlanRecords, AsyncExecution):
         grace: timedelta = timedelta(seconds=1),
     ) -> None:
         self._stream = plan_stream_id(plan_id)  # the stream-id rule: InvalidStreamId before anything else
-        self._store, self._plan_id = store, plan_id
+        self._store, self._plan_id = sync_store(store, "Plan"), plan_id
         self.continue_on_error = continue_on_error
         self._limit = None if limit_duration is None else to_seconds(limit_duration, "limit_duration")
         cleanup = cleanup_limit if cleanup_limit is not None else limit_duration
@@ -81,6 +84,7 @@ class Plan(PlanRecords, AsyncExecution):
         self._live_cleanup_errors: dict[str, BaseException] = {}
         self._refresh()
         self.state = PlanState(self)
+        self._start_lifetime(self._store)
 
     # -- building -------------------------------------------------------------------------
     @property
@@ -184,6 +188,8 @@ class Plan(PlanRecords, AsyncExecution):
         with self._lock:
             if self._busy:
                 raise InvalidTransition(f"plan {self._plan_id!r} is already executing in this process")
+            if self.closed:
+                raise InvalidTransition(f"plan {self._plan_id!r} is closed")
             self._busy = True
         try:
             with self._lock:
@@ -250,12 +256,16 @@ class Plan(PlanRecords, AsyncExecution):
     def _drive(self, caller: PlanContext | None) -> None:
         deadline = None if self._limit is None else time.monotonic() + self._limit
         ctx = PlanContext(caller, deadline=deadline)
-        if self._current().status == "running":
-            outcome = self._run_items(ctx)
-            rec = self._current()
-            self._run_event(ev.CleanupPhaseStarted, outcome=outcome, order=list(reversed(rec.succeeded)))
-        self._cleanup_phase()
-        self._finish()
+        self._run_started(ctx)
+        try:
+            if self._current().status == "running":
+                outcome = self._run_items(ctx)
+                rec = self._current()
+                self._run_event(ev.CleanupPhaseStarted, outcome=outcome, order=list(reversed(rec.succeeded)))
+            self._cleanup_phase()
+            self._finish()
+        finally:
+            self._run_started(None)
 
     def _run_items(self, ctx: PlanContext) -> Literal["succeeded", "failed", "cancelled", "timed_out"]:
         rec = self._current()

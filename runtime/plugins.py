@@ -25,6 +25,7 @@ from phaselog.domain.plugin import (
     plugin_stream_id,
 )
 from phaselog.domain.plugin_state import PluginStateManager
+from phaselog.runtime.lifetimes import sync_store
 from phaselog.runtime.plugin_core import (
     Duration,
     Flow,
@@ -46,6 +47,7 @@ from phaselog.runtime.store_steps import on_store
 
 if TYPE_CHECKING:
     from phaselog.runtime.ports import EventStore as Store
+    from phaselog.runtime.ports import KeepsSyncStore
 
 __all__ = ["Observer", "PluginService", "PluginStateMachine", "RetryState"]
 
@@ -82,8 +84,10 @@ class PluginStateMachine(MachineView):
     ``projections.wait_for(machine.position)``).
     """
 
-    def __init__(self, store: Store, plugin_id: str, initial: PluginPhase, policy: RetryPolicy) -> None:
-        self._store = store
+    def __init__(
+        self, store: Store | KeepsSyncStore, plugin_id: str, initial: PluginPhase, policy: RetryPolicy
+    ) -> None:
+        store = self._store = sync_store(store, "PluginStateMachine")
         self._lock = threading.RLock()
         self._core: MachineCore = _run(store, open_machine(plugin_id, initial, policy))
         self.retry = RetryState(self)
@@ -157,8 +161,8 @@ class PluginService(Positioned):
     (each machine keeps its own ``position`` of its later writes).
     """
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, store: Store | KeepsSyncStore) -> None:
+        self._store = sync_store(store, "PluginService")
 
     def machine(
         self,

@@ -10,17 +10,19 @@ composition root (:func:`phaselog.runtime.recoverable.set_default_store_factory`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from phaselog.domain.events import Aggregate
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from phaselog.domain.events import DomainEvent
 
 __all__ = [
+    "ClosesTied",
     "EventStore",
+    "KeepsSyncStore",
     "LogRecord",
     "Saved",
     "StreamHead",
@@ -113,4 +115,22 @@ class EventStore(Protocol):
 
     def close(self) -> None:
         """Release the store's resources."""
+        ...
+
+
+@runtime_checkable
+class ClosesTied(Protocol):
+    """A store that closes the services tied to it before it closes itself (:mod:`.lifetimes`)."""
+
+    def on_close(self, close: Callable[[], object]) -> Callable[[], None]:
+        """Call ``close`` when the store closes (a bound method is held weakly); return the untie."""
+        ...
+
+
+class KeepsSyncStore(Protocol):
+    """An async store: it keeps a sync store open on the same database (``AsyncStore.sync``)."""
+
+    @property
+    def sync(self) -> EventStore:
+        """The sync store on the same database (open while the async store is)."""
         ...

@@ -30,6 +30,7 @@ from phaselog.domain.state import (
     kvs_label,
     state_stream_id,
 )
+from phaselog.runtime.lifetimes import sync_store
 from phaselog.runtime.positions import Positioned
 from phaselog.runtime.recoverable_events import Event, EventManager, EventPersistStateData, Listener
 from phaselog.runtime.retry import retry
@@ -129,7 +130,7 @@ class RecoverableState(Positioned, Generic[TStateModel]):
         self._stream_id = state_stream_id(persist_state_key, persist_state_kvs_name, persist_state_kvs_id)
         self._enabled = persistence_enabled
         self._log = logger
-        self._store = store
+        self._store = None if store is None else sync_store(store, "RecoverableState")
         self._event_manager = event_manager
         self._registered_with: EventManager | None = None
         self._listener: Listener = self.persist_state

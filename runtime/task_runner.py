@@ -16,7 +16,13 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from phaselog.domain.errors import ConcurrencyConflict, NotFound, StoreUnavailable, ValidationFailed
+from phaselog.domain.errors import (
+    ConcurrencyConflict,
+    NotFound,
+    StoreClosed,
+    StoreUnavailable,
+    ValidationFailed,
+)
 from phaselog.domain.events import utcnow
 from phaselog.domain.retry import Backoff
 from phaselog.domain.task import StaleRun, TaskAggregate, TaskCanceled, TaskState
@@ -246,8 +252,7 @@ class ActiveTask(Positioned):
                 except ConcurrencyConflict:
                     continue
                 except StoreUnavailable as exc:
-                    log.warning("task %s: store unavailable, retrying: %s", self.task_id, exc)
-                    self._backoff(delay, persistent)
+                    self._backoff(delay, persistent, exc)
                     delay = _WRITE_BACKOFF.after(delay)
                     continue
                 except Exception:
@@ -258,7 +263,12 @@ class ActiveTask(Positioned):
                     self.ctx.cancel("cancel")
                 return
 
-    def _backoff(self, delay: float, persistent: bool) -> None:
+    def _backoff(self, delay: float, persistent: bool, error: StoreUnavailable | None = None) -> None:
+        """Wait ``delay`` before the next attempt, or raise: not persistent, closing, or the store closed."""
+        if isinstance(error, StoreClosed):
+            raise error  # final: a closed store does not come back
+        if error is not None:
+            log.warning("task %s: store unavailable, retrying: %s", self.task_id, error)
         if not persistent or self._closing.wait(delay):
             raise StoreUnavailable(f"task {self.task_id!r}: store unavailable")
 

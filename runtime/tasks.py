@@ -35,6 +35,7 @@ from phaselog.domain.task import (
     TaskState,
     task_stream_id,
 )
+from phaselog.runtime.lifetimes import sync_store, tie
 from phaselog.runtime.positions import Positioned
 from phaselog.runtime.task_models import TaskStatus, encode_metadata, status_of
 from phaselog.runtime.task_runner import ActiveTask, TaskRunner, deliver_completion, drive_run
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from phaselog.runtime.ports import EventStore as Store
+    from phaselog.runtime.ports import KeepsSyncStore
 
 __all__ = ["TaskController"]
 
@@ -68,7 +70,7 @@ class TaskController(Positioned):
 
     def __init__(  # noqa: PLR0913 - the public signature plus keyword-only tuning
         self,
-        store: Store,
+        store: Store | KeepsSyncStore,
         name: str,
         runner: TaskRunner,
         *,
@@ -84,7 +86,7 @@ class TaskController(Positioned):
             raise ValidationFailed(f"max_workers must be at least 1, got {max_workers}")
         if lease <= timedelta(0) or progress_interval < timedelta(0):
             raise ValidationFailed("lease must be positive and progress_interval not negative")
-        self.store = store
+        self.store = sync_store(store, "TaskController")
         self.name = name
         self.runner = runner
         self.lease = lease
@@ -108,6 +110,7 @@ class TaskController(Positioned):
             target=self._housekeeping, name=f"task-{name}-housekeeping", daemon=True
         )
         self._housekeeper.start()
+        self._untie = tie(self.store, self.close)  # closing the store closes this controller first
 
     # -- public API ---------------------------------------------------------------------------
     def launch_task(
@@ -205,6 +208,7 @@ class TaskController(Positioned):
         if self._closing.is_set():
             return
         self._closing.set()
+        self._untie()
         with self._lock:
             tasks = list(self._active.values())
             futures = list(self._futures.values())
