@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from phaselog.runtime.ports import EventStore as Store
+    from phaselog.runtime.ports import KeepsSyncStore
 
 __all__ = [
     "Event",
@@ -117,7 +118,7 @@ class RecoverableState(Positioned, Generic[TStateModel]):
         persist_state_kvs_name: str | None = None,
         persist_state_kvs_id: str | None = None,
         logger: logging.Logger,
-        store: Store | None = None,
+        store: Store | KeepsSyncStore | None = None,
         event_manager: EventManager | None = None,
     ) -> None:
         if persistence_enabled not in (True, False, "explicit_only"):
@@ -331,7 +332,7 @@ class SyncRecoverableState(Generic[TStateModel]):
         persist_state_kvs_name: str | None = None,
         persist_state_kvs_id: str | None = None,
         logger: logging.Logger,
-        store: Store | None = None,
+        store: Store | KeepsSyncStore | None = None,
         event_manager: EventManager | None = None,
     ) -> None:
         self.lock = threading.RLock()

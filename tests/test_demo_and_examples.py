@@ -19,7 +19,7 @@ from phaselog.domain import PluginPhase
 from conftest import ROOT
 
 # The examples that run to an end (fastapi_service.py serves until stopped)
-EXAMPLES = ["crawler_stats", "deploy_plan", "plugin_host", "read_models", "task_batch"]
+EXAMPLES = ["async_service", "crawler_stats", "deploy_plan", "plugin_host", "read_models", "task_batch"]
 
 
 @pytest.mark.slow
@@ -68,3 +68,21 @@ def test_examples_leave_no_temporary_files(name: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert list(scratch.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
+
+
+def test_demo_plans_show_their_backwards_cleanup_and_events(tmp_path: Path) -> None:
+    """The failed migration's row names the cleanups run (newest step first) and every row its events."""
+    from phaselog.adapters.demo.plans import run_demo  # noqa: PLC0415 - the section under test
+
+    console = Console(width=200, record=True)
+    with open_store(f"sqlite:///{tmp_path / 'plans.db'}") as store:
+        run_demo(store, console)
+        counts = {sid: len(store.stream(sid)) for sid in store.stream_ids("plan:")}
+    rows = {
+        line.split("│")[1].strip(): line for line in console.export_text().splitlines() if "│ demo-" in line
+    }
+    assert "add-column → backup-db" in rows["demo-migrate"]
+    assert "snapshot-volume" in rows["demo-backup"].split("│")[4]
+    for sid, events in counts.items():
+        name = sid.removeprefix("plan:").rsplit("-", 1)[0]
+        assert rows[name].split("│")[6].strip() == str(events)

@@ -47,7 +47,8 @@ def _plans(store: Store, token: str) -> list[Plan]:
     release.add_step(_flaky(2))
 
     migrate = Plan(store, f"demo-migrate-{token}")
-    migrate.add_step(GenericStep("backup-db")).add_step(GenericStep("add-column"))
+    migrate.add_step(GenericStep("backup-db", cleanup=lambda _c, s: s.update(restored=True)))
+    migrate.add_step(GenericStep("add-column", cleanup=lambda _c, s: s.set("column", "dropped")))
 
     def bad_data(_c: PlanContext, _s: PlanState) -> None:
         msg = "row 42 violates NOT NULL"
@@ -56,7 +57,7 @@ def _plans(store: Store, token: str) -> list[Plan]:
     migrate.add_step(GenericStep("backfill", exec=bad_data)).add_step(GenericStep("drop-old-column"))
 
     backup = Plan(store, f"demo-backup-{token}", limit_duration=timedelta(milliseconds=300))
-    backup.add_step(GenericStep("snapshot-volume"))
+    backup.add_step(GenericStep("snapshot-volume", cleanup=lambda _c, s: s.set("snapshot", "released")))
     backup.add_step(GenericStep("copy-offsite", exec=lambda ctx, _s: ctx.wait(30)))
     return [release, migrate, backup]
 
@@ -70,6 +71,7 @@ def run_demo(store: Store, console: Console) -> None:
     table.add_column("attempts")
     table.add_column("cleaned up")
     table.add_column("errors")
+    table.add_column("events", justify="right")
     for plan in _plans(store, token):
         try:
             plan.execute()
@@ -82,5 +84,6 @@ def run_demo(store: Store, console: Console) -> None:
         assert run is not None  # noqa: S101 - the plan just ran
         attempts = " ".join(f"{step} x{n}" for step, n in run.attempts.items())
         name = plan.plan_id.removesuffix(f"-{token}")
-        table.add_row(name, outcome, attempts, " → ".join(run.cleanup_done), errors)
+        events = len(store.stream(f"plan:{plan.plan_id}"))
+        table.add_row(name, outcome, attempts, " → ".join(run.cleanup_done), errors, str(events))
     console.print(table)
