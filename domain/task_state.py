@@ -64,6 +64,14 @@ class TaskState(IntEnum):
         """True for Pending and Running (the run still has work to do)."""
         return self in {TaskState.PENDING, TaskState.RUNNING}
 
+    def __str__(self) -> str:
+        """The state's name (``COMPLETED``): what a person reads; ``int(state)`` is the stored value."""
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        """Formatted as its name (``f"{state}"``), unless a numeric format is asked (``f"{state:d}"``)."""
+        return format(self.name, spec) if not spec or spec[-1] not in "bcdoxXn" else format(int(self), spec)
+
 
 _ALLOWED: dict[TaskState, frozenset[TaskState]] = {
     TaskState.PENDING: frozenset({TaskState.RUNNING, TaskState.FAILED, TaskState.CANCELED}),

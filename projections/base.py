@@ -193,7 +193,7 @@ class Projection:
     """Short name (``plugin_phases``); the table is ``phaselog_view_<name>``."""
     key: ClassVar[str] = "id"
     columns: ClassVar[Mapping[str, str]] = {}
-    """Column name -> ``"text"``, ``"int"`` or ``"json"`` (the key included)."""
+    """Column name -> ``"text"``, ``"int"``, ``"bool"`` or ``"json"`` (the key included)."""
     alt_key: ClassVar[str | None] = None
     """A second column ``get`` tries when no row has the key (e.g. a bare ``task_id``)."""
     count_by: ClassVar[str | None] = None
@@ -262,6 +262,8 @@ def _roundtrip(kind: str, value: Any) -> Any:
         return None
     if kind == "int":
         return int(value)
+    if kind == "bool":
+        return bool(value)
     if kind == "json":
         return load_json(dump_json(value))
     return str(value)
@@ -299,6 +301,8 @@ def encode_row(projection: Projection, row: Mapping[str, Any]) -> list[Any]:
             append(value)
         elif kind == "int":
             append(value if value.__class__ is int else int(value))
+        elif kind == "bool":
+            append(bool(value))
         else:
             append(dump_json(value).decode())
     return values
@@ -313,6 +317,8 @@ def decode_row(projection: Projection, row: Mapping[str, Any]) -> dict[str, Any]
             value = load_json(value)
         elif value is not None and kind == "int":
             value = int(value)
+        elif value is not None and kind == "bool":
+            value = bool(value)
         elif isinstance(value, str):
             value = load_text(value)
         out[name] = value
@@ -380,4 +386,6 @@ def column_value(projection: Projection, column: str, value: Any) -> Any:
         return dump_json(raw).decode()
     if kind == "int":
         return int(raw)
+    if kind == "bool":
+        return bool(raw)
     return store_text(str(raw))

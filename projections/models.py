@@ -38,11 +38,11 @@ class PluginPhases(Projection):
         "phase": "text",
         "since": "text",
         "reason": "text",
-        "forced": "int",
+        "forced": "bool",
         "transitions": "int",
         "retry_attempts": "int",
         "state_version": "int",
-        "state_written": "int",
+        "state_written": "bool",
         "updated_at": "text",
         "version": "int",
     }
@@ -72,20 +72,20 @@ class PluginPhases(Projection):
             "phase": None,
             "since": None,
             "reason": None,
-            "forced": 0,
+            "forced": False,
             "transitions": 0,
             "retry_attempts": 0,
             "state_version": 0,
-            "state_written": 0,
+            "state_written": False,
         }
         if kind == "PluginCreated":
-            row.update(phase=d.get("phase"), since=event.timestamp, reason="created", forced=0)
+            row.update(phase=d.get("phase"), since=event.timestamp, reason="created", forced=False)
         elif kind in {"PhaseChanged", "PhaseForced"}:
             row.update(
                 phase=d.get("to_phase"),
                 since=event.timestamp,
                 reason=d.get("reason"),
-                forced=int(kind == "PhaseForced"),
+                forced=kind == "PhaseForced",
                 transitions=int(row.get("transitions") or 0) + 1,
             )
         elif kind == "RetryAdvanced":
@@ -93,9 +93,9 @@ class PluginPhases(Projection):
         elif kind == "RetryReset":
             row["retry_attempts"] = 0
         elif kind == "StateWritten":
-            row.update(state_version=int(d.get("state_version") or 0), state_written=1)
+            row.update(state_version=int(d.get("state_version") or 0), state_written=True)
         elif kind == "StateCleared":
-            row.update(state_version=0, state_written=1)
+            row.update(state_version=0, state_written=True)
         rows.put(plugin_id, _touch(row, event))
 
 
@@ -118,8 +118,8 @@ class TaskStatuses(Projection):
         "last_log_level": "int",
         "log_count": "int",
         "owner": "text",
-        "cancel_requested": "int",
-        "delivered": "int",
+        "cancel_requested": "bool",
+        "delivered": "bool",
         "updated_at": "text",
         "version": "int",
     }
@@ -159,16 +159,16 @@ class TaskStatuses(Projection):
             "task_id": task_id,
             "run": 1,
             "log_count": 0,
-            "cancel_requested": 0,
-            "delivered": 0,
+            "cancel_requested": False,
+            "delivered": False,
         }
         if kind in {"TaskLaunched", "TaskRelaunched"}:
             row.update(
                 run=int(d.get("run") or 1),
                 state=1,
                 owner=None,
-                cancel_requested=0,
-                delivered=0,
+                cancel_requested=False,
+                delivered=False,
                 progress_current=None,
                 progress_total=None,
             )
@@ -189,9 +189,9 @@ class TaskStatuses(Projection):
                 log_count=int(row.get("log_count") or 0) + 1,
             )
         elif kind == "TaskCancelRequested":
-            row["cancel_requested"] = 1
+            row["cancel_requested"] = True
         elif kind == "TaskCompletionDelivered":
-            row["delivered"] = 1
+            row["delivered"] = True
         state = row.get("state")
         row["state_name"] = None if state is None else TASK_STATE_NAMES.get(int(state), str(state))
         rows.put(key, _touch(row, event))
@@ -298,7 +298,7 @@ class RecoverableStates(Projection):
         "key": "text",
         "value": "json",
         "type_name": "text",
-        "cleared": "int",
+        "cleared": "bool",
         "persists": "int",
         "resets": "int",
         "updated_at": "text",
@@ -319,7 +319,7 @@ class RecoverableStates(Projection):
         kvs, key = str(d.get("kvs") or kvs), str(d.get("key") or key)
         row = rows.get(ident) or {"id": ident, "kvs": kvs, "key": key, "persists": 0, "resets": 0}
         reset = event.topic.endswith(".Reset")
-        row.update(value=d.get("value"), type_name=d.get("type_name"), cleared=int(reset))
+        row.update(value=d.get("value"), type_name=d.get("type_name"), cleared=reset)
         counter = "resets" if reset else "persists"
         row[counter] = int(row.get(counter) or 0) + 1
         rows.put(ident, _touch(row, event))

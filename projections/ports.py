@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 ColumnKind = str
-"""A column's kind: ``"text"``, ``"int"`` or ``"json"`` (JSON text)."""
+"""A column's kind: ``"text"``, ``"int"``, ``"bool"`` or ``"json"`` (JSON text)."""
 
 DeadLetter = tuple[int, str, str, str]
 """``(position, stream, topic, error)`` of one event a read model could not fold or write."""

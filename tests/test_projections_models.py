@@ -60,6 +60,8 @@ def test_plugin_phases(store: Store, views: Projections) -> None:
     assert row is not None
     assert (row["phase"], row["forced"], row["retry_attempts"], row["state_version"]) == ("Failed", 1, 2, 3)
     assert row["reason"].startswith("force: ")
+    assert row["forced"] is True  # a boolean on every backend, not 1
+    assert row["state_written"] is True
     assert row["transitions"] == 3
     assert views.plugin_phases.counts() == {"Failed": 1, "Installing": 1}
     assert [r["plugin_id"] for r in views.plugin_phases.list(phase="Installing")] == ["mic"]
@@ -96,6 +98,10 @@ def test_task_statuses(store: Store, views: Projections) -> None:
     assert (row["last_log"], row["last_log_level"]) == ("all done", logging.WARNING)
     assert views.task_statuses.counts() == {"Completed": 1}
     assert len(views.task_statuses.list(state=3)) == 1
+    assert (row["delivered"], row["cancel_requested"]) == (True, False)
+    assert all(isinstance(row[c], bool) for c in ("delivered", "cancel_requested"))
+    assert len(views.task_statuses.list(delivered=True)) == 1  # booleans filter as booleans
+    assert views.task_statuses.list(cancel_requested=True) == []
     _matches_fold(store, views)
 
 
@@ -152,5 +158,8 @@ def test_recoverable_states(store: Store, views: Projections) -> None:
     tmp = views.recoverable_states.get("tmp")
     assert tmp is not None
     assert (tmp["cleared"], tmp["resets"]) == (1, 1)
+    assert (row["cleared"], tmp["cleared"]) == (False, True)
+    assert isinstance(row["cleared"], bool)
+    assert isinstance(tmp["cleared"], bool)
     assert views.recoverable_states.counts() == {"app": 1, "default": 1}
     _matches_fold(store, views)

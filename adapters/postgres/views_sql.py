@@ -24,7 +24,7 @@ __all__ = ["COPY_FROM", "NOW", "SQL_TYPES", "TRACKING_TABLE", "PostgresViewSessi
 
 TRACKING_TABLE = "phaselog_projection_tracking"
 NOW = SQL("extract(epoch from clock_timestamp())::float8")
-SQL_TYPES = {"text": SQL("TEXT"), "int": SQL("BIGINT"), "json": SQL("TEXT")}
+SQL_TYPES = {"text": SQL("TEXT"), "int": SQL("BIGINT"), "bool": SQL("BOOLEAN"), "json": SQL("TEXT")}
 COPY_FROM = 64
 """Rows per batch from which upserts and inserts go through COPY rather than one pipelined executemany."""
 _STATE_COLUMNS = SQL(

@@ -22,7 +22,7 @@ __all__ = ["NOW", "SQL_TYPES", "SQLiteViewSession", "quote"]
 
 NOW = "(julianday('now') - 2440587.5) * 86400.0"
 """The database clock in seconds since the epoch (leases use one clock for all runners)."""
-SQL_TYPES = {"text": "TEXT", "int": "BIGINT", "json": "TEXT"}
+SQL_TYPES = {"text": "TEXT", "int": "BIGINT", "bool": "INTEGER", "json": "TEXT"}  # bool: 0/1
 TRACKING = '"tracking"'
 STATE = '"phaselog_projection_state"'
 ERRORS = '"phaselog_projection_errors"'
