@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from phaselog.domain.errors import ValidationFailed
 from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
 from phaselog.domain.ids import InvalidStreamId, check_id
-from phaselog.domain.plugin_state import MAX_STATE_VERSION, decode_b64, encode_b64
+from phaselog.domain.plugin_state import MAX_STATE_VERSION, state_bytes, state_fields
 
 __all__ = [
     "FORCE_PREFIX",
@@ -278,16 +278,17 @@ class RetryReset(DomainEvent):
 
 
 class PluginStateWritten(DomainEvent):
-    """New versioned plugin state (base64 of the encoded bytes)."""
+    """New versioned plugin state: a JSON object ``value`` (a model's JSON), or base64 ``data``."""
 
     TOPIC: ClassVar[str] = "phaselog.plugin.StateWritten"
 
-    data: str
+    data: str | None = None
+    value: dict[str, Any] | None = None
     state_version: int = Field(ge=0, le=MAX_STATE_VERSION)
 
     def apply(self, aggregate: Any) -> None:
         """Replace the plugin's state."""
-        aggregate.state = decode_b64(self.data)
+        aggregate.state = state_bytes(self.data, self.value)
         aggregate.state_version = self.state_version
 
 
@@ -337,7 +338,7 @@ class PluginAggregate(Aggregate):
         if data is None:
             self.trigger(PluginStateCleared)
         else:
-            self.trigger(PluginStateWritten, data=encode_b64(data), state_version=state_version)
+            self.trigger(PluginStateWritten, **state_fields(data), state_version=state_version)
 
     def snapshot_state(self) -> dict[str, Any]:
         """Return phase, retry counters and versioned plugin state, JSON-able."""
@@ -352,7 +353,7 @@ class PluginAggregate(Aggregate):
             },
             "state": None
             if self.state is None
-            else {"data": encode_b64(self.state), "version": self.state_version},
+            else {**state_fields(self.state), "version": self.state_version},
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
@@ -370,7 +371,7 @@ class PluginAggregate(Aggregate):
             if stored is None:
                 self.state, self.state_version = None, 0
             else:
-                self.state = decode_b64(stored["data"])
+                self.state = state_bytes(stored.get("data"), stored.get("value"))
                 self.state_version = int(stored["version"])
         except ValidationFailed:
             raise

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from phaselog.domain.encoding import dump_model
+from phaselog.domain.encoding import dump_json, dump_model, load_json
 from phaselog.domain.errors import PhaselogError, StateVersionMismatch, ValidationFailed
 
 __all__ = [
@@ -26,6 +26,8 @@ __all__ = [
     "check_state_version",
     "decode_b64",
     "encode_b64",
+    "state_bytes",
+    "state_fields",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -64,6 +66,32 @@ def decode_b64(text: str) -> bytes:
     except (binascii.Error, UnicodeEncodeError) as exc:
         msg = f"plugin state is not valid base64: {exc}"
         raise ValidationFailed(msg) from exc
+
+
+def state_fields(data: bytes) -> dict[str, Any]:
+    """How state ``data`` is recorded: a JSON ``value`` when it can be, else base64 ``data``.
+
+    ``{"value": ...}`` when the bytes are exactly the JSON of an object (what
+    :meth:`PluginStateManager.put` writes), so the log shows its structure;
+    otherwise ``{"data": base64}``, so any other bytes come back byte for byte.
+    """
+    try:
+        value = load_json(data)
+    except (ValidationFailed, UnicodeDecodeError):
+        value = None
+    if isinstance(value, dict) and dump_json(value) == data:
+        return {"value": value}
+    return {"data": encode_b64(data)}
+
+
+def state_bytes(data: str | None, value: Any) -> bytes:
+    """The state bytes :func:`state_fields` recorded (``data`` as base64, or ``value`` as JSON)."""
+    if data is not None:
+        return decode_b64(data)
+    if not isinstance(value, dict):
+        msg = "recorded plugin state has neither base64 data nor a JSON object value"
+        raise ValidationFailed(msg)
+    return dump_json(value)
 
 
 class PluginStateManager:

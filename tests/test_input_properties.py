@@ -41,7 +41,6 @@ from task_helpers import ScriptedRunner, wait_for
 from phaselog.adapters import Store, open_store
 from phaselog.domain import PluginPhase, ValidationFailed, plan_stream_id, task_stream_id
 from phaselog.domain.encoding import dump_json, load_json
-from phaselog.domain.plugin_state import decode_b64
 from phaselog.domain.task import TaskAggregate
 from phaselog.runtime import GenericStep, Plan, PlanContext, PlanState, RecoverableState, TaskController
 from phaselog.runtime.task_models import CancelContext, TaskStatus, decode_metadata
@@ -150,7 +149,8 @@ def test_plugin_state_round_trips_through_events_snapshots_and_export(
         assert aggregate.state_version == version
         assert same(Rich.model_validate_json(aggregate.state), state)
     (written,) = [line for line in exported(store, start) if line["topic"] == "phaselog.plugin.StateWritten"]
-    assert same(Rich.model_validate(load_json(decode_b64(written["data"]["data"]))), state)
+    assert written["data"].get("data") is None  # a model's state is recorded as JSON, not base64
+    assert same(Rich.model_validate(written["data"]["value"]), state)
 
 
 # -- tasks ------------------------------------------------------------------------------------------

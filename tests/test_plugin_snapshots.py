@@ -10,9 +10,10 @@ import pytest
 from pydantic import BaseModel
 
 from phaselog.adapters import Store, open_store
+from phaselog.domain.encoding import dump_json
 from phaselog.domain.events import DomainEvent, Snapshot
 from phaselog.domain.plugin import PluginAggregate, PluginPhase
-from phaselog.domain.plugin_state import PluginStateManager
+from phaselog.domain.plugin_state import PluginStateManager, encode_b64
 from phaselog.runtime.plugins import PluginStateMachine
 
 from conftest import raw_execute
@@ -152,7 +153,7 @@ def test_snapshot_carries_phase_retry_and_versioned_state(small_interval_store: 
     assert state["retry"]["attempts"] == 2
     assert state["retry"]["next_backoff_s"] == 4.0
     assert state["retry"]["last_attempt"] is not None
-    assert state["state"] == {"data": "eyJvZmZzZXQiOjd9", "version": 42}  # base64 of {"offset":7}
+    assert state["state"] == {"value": {"offset": 7}, "version": 42}  # a model's state, as JSON
 
 
 def test_loading_reads_only_the_snapshot_and_later_events(
@@ -280,7 +281,7 @@ def test_version_one_snapshot_is_upcast(
         "attempts": v2["retry"]["attempts"],
         "backoff_ms": int(v2["retry"]["next_backoff_s"] * 1000),
         "last_attempt": v2["retry"]["last_attempt"],
-        "state_b64": v2["state"]["data"],
+        "state_b64": encode_b64(dump_json(v2["state"]["value"])),
         "state_version": v2["state"]["version"],
     }
     _overwrite_snapshot(durable_url, table, version, "state", orjson.dumps(record))
