@@ -36,7 +36,7 @@ PostgreSQL, the writer holding it back (pid, application, how to end it).
 
 Run::
 
-    pip install fastapi uvicorn
+    pip install '.[examples]'  # from the checkout: fastapi, uvicorn and httpx
     python examples/fastapi_service.py [STORE_URL] [PORT]
 """
 
@@ -52,6 +52,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from phaselog.aio import AsyncPluginStateMachine, AsyncStore, AsyncTaskController, open_async_store
+from phaselog.domain.encoding import load_json
 from phaselog.domain.errors import ConcurrencyConflict, InvalidTransition, NotFound, ValidationFailed
 from phaselog.domain.plugin import PhaseChanged, plugin_stream_id
 from phaselog.domain.task import TaskAlreadyRunning, TaskState
@@ -249,7 +250,9 @@ async def task_status(request: Request, task_id: str) -> dict[str, Any]:
         found = await jobs.task_status(task_id)
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from exc
-    return {"task_id": task_id, **found.model_dump(mode="json"), "state": found.state.name}
+    shown = found.model_dump(mode="json")
+    metadata = load_json(found.metadata) if found.metadata else None  # stored as JSON text: one object here
+    return {"task_id": task_id, **shown, "state": found.state.name, "metadata": metadata}
 
 
 def follow_read_models(store: AsyncStore) -> None:

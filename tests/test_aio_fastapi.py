@@ -88,6 +88,7 @@ def test_service_launches_jobs_and_reports_their_status(durable_url: str) -> Non
                     break
                 await asyncio.sleep(0.02)
             assert status["state"] == "COMPLETED"
+            assert status["metadata"] == {"steps": 4}  # an object, not a JSON string inside the JSON
             assert status["progress"]["current"] == status["progress"]["total"] == 4
             assert [entry["msg"] for entry in status["logs"]][:1] == ["queued"]
             assert (await client.get("/tasks/nobody")).status_code == 404
