@@ -164,6 +164,9 @@ def test_runner_metrics_server(url: str) -> None:
         text = fetch(base + "/metrics")[2].decode()
         assert metric_sample(text, "phaselog_projection_lag", projection="task_statuses") == 0
         assert fetch(base + "/nothing")[0] == 404
+        assert "otel_scope_" not in text  # each sample carries its own labels only
+        assert 'service_name="phaselog"' in text
+        assert "unknown_service" not in text
 
 
 def _free_port() -> int:

@@ -70,12 +70,17 @@ class PrometheusMetrics:
         try:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: PLC0415
             from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
+            from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
             from prometheus_client import CollectorRegistry  # noqa: PLC0415
         except ImportError as exc:
             msg = f"metrics need the OpenTelemetry SDK: pip install 'phaselog[otel]' ({exc})"
             raise PhaselogError(msg) from exc
         self.registry = CollectorRegistry()
-        self._provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=self.registry)])
+        # Samples carry their own labels only (no otel_scope_* on each), and target_info names
+        # the service: $OTEL_SERVICE_NAME, else "phaselog" (never "unknown_service:python3").
+        reader = PrometheusMetricReader(registry=self.registry, scope_info_enabled=False)
+        resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "phaselog"})
+        self._provider = MeterProvider(metric_readers=[reader], resource=resource)
         telemetry.bind(meter_provider=self._provider)
         self._forget = telemetry.observe(store, projections)
         self._closed = False
