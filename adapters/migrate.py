@@ -33,7 +33,7 @@ from psycopg.sql import SQL, Identifier
 from phaselog.adapters.audit.topics import load_domain_modules
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.recorder import PhaselogPostgresApplicationRecorder
-from phaselog.adapters.postgres.schema import HEADS_TABLE, SCHEMA_META_TABLE, SCHEMA_VERSION
+from phaselog.adapters.postgres.schema import CHAIN_TABLE, HEADS_TABLE, SCHEMA_META_TABLE, SCHEMA_VERSION
 from phaselog.adapters.sqlite.recorder import PhaselogSQLiteApplicationRecorder
 from phaselog.adapters.urls import StoreURL, parse_url
 from phaselog.domain.encoding import dump_json
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCHEMA_VERSION",
     "Migration",
+    "NotAPhaselogStore",
     "SchemaOutdated",
     "UpgradedStore",
     "UpgradingStore",
@@ -72,6 +73,13 @@ SQLITE_EVENTS_TABLE = "stored_events"
 
 class SchemaOutdated(StoreUnavailable):
     """The store's tables are older than this phaselog: run ``phaselog migrate`` first."""
+
+
+class NotAPhaselogStore(StoreUnavailable):
+    """The database holds a table of a phaselog store's name but not phaselog's tables: it is not one.
+
+    phaselog neither reads nor migrates it, and creates nothing in it.
+    """
 
 
 class UpgradingStore(Protocol):
@@ -138,7 +146,12 @@ def sqlite_uri(location: StoreURL, *, read_only: bool) -> str:
 
 
 def sqlite_schema_version(location: StoreURL) -> int | None:
-    """The schema version of a SQLite store, ``None`` when there is no store (no file, no events table)."""
+    """The schema version of a SQLite store, ``None`` when there is no store (no file, no events table).
+
+    A file whose events table is not phaselog's (neither ``phaselog_meta`` nor the
+    hash chain beside it, as in every phaselog store since version 1) is refused
+    with :class:`NotAPhaselogStore`, whether the store is to be created or not.
+    """
     path = location.sqlite_path
     assert path is not None  # noqa: S101 - only called for SQLite
     if not path.is_file():
@@ -164,6 +177,13 @@ def sqlite_schema_version(location: StoreURL) -> int | None:
         raise StoreUnavailable(msg) from exc
     if SQLITE_EVENTS_TABLE not in names:
         return None
+    if SCHEMA_META_TABLE not in names and CHAIN_TABLE not in names:  # every phaselog store has a chain
+        msg = (
+            f"{location.display} is not a phaselog store: its {SQLITE_EVENTS_TABLE} table is not phaselog's "
+            f"(none of phaselog's tables, such as {CHAIN_TABLE} or {SCHEMA_META_TABLE}, is there); "
+            "give the URL of a phaselog store, or a new file"
+        )
+        raise NotAPhaselogStore(msg)
     return 1 if SCHEMA_META_TABLE not in names else _version(location, raw)
 
 

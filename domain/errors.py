@@ -22,6 +22,7 @@ Every error phaselog raises on purpose derives from :class:`PhaselogError`
     ├── StoreUnavailable             the database cannot be reached, opened or used
     │   ├── StoreClosed              the store was closed: retrying cannot help
     │   ├── SchemaOutdated           (adapters.migrate) tables older than the code: phaselog migrate
+    │   ├── NotAPhaselogStore        (adapters.migrate) a database whose tables are not phaselog's
     │   └── ProjectionBusy           (projections) another runner holds the read model's lease
     ├── IntegrityViolation           the stored history was changed behind our back
     ├── TaskCanceled                 (task) raised inside a task runner to cancel it

@@ -58,6 +58,18 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], status: int 
     return lines[0]
 
 
+def assert_usage_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
+    """A usage error: status 2, nothing on stdout, one ``Error:`` line naming every one of ``words``."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.stderr
+    for word in words:
+        assert word in errors[0], (word, result.stderr)
+    return errors[0]
+
+
 class Pages(BaseModel):
     """A plugin's state in the CLI tests."""
 

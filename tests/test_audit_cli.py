@@ -68,14 +68,14 @@ def test_as_of_version_and_time(url: str) -> None:
 
 
 def test_as_of_defaults_to_the_latest_state(url: str) -> None:
-    """as-of without --at-version or --at shows the latest version; both, or a time too early, fail."""
+    """as-of without --at-version or --at shows the latest version; a time too early fails, both is usage."""
     latest = runner.invoke(audit_app, ["as-of", "acct:a", "--json", "--url", url])
     assert latest.exit_code == 0, latest.output
     assert orjson.loads(latest.stdout)["version"] == 3
     assert orjson.loads(latest.stdout)["state"] == {"owner": "ann", "balance": 15}
     assert main(["audit", "as-of", "acct:a", "--at", "2000-01-01T00:00:00", "--url", url]) == 1
     assert main(["audit", "as-of", "acct:a", "--at-version", "9", "--url", url]) == 1
-    assert main(["audit", "as-of", "acct:a", "--at-version", "1", "--at", "2000-01-01", "--url", url]) == 1
+    assert main(["audit", "as-of", "acct:a", "--at-version", "1", "--at", "2000-01-01", "--url", url]) == 2
     assert main(["audit", "as-of", "acct:nope", "--url", url]) == 1
 
 
@@ -87,7 +87,7 @@ def test_export_jsonl(url: str) -> None:
     with open_store(url) as store:
         assert [x["position"] for x in lines] == list(range(1, store.max_position() + 1))
     assert lines[0]["stream_id"] == "acct:a"
-    assert main(["audit", "export", "--format", "csv", "--url", url]) == 1
+    assert main(["audit", "export", "--format", "csv", "--url", url]) == 2  # a usage error
 
 
 def test_verify_exit_codes(url: str) -> None:
@@ -121,4 +121,4 @@ def test_projections_status_and_rebuild(url: str) -> None:
     assert rows["plugin_phases"]["counts"] == {"Installing": 1}
     one = runner.invoke(projections_app, ["rebuild", "task_statuses", "--url", url])
     assert one.exit_code == 0, one.output
-    assert main(["projections", "rebuild", "nope", "--url", url]) == 1
+    assert main(["projections", "rebuild", "nope", "--url", url]) == 2  # an unknown name: a usage error

@@ -49,10 +49,18 @@ def test_demo_on_postgresql(make_url: Callable[[str], str], tmp_path: Path) -> N
     assert "Audit timeline of plugin:" in result.stdout
 
 
-def test_phaselog_errors_are_one_line_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
-    """A PhaselogError (here a bad URL) exits 1 with one line on stderr and nothing on stdout."""
-    assert main(["demo", "--url", "mysql://nowhere"]) == 1
+def test_phaselog_errors_are_one_line_on_stderr(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A PhaselogError (here no store at the URL) exits 1 with one line on stderr and nothing on stdout."""
+    assert main(["audit", "verify", "--url", f"sqlite:///{tmp_path / 'none.db'}"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith("error: unsupported store URL")
+    assert captured.err.startswith("error: no phaselog store at")
     assert len(captured.err.splitlines()) == 1
+
+
+def test_a_bad_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """A URL that cannot be parsed (here an unsupported scheme) exits 2 naming --url, nothing on stdout."""
+    assert main(["demo", "--url", "mysql://nowhere"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "Error: Invalid value for '--url': unsupported store URL" in captured.err

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from cli_support import (
     assert_one_line_error,
+    assert_usage_error,
     fill,
     json_out,
     meta,
@@ -93,18 +94,18 @@ def test_a_select_only_role_runs_every_audit_command(
 
 # -- errors ---------------------------------------------------------------------------------------------
 def test_errors_are_one_line_on_stderr_never_a_traceback(filled_url: str, tmp_path: Path) -> None:
-    """Bad URLs, unknown parameters, unwritable paths and usage errors: one line on stderr, exit 1 or 2."""
+    """Bad URLs, unknown parameters, unwritable paths: usage errors (exit 2, an Error: line), no traceback."""
     out = tmp_path / "out.jsonl"
     bad = phaselog("audit", "export", "--url", "foo://x", "-o", str(out), cwd=tmp_path)
-    assert "unsupported store URL" in assert_one_line_error(bad)
+    assert_usage_error(bad, "unsupported store URL")
     assert not out.exists()
     typo = filled_url + ("&" if "?" in filled_url else "?") + "shcema=ops"
-    assert "shcema" in assert_one_line_error(phaselog("audit", "verify", "--url", typo, cwd=tmp_path))
+    assert_usage_error(phaselog("audit", "verify", "--url", typo, cwd=tmp_path), "shcema")
     nowhere = phaselog("audit", "export", "-o", "/nonexistent/dir/f.jsonl", "--url", filled_url, cwd=tmp_path)
-    assert "/nonexistent/dir" in assert_one_line_error(nowhere)
+    assert_usage_error(nowhere, "/nonexistent/dir")
     # a long message is not wrapped to the (narrow) terminal when piped
     long_url = "mysql://" + "x" * 300
-    assert long_url in assert_one_line_error(phaselog("streams", "--url", long_url, cwd=tmp_path, columns=40))
+    assert_usage_error(phaselog("streams", "--url", long_url, cwd=tmp_path, columns=40), long_url)
     usage = phaselog("audit", "verify", "--bogus", cwd=tmp_path)
     assert usage.returncode == 2
     assert "No such option" in usage.stderr
@@ -205,7 +206,7 @@ def test_timeline_decodes_values_and_filters(filled_url: str, tmp_path: Path) ->
         phaselog("audit", "timeline", "plugin:cam", "--json", "--url", filled_url, cwd=tmp_path)
     )
     written = [e for e in plugin if e["topic"] == "phaselog.plugin.StateWritten"]
-    assert written[0]["data"]["data"] == {"pages": 3}
+    assert written[0]["data"]["value"] == {"pages": 3}  # the model's JSON, shown as structure
     task = json_out(phaselog("audit", "timeline", "task:cli:t1", "--json", "--url", filled_url, cwd=tmp_path))
     states = [e["data"]["state"] for e in task if e["topic"] == "phaselog.task.TaskStateChanged"]
     assert states == ["RUNNING", "COMPLETED"]
@@ -253,7 +254,7 @@ def test_as_of_defaults_to_the_latest_state_as_json(filled_url: str, tmp_path: P
     with open_store(filled_url) as store:
         assert latest["version"] == len(store.stream("plugin:cam"))
     assert latest["state"]["phase"] == "Installed"
-    assert latest["state"]["state"]["data"] == {"pages": 3}
+    assert latest["state"]["state"]["value"] == {"pages": 3}
     first = json_out(
         phaselog(
             "audit", "as-of", "plugin:cam", "--at-version", "1", "--json", "--url", filled_url, cwd=tmp_path

@@ -2,9 +2,11 @@
 
 Commands live in modules that register themselves on :data:`app` through a
 ``register(app)`` function (see :data:`COMMAND_MODULES`); a module that is not
-installed is skipped. Errors are one line on stderr with exit status 1 (2 for
-usage errors), never a traceback; ``-v``/``--log-level`` send phaselog's logs
-(stdlib :mod:`logging`) to stderr, as text or JSON lines (``--log-format json``).
+installed is skipped. A failure while running is one ``error:`` line on stderr
+with exit status 1, never a traceback; a usage error (a bad option value such as
+a time, a URL or a read-model name, see :mod:`.common`) exits 2 with the usage
+and an ``Error:`` line. ``-v``/``--log-level`` send phaselog's logs (stdlib
+:mod:`logging`) to stderr, as text or JSON lines (``--log-format json``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ app = typer.Typer(
 )
 
 COMMAND_MODULES = (
-    "phaselog.adapters.cli.audit",  # audit …, projections …
+    "phaselog.adapters.cli.audit",  # audit …, projections … (commands in cli.projections)
     "phaselog.adapters.cli.streams",  # streams, audit timeline
     "phaselog.adapters.cli.serve",  # serve
     "phaselog.adapters.cli.archive",  # audit archive
@@ -232,7 +234,7 @@ def _mount_subcommands() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit status: errors are one line on stderr (status 1; 2 for usage)."""
+    """Run the CLI and return its exit status: failures are one line on stderr (1), usage errors 2."""
     _mount_subcommands()
     try:
         app(args=argv, prog_name="phaselog")

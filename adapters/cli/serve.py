@@ -1,4 +1,4 @@
-"""``phaselog serve``: the read-only web console (needs ``phaselog[serve]``, imported only when run)."""
+"""``phaselog serve``: the read-only web console (needs the ``serve`` extra, imported only when run)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from phaselog.adapters.cli.common import checked_url, install_hint
 from phaselog.domain.errors import PhaselogError
 
 __all__ = ["register", "serve_command"]
@@ -15,15 +16,19 @@ _URL_HELP = "Store URL (sqlite:///FILE, postgresql://USER@HOST/DB?schema=S); def
 
 
 def serve_command(
-    url: Annotated[str | None, typer.Option("--url", metavar="URL", help=_URL_HELP)] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8765,
+    url: Annotated[
+        str | None, typer.Option("--url", metavar="URL", help=_URL_HELP, callback=checked_url)
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="Address to bind (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, metavar="PORT", help="TCP port.")] = 8765,
 ) -> None:
     """Serve a read-only web console and JSON API over one store (token: $PHASELOG_SERVE_TOKEN)."""
     try:
         from phaselog.adapters.serve import app as console  # noqa: PLC0415 - the extra is optional
     except ImportError as exc:
-        msg = f"phaselog serve needs its extra: pip install 'phaselog[serve]' ({exc})"
+        msg = f"phaselog serve needs its extra: {install_hint('serve')} ({exc})"
         raise PhaselogError(msg) from exc
     token = os.environ.get(console.TOKEN_ENV) or None
     with console.open_read_only(url) as store:

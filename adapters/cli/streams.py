@@ -1,4 +1,10 @@
-"""``phaselog streams``: every stream with its kind, version and last event time (read-only)."""
+"""``phaselog streams``: every stream with its kind, version, last event time and open flag (read-only).
+
+*Open* is what the stream index says of the stream's head: it is not closed, so
+the stream still accepts events and may still need work. Only a task closes its
+stream (once its completion is delivered; a relaunch opens it again); plugins,
+plans and recoverable states keep theirs open, finished or not.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,12 @@ from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.store import Store, open_store
 from phaselog.projections.base import event_data
 
-__all__ = ["register", "stream_rows"]
+__all__ = ["OPEN_CAPTION", "register", "stream_rows"]
+
+OPEN_CAPTION = (
+    "open: the stream's head is not closed, so it still accepts events; only a task closes "
+    "(once its completion is delivered): plugins, plans and states stay open, finished or not"
+)
 
 
 @dataclass(frozen=True)
@@ -51,12 +62,20 @@ def stream_rows(store: Store, prefix: str = "") -> list[dict[str, Any]]:
 
 def streams_command(
     prefix: Annotated[
-        str, typer.Option("--prefix", metavar="P", help="Only ids starting with P (e.g. task:billing:).")
+        str,
+        typer.Option(
+            "--prefix", metavar="PREFIX", help="Only ids starting with PREFIX (e.g. task:billing:)."
+        ),
     ] = "",
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the stored streams with their kind, version and last event time."""
+    """List the stored streams with their kind, version, last event time and whether they are open.
+
+    open: the stream's head is not closed, so it still accepts events (only a
+    task closes, once its completion is delivered; plugins, plans and states stay
+    open, finished or not).
+    """
     with open_store(url, read_only=True) as store:
         rows = stream_rows(store, prefix)
     if as_json:
@@ -73,6 +92,8 @@ def streams_command(
         stamp = (r["last_event_at"] or "")[:23].replace("T", " ")
         table.add_row(r["stream_id"], r["kind"], str(r["version"]), stamp, "yes" if r["open"] else "no")
     console.print(table)
+    if rows:  # what the last column means, wrapped to the terminal
+        console.print(OPEN_CAPTION, soft_wrap=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

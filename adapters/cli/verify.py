@@ -22,9 +22,9 @@ from phaselog.adapters.audit.chain import AUDIT_KEY_ENV
 from phaselog.adapters.audit.findings import VerifyReport, describe
 from phaselog.adapters.audit.history import verify
 from phaselog.adapters.audit.integrity import verify_archive
-from phaselog.adapters.cli.common import JsonOption, UrlOption, console, echo_json
+from phaselog.adapters.cli.common import JsonOption, UrlOption, console, echo_json, usage_error
 from phaselog.adapters.store import open_store
-from phaselog.domain.errors import NotFound, ValidationFailed
+from phaselog.domain.errors import NotFound
 
 __all__ = ["render_report", "seal_command", "verify_command"]
 
@@ -32,6 +32,7 @@ ArchiveOption = Annotated[
     list[Path] | None,
     typer.Option(
         "--archive",
+        metavar="FILE",
         help="An archive file (repeatable): alone, without --url, it is verified by itself; with a store, "
         "the consecutive archives up to the newest are verified as its prefix.",
     ),
@@ -47,6 +48,7 @@ ExpectHeadOption = Annotated[
 
 
 def verify_command(
+    ctx: typer.Context,
     url: UrlOption = None,
     as_json: JsonOption = False,
     archive: ArchiveOption = None,
@@ -56,8 +58,8 @@ def verify_command(
     files = list(archive or [])
     if files and url is None and not os.environ.get("PHASELOG_URL"):
         if expect_head is not None:
-            msg = "--expect-head checks a store's history: give --url (or $PHASELOG_URL) too"
-            raise ValidationFailed(msg)
+            msg = "it checks a store's history: give --url (or $PHASELOG_URL) too"
+            raise usage_error(ctx, msg, param_hint="'--expect-head'")
         failed = False
         for path in files:
             report = verify_archive(path)
