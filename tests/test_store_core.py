@@ -191,7 +191,7 @@ def test_sync_and_async_machines_answer_alike_after_another_writer(
     assert sync_told[3][0] == "InvalidTransition"
     assert (
         sync_told[4:]
-        == [("StoreUnavailable", "")]
+        == [("StoreClosed", "")]  # final: a closed store does not come back
         + [("StoreUnavailable", "plugin 'p': a failed write left this machine to reload; refresh it")] * 2
     )
     assert async_told == sync_told

@@ -47,7 +47,7 @@ from phaselog.adapters.postgres.statements import (
 from phaselog.adapters.postgres.steps import connection_lost
 from phaselog.aio.gathering import AsyncGathering
 from phaselog.aio.store import AsyncStore, FollowContext
-from phaselog.domain.errors import StoreUnavailable
+from phaselog.domain.errors import StoreClosed, StoreUnavailable
 from phaselog.domain.events import Aggregate, DomainEvent
 from phaselog.runtime.horizon import Horizon
 from phaselog.runtime.ports import Saved, StreamHead
@@ -122,6 +122,8 @@ class PostgresAsyncStore(AsyncStore):
         if isinstance(step, Pause):
             await asyncio.sleep(step.seconds)
             return None
+        if self._closed:
+            raise StoreClosed(f"{self!r} is closed")
         if self._pool is None:
             msg = f"{self!r} is not open"
             raise StoreUnavailable(msg)

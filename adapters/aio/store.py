@@ -20,7 +20,7 @@ from eventsourcing.persistence import Notification, Recording
 
 from phaselog.adapters.store import DEFAULT_SNAPSHOT_INTERVAL, Store
 from phaselog.adapters.urls import parse_url
-from phaselog.domain.errors import StoreUnavailable
+from phaselog.domain.errors import StoreClosed, StoreUnavailable
 from phaselog.domain.events import Aggregate, DomainEvent
 from phaselog.runtime.horizon import Horizon
 from phaselog.runtime.ports import Saved, StreamHead
@@ -131,6 +131,8 @@ class AsyncStore:
     @property
     def sync(self) -> Store:
         """The sync store on the same database (open while this store is)."""
+        if self._closed:
+            raise StoreClosed(f"{self!r} is closed")
         if self._sync is None:
             msg = f"{self!r} is not open: use `async with open_async_store(url) as store:`"
             raise StoreUnavailable(msg)
@@ -148,7 +150,9 @@ class AsyncStore:
 
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the store's worker thread."""
-        if self._executor is None or self._closed:
+        if self._closed:
+            raise StoreClosed(f"{self!r} is closed")
+        if self._executor is None:
             msg = f"{self!r} is not open"
             raise StoreUnavailable(msg)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
