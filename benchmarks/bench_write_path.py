@@ -102,7 +102,7 @@ class Blob(BaseModel):
 
 def _large(dsn: str, url: str, raw_schema: str) -> dict[str, Any]:
     """Write one event of about 3.9 MiB through phaselog (a plugin state) and through psycopg."""
-    state = Blob(text="x" * int(3.9 * 1024 * 1024 * 3 / 4 - 200))  # base64 in the event: x 4/3
+    state = Blob(text="x" * int(3.9 * 1024 * 1024 - 200))  # a model's state travels as its JSON
     out: dict[str, Any] = {}
     with open_store(url) as store:
         started = time.perf_counter()
