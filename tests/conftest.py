@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -131,3 +135,52 @@ def views_made() -> Iterator[list[Projections]]:
     yield made
     for views in made:
         views.close()
+
+
+# What a build reads: the metadata, the readme and the four layer folders.
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "domain", "runtime", "projections", "adapters")
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
+    """The wheel built offline from a clean copy of the sources (never from a stale build/ folder)."""
+    base = tmp_path_factory.mktemp("wheel")
+    source = base / "src"
+    for name in WHEEL_SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            source.mkdir(exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    out = base / "dist"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+            str(source),
+        ],
+        check=True,
+        timeout=300,
+    )
+    (built,) = out.glob("phaselog-*.whl")
+    with zipfile.ZipFile(built) as zf:
+        yield zf
+
+
+@pytest.fixture
+def filled_url(durable_url: str) -> str:
+    """A SQLite or PostgreSQL store holding plugin:cam (with state) and the delivered task:cli:t1."""
+    from cli_support import fill  # noqa: PLC0415 - the CLI tests' own data
+
+    with open_store(durable_url) as store:
+        fill(store)
+        store.projections.catch_up()
+    return durable_url

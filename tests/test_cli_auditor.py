@@ -43,15 +43,6 @@ READ_ONLY_COMMANDS = [
 ]
 
 
-@pytest.fixture
-def filled_url(durable_url: str) -> str:
-    """A SQLite or PostgreSQL store holding plugin:cam (with state) and the delivered task:cli:t1."""
-    with open_store(durable_url) as store:
-        fill(store)
-        store.projections.catch_up()
-    return durable_url
-
-
 # -- read-only: a missing store is an error and nothing is created ------------------------------------
 def test_commands_on_a_missing_store_fail_in_one_line_and_create_nothing(
     durable_url: str, tmp_path: Path

@@ -20,15 +20,6 @@ from phaselog.adapters.migrate import NotAPhaselogStore
 NOW = datetime(2026, 3, 4, 12, 30, 15, tzinfo=UTC)
 
 
-@pytest.fixture
-def filled_url(durable_url: str) -> str:
-    """A SQLite or PostgreSQL store holding plugin:cam (with state) and the delivered task:cli:t1."""
-    with open_store(durable_url) as store:
-        fill(store)
-        store.projections.catch_up()
-    return durable_url
-
-
 def _all_params() -> list[tuple[str, Any]]:
     """Every parameter of every ``phaselog`` command, named by the command path."""
     _mount_subcommands()

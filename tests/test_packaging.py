@@ -1,12 +1,8 @@
 from __future__ import annotations
 
 import email
-import shutil
-import subprocess
-import sys
 import tomllib
 import zipfile
-from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 
@@ -14,42 +10,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-# What a build reads: the metadata, the readme and the four layer folders.
-SOURCES = ("pyproject.toml", "README.md", "domain", "runtime", "projections", "adapters")
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
-    """The wheel built offline from a clean copy of the sources (never from a stale build/ folder)."""
-    base = tmp_path_factory.mktemp("wheel")
-    source = base / "src"
-    for name in SOURCES:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            source.mkdir(exist_ok=True)
-            shutil.copy2(ROOT / name, source / name)
-    out = base / "dist"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "-q",
-            "-w",
-            str(out),
-            str(source),
-        ],
-        check=True,
-        timeout=300,
-    )
-    (built,) = out.glob("phaselog-*.whl")
-    with zipfile.ZipFile(built) as zf:
-        yield zf
 
 
 def _metadata(wheel: zipfile.ZipFile) -> Message:
