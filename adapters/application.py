@@ -86,7 +86,9 @@ def on_recorders(events: Any, snapshots: AggregateRecorder | None, step: CoreSte
                 snapshots.insert_events([step.snapshot])
             return None
         case ReadHeads():
-            return events.select_stream_heads(step.prefix, open_only=step.open_only)
+            return events.select_stream_heads(
+                step.prefix, open_only=step.open_only, after=step.after, limit=step.limit
+            )
 
 
 class SnapshotFallbackRepository(Repository[str]):

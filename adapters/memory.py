@@ -103,13 +103,17 @@ class MemoryApplicationRecorder(SingleWriterHorizon, POPOApplicationRecorder):
             for n in self.select_notifications(start, limit, stop=stop, topics=topics)
         ]
 
-    def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> list[StreamHead]:
+    def select_stream_heads(
+        self, prefix: str, *, open_only: bool = False, after: str | None = None, limit: int | None = None
+    ) -> list[StreamHead]:
         """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
         with self._database_lock:
             heads = [
-                h for sid, h in self._heads.items() if sid.startswith(prefix) and (h.open or not open_only)
+                h
+                for sid, h in self._heads.items()
+                if sid.startswith(prefix) and (h.open or not open_only) and (after is None or sid > after)
             ]
-        return sorted(heads)
+        return sorted(heads)[:limit]
 
     def select_chain(
         self,

@@ -56,8 +56,13 @@ class PhaselogRecorder(Protocol):
         """
         ...
 
-    def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> list[StreamHead]:
-        """The head of every stream whose id starts with ``prefix`` (only open ones if asked), by id."""
+    def select_stream_heads(
+        self, prefix: str, *, open_only: bool = False, after: str | None = None, limit: int | None = None
+    ) -> list[StreamHead]:
+        """The head of every stream whose id starts with ``prefix`` (only open ones if asked), by id.
+
+        ``after`` and ``limit`` page through them by id (keyset: the ids after ``after``, at most ``limit``).
+        """
         ...
 
     def max_notification_id(self) -> int | None:

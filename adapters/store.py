@@ -202,9 +202,15 @@ class Store:
         """Ids of all streams starting with ``prefix`` (e.g. ``"task:billing:"``), sorted (from the index)."""
         return [head.stream_id for head in self.stream_heads(prefix)]
 
-    def stream_heads(self, prefix: str = "", *, open_only: bool = False) -> list[StreamHead]:
-        """The head (version, position, open flag) of every stream starting with ``prefix``, by id."""
-        return self.drive(core.stream_heads(prefix, open_only=open_only))
+    def stream_heads(
+        self, prefix: str = "", *, open_only: bool = False, after: str | None = None, limit: int | None = None
+    ) -> list[StreamHead]:
+        """The head (version, position, open flag) of every stream starting with ``prefix``, by id.
+
+        ``after`` and ``limit`` page through them by id: the next page starts after the last id shown
+        (a keyset page, as fast at the millionth stream as at the first).
+        """
+        return self.drive(core.stream_heads(prefix, open_only=open_only, after=after, limit=limit))
 
     def stream(
         self, aggregate_id: str, *, gt: int | None = None, lte: int | None = None

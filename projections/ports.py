@@ -272,9 +272,19 @@ class ViewSession(Protocol):
         ...
 
     def select_rows(
-        self, table: str, where: Mapping[str, Any], *, order_by: str | None = None
+        self,
+        table: str,
+        where: Mapping[str, Any],
+        *,
+        order_by: str | None = None,
+        after: Any = None,
+        limit: int | None = None,
     ) -> list[Mapping[str, Any]]:
-        """The rows of ``table`` whose columns equal ``where`` (ordered by ``order_by``)."""
+        """The rows of ``table`` whose columns equal ``where`` (ordered by ``order_by``).
+
+        With ``order_by``, ``after`` keeps the rows whose ``order_by`` value is greater and ``limit``
+        the first ones: a keyset page.
+        """
         ...
 
     def count_by(self, table: str, column: str) -> list[tuple[Any, int]]:

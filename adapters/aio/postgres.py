@@ -181,7 +181,9 @@ class PostgresAsyncStore(AsyncStore):
                 return await self.run(self.statements.insert_snapshot(step.snapshot))
             case ReadHeads():
                 return await self.run(
-                    self.statements.select_stream_heads(step.prefix, open_only=step.open_only)
+                    self.statements.select_stream_heads(
+                        step.prefix, open_only=step.open_only, after=step.after, limit=step.limit
+                    )
                 )
 
     async def _write_batch(self, batch: list[Command]) -> list[Outcome]:
@@ -221,9 +223,11 @@ class PostgresAsyncStore(AsyncStore):
         """All events of one stream, oldest first."""
         return await self.drive(core.stream(self.sync.core, aggregate_id, gt, lte))
 
-    async def stream_heads(self, prefix: str = "", *, open_only: bool = False) -> list[StreamHead]:
-        """The head of every stream starting with ``prefix``, by stream id (from the index)."""
-        return await self.drive(core.stream_heads(prefix, open_only=open_only))
+    async def stream_heads(
+        self, prefix: str = "", *, open_only: bool = False, after: str | None = None, limit: int | None = None
+    ) -> list[StreamHead]:
+        """The head of every stream starting with ``prefix``, by stream id (from the index), paged by id."""
+        return await self.drive(core.stream_heads(prefix, open_only=open_only, after=after, limit=limit))
 
     # -- the global order -----------------------------------------------------------------------
     async def max_position(self) -> int:

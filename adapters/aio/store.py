@@ -178,9 +178,12 @@ class AsyncStore:
         """All events of one stream, oldest first."""
         return await self._in_thread(partial(self.sync.stream, aggregate_id, gt=gt, lte=lte))
 
-    async def stream_heads(self, prefix: str = "", *, open_only: bool = False) -> list[StreamHead]:
-        """The head of every stream starting with ``prefix``, by stream id."""
-        return await self._in_thread(partial(self.sync.stream_heads, prefix, open_only=open_only))
+    async def stream_heads(
+        self, prefix: str = "", *, open_only: bool = False, after: str | None = None, limit: int | None = None
+    ) -> list[StreamHead]:
+        """The head of every stream starting with ``prefix``, by stream id, paged by id."""
+        heads = partial(self.sync.stream_heads, prefix, open_only=open_only, after=after, limit=limit)
+        return await self._in_thread(heads)
 
     async def stream_ids(self, prefix: str = "") -> list[str]:
         """Ids of all streams starting with ``prefix``, sorted (from the index)."""

@@ -17,7 +17,7 @@ from eventsourcing.persistence import Mapper
 from phaselog.adapters.core.policy import StoreCore
 from phaselog.adapters.core.steps import CoreStep, ReadEvents, ReadHeads, ReadSnapshot
 from phaselog.adapters.errors import translate_errors
-from phaselog.domain.errors import NotFound, PhaselogError
+from phaselog.domain.errors import NotFound, PhaselogError, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent
 from phaselog.runtime import telemetry
 from phaselog.runtime.ports import StreamHead
@@ -82,7 +82,14 @@ def stream(
         return [cast("DomainEvent", core.mapper.to_domain_event(r)) for r in records]
 
 
-def stream_heads(prefix: str = "", *, open_only: bool = False) -> Steps[CoreStep, list[StreamHead]]:
-    """The head (version, position, open flag) of every stream starting with ``prefix``, by id."""
+def stream_heads(
+    prefix: str = "", *, open_only: bool = False, after: str | None = None, limit: int | None = None
+) -> Steps[CoreStep, list[StreamHead]]:
+    """The head (version, position, open flag) of every stream starting with ``prefix``, by id.
+
+    ``after`` and ``limit`` page through them (the ids after ``after``, at most ``limit``).
+    """
+    if limit is not None and limit < 1:
+        raise ValidationFailed(f"a page holds at least one stream, not {limit}")
     with translate_errors(f"listing stream heads {prefix!r}"):
-        return (yield from ReadHeads(prefix, open_only))
+        return (yield from ReadHeads(prefix, open_only, after, limit))

@@ -58,6 +58,8 @@ class ReadHeads(Request[list[StreamHead]]):
 
     prefix: str
     open_only: bool = False
+    after: str | None = None
+    limit: int | None = None
 
 
 CoreStep = Append | ReadEvents | ReadSnapshot | PutSnapshot | ReadHeads

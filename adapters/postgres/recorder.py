@@ -253,9 +253,13 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
         return found
 
     # -- the stream index -------------------------------------------------------------------------
-    def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> list[StreamHead]:
+    def select_stream_heads(
+        self, prefix: str, *, open_only: bool = False, after: str | None = None, limit: int | None = None
+    ) -> list[StreamHead]:
         """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
-        heads: list[StreamHead] = self.run(self.statements.select_stream_heads(prefix, open_only=open_only))
+        heads: list[StreamHead] = self.run(
+            self.statements.select_stream_heads(prefix, open_only=open_only, after=after, limit=limit)
+        )
         return heads
 
     # -- the hash chain ---------------------------------------------------------------------------

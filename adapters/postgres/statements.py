@@ -108,7 +108,9 @@ class PostgresStatements(WriteStatements):
         rows = yield from retrying(Query(self._sql(text, table=table), params))
         return [_stored_event(row) for row in rows]
 
-    def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> StatementFlow:
+    def select_stream_heads(
+        self, prefix: str, *, open_only: bool = False, after: str | None = None, limit: int | None = None
+    ) -> StatementFlow:
         """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
         low, high = prefix_range(prefix)
         text = "SELECT stream_id, version, position, open FROM {schema}.{heads} WHERE stream_id >= %s"
@@ -118,7 +120,14 @@ class PostgresStatements(WriteStatements):
             params.append(high)
         if open_only:
             text += " AND open"
-        rows: ResultRows = yield Query(self._sql(text + " ORDER BY stream_id"), params)
+        if after is not None:
+            text += " AND stream_id > %s"
+            params.append(after)
+        text += " ORDER BY stream_id"
+        if limit is not None:
+            text += " LIMIT %s"
+            params.append(limit)
+        rows: ResultRows = yield Query(self._sql(text), params)
         return [
             StreamHead(str(r["stream_id"]), int(r["version"]), int(r["position"]), bool(r["open"]))
             for r in rows

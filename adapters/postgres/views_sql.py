@@ -308,16 +308,29 @@ class PostgresViewSession:
         )
 
     def select_rows(
-        self, table: str, where: Mapping[str, Any], *, order_by: str | None = None
+        self,
+        table: str,
+        where: Mapping[str, Any],
+        *,
+        order_by: str | None = None,
+        after: Any = None,
+        limit: int | None = None,
     ) -> list[Mapping[str, Any]]:
         """The rows of ``table`` whose columns equal ``where``."""
         query: Composable = SQL("SELECT * FROM {}").format(self.table(table))
-        if where:
-            conditions = SQL(" AND ").join(SQL("{} = %s").format(Identifier(k)) for k in where)
-            query += SQL(" WHERE {}").format(conditions)
+        conditions = [SQL("{} = %s").format(Identifier(k)) for k in where]
+        params = list(where.values())
+        if order_by is not None and after is not None:
+            conditions.append(SQL("{} > %s").format(Identifier(order_by)))
+            params.append(after)
+        if conditions:
+            query += SQL(" WHERE {}").format(SQL(" AND ").join(conditions))
         if order_by is not None:
             query += SQL(" ORDER BY {}").format(Identifier(order_by))
-        return self._all(query, list(where.values()))
+        if limit is not None:
+            query += SQL(" LIMIT %s")
+            params.append(limit)
+        return self._all(query, params)
 
     def count_by(self, table: str, column: str) -> list[tuple[Any, int]]:
         """``(value, rows)`` per value of ``column``."""

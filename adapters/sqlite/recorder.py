@@ -232,7 +232,9 @@ class PhaselogSQLiteApplicationRecorder(SingleWriterHorizon, SQLiteApplicationRe
             c.execute(sql + " ORDER BY rowid LIMIT ?", params)
             return [LogRecord(r[0], str(r[1]), r[2], r[3], r[4]) for r in c.fetchall()]
 
-    def select_stream_heads(self, prefix: str, *, open_only: bool = False) -> list[StreamHead]:
+    def select_stream_heads(
+        self, prefix: str, *, open_only: bool = False, after: str | None = None, limit: int | None = None
+    ) -> list[StreamHead]:
         """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
         low, high = prefix_range(prefix)  # a range the (partial) index can serve
         sql = f"SELECT stream_id, version, position, open FROM {HEADS_TABLE} WHERE stream_id >= ?"
@@ -242,8 +244,15 @@ class PhaselogSQLiteApplicationRecorder(SingleWriterHorizon, SQLiteApplicationRe
             params.append(high)
         if open_only:
             sql += " AND open"
+        if after is not None:
+            sql += " AND stream_id > ?"
+            params.append(after)
+        sql += " ORDER BY stream_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
         with self.datastore.transaction(commit=False) as c:
-            c.execute(sql + " ORDER BY stream_id", params)
+            c.execute(sql, params)
             return [
                 StreamHead(str(r[0]), int(r[1]), int(r[2]), bool(r[3]))
                 for r in c.fetchall()

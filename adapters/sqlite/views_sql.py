@@ -245,15 +245,29 @@ class SQLiteViewSession:
         )
 
     def select_rows(
-        self, table: str, where: Mapping[str, Any], *, order_by: str | None = None
+        self,
+        table: str,
+        where: Mapping[str, Any],
+        *,
+        order_by: str | None = None,
+        after: Any = None,
+        limit: int | None = None,
     ) -> list[Mapping[str, Any]]:
         """The rows of ``table`` whose columns equal ``where``."""
         sql = f"SELECT * FROM {quote(table)}"
-        if where:
-            sql += " WHERE " + " AND ".join(f"{quote(k)} = ?" for k in where)
+        conditions = [f"{quote(k)} = ?" for k in where]
+        params = list(where.values())
+        if order_by is not None and after is not None:
+            conditions.append(f"{quote(order_by)} > ?")
+            params.append(after)
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
         if order_by is not None:
             sql += f" ORDER BY {quote(order_by)}"
-        return self._all(sql, list(where.values()))
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._all(sql, params)
 
     def count_by(self, table: str, column: str) -> list[tuple[Any, int]]:
         """``(value, rows)`` per value of ``column``."""
