@@ -202,6 +202,8 @@ class Projection:
     """Topics folded; ``None`` means every topic (then ``apply`` filters)."""
     version: ClassVar[int] = 1
     """Bump to make existing tables rebuild when the fold changes."""
+    stream_prefix: ClassVar[str | None] = None
+    """The prefix that makes a row's key its stream's id (``plugin:``), when each row follows one stream."""
 
     @property
     def table(self) -> str:

@@ -32,6 +32,7 @@ class PluginPhases(Projection):
     """One row per plugin: its phase, since when and why, retry attempts and state version."""
 
     name: ClassVar[str] = "plugin_phases"
+    stream_prefix: ClassVar[str | None] = "plugin:"
     key: ClassVar[str] = "plugin_id"
     columns: ClassVar[Mapping[str, str]] = {
         "plugin_id": "text",
@@ -103,6 +104,7 @@ class TaskStatuses(Projection):
     """One row per task (``<controller>:<task_id>``): state, progress, last log, owner."""
 
     name: ClassVar[str] = "task_statuses"
+    stream_prefix: ClassVar[str | None] = "task:"
     key: ClassVar[str] = "task"
     alt_key: ClassVar[str | None] = "task_id"
     columns: ClassVar[Mapping[str, str]] = {
@@ -201,6 +203,7 @@ class PlanRuns(Projection):
     """One row per plan: its latest run's status, current step and errors."""
 
     name: ClassVar[str] = "plan_runs"
+    stream_prefix: ClassVar[str | None] = "plan:"
     key: ClassVar[str] = "plan_id"
     columns: ClassVar[Mapping[str, str]] = {
         "plan_id": "text",
@@ -290,6 +293,7 @@ class RecoverableStates(Projection):
     """One row per persisted state (``<kvs>:<key>``): its current value JSON."""
 
     name: ClassVar[str] = "recoverable_states"
+    stream_prefix: ClassVar[str | None] = "state:"
     key: ClassVar[str] = "id"
     alt_key: ClassVar[str | None] = "key"
     columns: ClassVar[Mapping[str, str]] = {

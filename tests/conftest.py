@@ -47,7 +47,8 @@ def pg_dsn() -> Iterator[str]:
         server.stop()
 
 
-def _schema_url(dsn: str) -> str:
+def schema_url(dsn: str) -> str:
+    """``dsn`` with a fresh schema of its own (an empty store)."""
     schema = "t_" + uuid.uuid4().hex[:12]
     sep = "&" if "?" in dsn else "?"
     return f"{dsn}{sep}schema={schema}"
@@ -63,7 +64,7 @@ def make_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], 
         if kind == "sqlite":
             return f"sqlite:///{tmp_path / ('store-' + uuid.uuid4().hex[:8] + '.db')}"
         if kind == "postgresql":
-            return _schema_url(request.getfixturevalue("pg_dsn"))
+            return schema_url(request.getfixturevalue("pg_dsn"))
         raise ValueError(kind)
 
     return make

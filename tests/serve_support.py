@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -9,11 +10,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
+from eventsourcing.persistence import StoredEvent
 from prometheus_client.parser import text_string_to_metric_families
 from task_helpers import wait_for
 
 from phaselog.adapters import Store, open_store
 from phaselog.adapters.serve.app import ConsoleServer, open_read_only
+from phaselog.domain.plan_errors import PlanFailed
 from phaselog.domain.plugin import PluginPhase
 from phaselog.runtime.plan_state import GenericStep, PlanContext, PlanState
 from phaselog.runtime.plans import Plan
@@ -24,6 +27,8 @@ from phaselog.runtime.tasks import TaskController
 PLUGIN = "camera"
 TASK = "task:ops:resize"
 PLAN = "plan:release"
+FAILED_PLAN = "plan:deploy"
+FAILED_TASK = "task:ops:crash"
 TRANSITIONS = [
     (PluginPhase.INSTALLING, "fetching"),
     (PluginPhase.INSTALLED, "verified"),
@@ -47,6 +52,31 @@ class _Resizer:
 
     def on_task_completed(self, ctx: CancelContext, task: ActiveTask, state: object, *args: object) -> None:
         """Nothing to deliver."""
+
+
+class _Crasher(_Resizer):
+    """Logs a warning, then fails while running."""
+
+    def on_task_running(self, _ctx: CancelContext, task: ActiveTask) -> None:
+        task.add_log_entry(30, "disk almost full")
+        raise OSError("no space left on device")
+
+
+def _fail_migration(_ctx: PlanContext, _state: PlanState) -> None:
+    raise ValueError("column exists")
+
+
+def seed_failures(store: Store) -> None:
+    """A plan whose second step fails (its first step cleaned up, its third never run) and a failed task."""
+    restore = GenericStep("backup", cleanup=lambda _c, s: s.update(restored="yes"))
+    plan = Plan(store, "deploy").add_step(restore)
+    plan.add_step(GenericStep("migrate", exec=_fail_migration)).add_step(GenericStep("restart"))
+    with contextlib.suppress(PlanFailed):
+        plan.execute()
+    with TaskController(store, "ops", _Crasher(), lease=timedelta(seconds=5)) as controller:
+        controller.launch_task("crash")
+        wait_for(lambda: controller.task_status("crash").state.is_finished, what="the task failed")
+    store.projections.catch_up()
 
 
 def seed(store: Store) -> None:
@@ -82,10 +112,10 @@ class Served:
 
 
 @contextmanager
-def served(url: str, *, token: str | None = None) -> Iterator[Served]:
-    """Serve the store at ``url`` on a free port in a thread; stopped (bounded) on exit."""
-    with open_read_only(url) as store:
-        server = ConsoleServer(store, port=0, token=token)
+def served(url: str, *, token: str | None = None, allow_actions: bool = False) -> Iterator[Served]:
+    """Serve the store at ``url`` on a free port in a thread (read-only unless actions are allowed)."""
+    with open_store(url) if allow_actions else open_read_only(url) as store:
+        server = ConsoleServer(store, port=0, token=token, allow_actions=allow_actions)
         server.start(timeout=15)
         try:
             yield Served(f"http://127.0.0.1:{server.port}", store, server)
@@ -93,11 +123,30 @@ def served(url: str, *, token: str | None = None) -> Iterator[Served]:
             server.stop(timeout=15)
 
 
-def seeded_url(url: str) -> str:
-    """Seed the store at ``url`` (opened for writing, then closed) and return ``url``."""
+def seeded_url(url: str, *, failures: bool = False, plugins: int = 0) -> str:
+    """Seed the store at ``url`` (with failures and ``plugins`` more plugins if asked); return ``url``."""
     with open_store(url) as store:
         seed(store)
+        if failures:
+            seed_failures(store)
+        for i in range(plugins):
+            store.plugins.machine(f"bulk{i:03d}")
+        store.projections.catch_up()
     return url
+
+
+def poison(url: str) -> int:
+    """Append an event the plugin_phases fold cannot read (its attempts are not a number); its position."""
+    stored = StoredEvent(
+        originator_id="plugin:poison",
+        originator_version=1,
+        topic="phaselog.plugin.RetryAdvanced",
+        state=b'{"attempts":"many","timestamp":"2026-01-01T00:00:00+00:00"}',
+    )
+    with open_store(url) as store:
+        store.app.recorder.insert_events([stored])
+        store.projections.catch_up()
+        return store.max_position()
 
 
 def fetch(
