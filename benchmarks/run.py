@@ -27,7 +27,14 @@ import bench_store  # noqa: E402
 from bench_common import calibration_loop_s  # noqa: E402
 from pgserver import PostgresServer  # noqa: E402
 
-AREA_BENCHMARKS = ("bench_plugins", "bench_tasks", "bench_plans", "bench_state", "bench_projections")
+AREA_BENCHMARKS = (
+    "bench_plugins",
+    "bench_tasks",
+    "bench_plans",
+    "bench_state",
+    "bench_projections",
+    "bench_console",
+)
 
 
 def _postgres_only(name: str, dsn: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from phaselog.projections.base import (
     Projection,
     ProjectionHalted,
     ProjectionTimeout,
-    ReadModel,
     Rows,
     event_data,
 )
@@ -16,6 +15,7 @@ from phaselog.projections.models import (
     RecoverableStates,
     TaskStatuses,
 )
+from phaselog.projections.readmodel import ReadModel
 from phaselog.projections.runner import (
     Projections,
     default_projections,

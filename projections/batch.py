@@ -24,8 +24,9 @@ from typing import Any
 from typing_extensions import override
 
 from phaselog.domain.errors import StoreUnavailable
-from phaselog.projections.base import EventData, Projection, Rows, column_value, decode_row, encode_row
+from phaselog.projections.base import EventData, Projection, Rows, decode_row, encode_row
 from phaselog.projections.ports import DeadLetter, LogReader, ViewSession, ViewStore
+from phaselog.projections.readmodel import column_value
 from phaselog.runtime.ports import LogRecord
 
 __all__ = ["BatchRows", "RetryIsolated", "RowCache", "describe", "fold_events", "read_page"]

@@ -20,13 +20,13 @@ from phaselog.projections import tables
 from phaselog.projections.base import (
     EventData,
     Projection,
-    ReadModel,
 )
 from phaselog.projections.batch import RowCache
 from phaselog.projections.catchup import CatchUp
 from phaselog.projections.engine import Engine, OnError, ProgressCallback, Target
 from phaselog.projections.follow import Follower, runner_id
 from phaselog.projections.ports import LogReader, ViewPorts, ViewStore, open_view_ports
+from phaselog.projections.readmodel import ReadModel
 from phaselog.projections.rebuild import rebuild, retry_dead_letters, set_meta
 from phaselog.projections.status import status_rows
 from phaselog.projections.waiting import Waiting

@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from phaselog.domain.errors import PhaselogError
-from phaselog.projections.base import ReadModel
 from phaselog.projections.engine import Engine
+from phaselog.projections.readmodel import ReadModel
 
 __all__ = ["lag_seconds", "status_rows"]
 

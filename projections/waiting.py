@@ -16,9 +16,10 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Iterable, Sequence
 
-    from phaselog.projections.base import Projection, ReadModel
+    from phaselog.projections.base import Projection
     from phaselog.projections.engine import Target
     from phaselog.projections.ports import LogReader, ViewStore
+    from phaselog.projections.readmodel import ReadModel
 
 __all__ = ["Waiting"]
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 import pytest
+from cli_support import assert_usage_error, phaselog
 from serve_support import (
     FAILED_PLAN,
     FAILED_TASK,
@@ -22,7 +24,7 @@ from serve_support import (
 )
 
 from phaselog.adapters import open_store
-from phaselog.adapters.serve.app import create_app
+from phaselog.adapters.serve.app import TOKEN_ENV, create_app
 from phaselog.domain.errors import ValidationFailed
 from phaselog.domain.plugin import PluginPhase
 
@@ -223,3 +225,13 @@ def test_dead_letters_are_listed_and_retried_only_with_token_and_actions(url: st
         assert 'id="retried">0 event(s) folded on retry' in page  # still poison: it stays a dead letter
     with open_store(url) as store, pytest.raises(ValidationFailed, match="actions need a token"):
         create_app(store, allow_actions=True)
+
+
+def test_serve_refuses_actions_without_a_token(tmp_path: Path) -> None:
+    """``serve --allow-actions`` without $PHASELOG_SERVE_TOKEN is a usage error (exit 2); nothing served."""
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    result = phaselog(
+        "serve", "--url", url, "--allow-actions", "--port", "1", cwd=tmp_path, env={TOKEN_ENV: ""}
+    )
+    assert "needs a token" in assert_usage_error(result, "--allow-actions")
+    assert not (tmp_path / "none.db").exists()

@@ -23,7 +23,7 @@ from phaselog.adapters.serve.templates import environment
 from phaselog.adapters.store import Store
 from phaselog.domain.encoding import dump_json
 from phaselog.domain.errors import NotFound, PhaselogError, ValidationFailed
-from phaselog.projections.base import ReadModel
+from phaselog.projections.readmodel import ReadModel
 
 __all__ = ["Console", "Json", "Overview"]
 

@@ -17,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from phaselog.adapters.serve.console import Console
 from phaselog.adapters.serve.search import page_size
 from phaselog.domain.errors import ValidationFailed
-from phaselog.projections.base import ReadModel
+from phaselog.projections.readmodel import ReadModel
 
 __all__ = ["LETTERS_SHOWN", "ModelPages", "RowsPage", "dead_letters", "rows_page"]
 

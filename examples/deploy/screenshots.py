@@ -3,7 +3,8 @@
 Usage: ``python examples/deploy/screenshots.py [OUT_DIR]`` (default ``docs/``). It runs
 ``phaselog demo`` into a temporary SQLite store, serves it read-only on a free port of
 127.0.0.1, and has the system Chromium (``$PHASELOG_CHROMIUM``, else ``chromium`` on PATH)
-capture the overview and the demo plugin's page through Playwright.
+capture the overview, the demo plugin's page, its failed plan's page and a state with
+what its event changed, through Playwright.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main(out: Path) -> None:
         )
         with open_read_only(url) as store:
             (plugin,) = store.stream_ids("plugin:")
+            (failed,) = store.projections.plan_runs.list(status="failed")
             server = ConsoleServer(store, port=0)
             server.start()
             try:
@@ -47,10 +49,14 @@ def main(out: Path) -> None:
                     page.screenshot(path=str(out / "console-overview.png"), full_page=True)
                     page.goto(f"{base}/streams/{plugin}")
                     page.screenshot(path=str(out / "console-plugin.png"))
+                    page.goto(f"{base}/streams/plan:{failed['plan_id']}")
+                    page.screenshot(path=str(out / "console-plan.png"))
+                    page.goto(f"{base}/streams/{plugin}/at/3")
+                    page.screenshot(path=str(out / "console-state.png"))
                     browser.close()
             finally:
                 server.stop()
-    print(f"wrote {out / 'console-overview.png'} and {out / 'console-plugin.png'}")
+    print(f"wrote console-overview.png, console-plugin.png, console-plan.png and console-state.png in {out}")
 
 
 if __name__ == "__main__":

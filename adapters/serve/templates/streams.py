@@ -14,7 +14,8 @@ endfor %}
 <input type="text" id="q" name="q" value="{{ query.text }}" placeholder="stream id starts with…" size="32"
 aria-label="stream id starts with">
 <label><input type="checkbox" id="open" name="open" value="1"{% if query.open_only %} checked{% endif %}>
-open only</label> <button type="submit">Search</button></form>
+open only</label> <input type="hidden" name="limit" value="{{ query.limit }}">
+<button type="submit">Search</button></form>
 <p class="muted">A stream is <em>open</em> while its aggregate may still need work, as it said when it was
 last saved: a plugin not uninstalled, a task not finished, a plan with a run in progress. A finished plan
 or task is closed.</p>
@@ -43,7 +44,7 @@ size="18"></label>
 <label>type <input type="text" id="type" name="type" value="{{ query.topic }}" list="types"
 placeholder="PhaseChanged" size="20"></label>
 <datalist id="types">{% for t in types %}<option value="{{ t }}">{% endfor %}</datalist>
-<button type="submit">Search</button></form>
+<input type="hidden" name="limit" value="{{ query.limit }}"> <button type="submit">Search</button></form>
 <p class="muted" id="window">positions {{ start }} to {{ stop if stop is not none else head }} of {{ head }}
 {%- if query.since or query.until %} (found by time: positions follow the commits, times rise with them)
 {%- endif %}</p>
