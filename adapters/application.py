@@ -115,6 +115,7 @@ class PhaselogApplication(Application[str]):
 
     name = "phaselog"
     snapshot_class = Snapshot
+    mapper: PydanticMapper
 
     def __init__(self, env: Mapping[str, str]) -> None:
         super().__init__(env={**env, "IS_SNAPSHOTTING_ENABLED": "y"})

@@ -7,17 +7,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import Cipher, Compressor, Mapper, StoredEvent, Transcoder
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
+from phaselog.adapters.crypto.envelope import MARK_BYTES, reveal, seal_paths
 from phaselog.domain.encoding import dump_json, load_json
-from phaselog.domain.errors import PayloadTooLarge, ValidationFailed
-from phaselog.domain.events import DomainEvent, resolve_topic, topic_of, upcast
+from phaselog.domain.errors import KeyUnavailable, PayloadTooLarge, PhaselogError, ValidationFailed
+from phaselog.domain.events import DomainEvent, Snapshot, resolve_topic, topic_of, upcast
+from phaselog.domain.personal import personal_paths, subject_path
 
-__all__ = ["MAX_EVENT_BYTES", "OrjsonTranscoder", "PydanticMapper"]
+if TYPE_CHECKING:
+    from phaselog.adapters.crypto.keyring import KeyRing
+
+__all__ = ["MAX_EVENT_BYTES", "OrjsonTranscoder", "PydanticMapper", "SnapshotRefused"]
 
 MAX_EVENT_BYTES = 4 * 1024 * 1024
 """The default bound on one event's or snapshot's encoded payload (JSON bytes, before compression)."""
@@ -42,6 +47,17 @@ class OrjsonTranscoder(Transcoder):
         return load_json(data)
 
 
+class SnapshotRefused(ValidationFailed):
+    """A stream holding personal data is never snapshotted (its state would hold the values in the clear)."""
+
+
+def _at(state: dict[str, Any], path: str) -> Any:
+    value: Any = state
+    for name in path.split("."):
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
+
+
 class PydanticMapper(Mapper[str]):
     """Map pydantic domain events to stored events under their stable topics.
 
@@ -51,7 +67,13 @@ class PydanticMapper(Mapper[str]):
     An event whose encoded state (the JSON bytes, before compression and
     encryption) is larger than ``max_event_bytes`` raises
     :class:`PayloadTooLarge`.
+
+    Fields marked :class:`~phaselog.domain.personal.Personal` are sealed with their
+    subject's key from ``keyring`` (the store sets it) before the state is encoded,
+    and revealed (or redacted, once erased) when it is decoded.
     """
+
+    keyring: KeyRing | None = None
 
     def __init__(
         self,
@@ -66,6 +88,7 @@ class PydanticMapper(Mapper[str]):
             msg = f"max_event_bytes must be a positive integer, got {max_event_bytes!r}"
             raise ValidationFailed(msg)
         self.max_event_bytes = max_event_bytes
+        self._personal_streams: set[str] = set()
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         """Encode one domain event under its stable topic."""
@@ -80,6 +103,7 @@ class PydanticMapper(Mapper[str]):
             state = domain_event.model_dump(mode="python", exclude=_ENVELOPE)
             if cls.class_version > 1:
                 state["class_version"] = cls.class_version
+            self._seal(domain_event, state)
             data = self.transcoder.encode(state)
         except (PydanticSerializationError, ValidationFailed) as exc:
             msg = f"{cls.__name__} {where} cannot be encoded: {exc}"
@@ -101,6 +125,31 @@ class PydanticMapper(Mapper[str]):
             state=data,
         )
 
+    def _seal(self, event: DomainEvent, state: dict[str, Any]) -> None:
+        """Seal ``state``'s personal values; refuse a snapshot of a stream holding personal data."""
+        stream = str(event.originator_id)
+        if isinstance(event, Snapshot) and stream in self._personal_streams:
+            raise SnapshotRefused(f"{stream!r} holds personal data: it is not snapshotted")
+        paths = personal_paths(type(event))
+        if not paths:
+            return
+        where = subject_path(type(event))
+        subject = stream if where is None else str(_at(state, where) or "")
+        key = self._keys(subject).key_for_writing(subject, stream)
+        self._personal_streams.add(stream)
+        seal_paths(state, paths, stream, subject, key)
+
+    def _keys(self, subject: str) -> KeyRing:
+        if self.keyring is None:
+            msg = f"personal data of subject {subject!r} needs a store with a key ring"
+            raise KeyUnavailable(msg)
+        return self.keyring
+
+    def reveal(self, state: Any, stream_id: str) -> Any:
+        """``state`` (stored JSON) with its sealed values opened, or redacted where the subject was erased."""
+        self._personal_streams.add(stream_id)
+        return reveal(state, stream_id, lambda subject: self._keys(subject).key_for_reading(subject))
+
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         """Decode one stored event (UnknownEventType for an unregistered topic)."""
         cls = resolve_topic(stored_event.topic)
@@ -115,7 +164,9 @@ class PydanticMapper(Mapper[str]):
             if self.compressor:
                 data = self.compressor.decompress(data)
             state = self.transcoder.decode(data)
-        except ValidationFailed:
+            if MARK_BYTES in data:
+                state = self.reveal(state, str(stored_event.originator_id))
+        except PhaselogError:
             raise
         except Exception as exc:  # a cipher or compressor failure: data is unreadable
             msg = f"cannot decode event {stored_event.originator_id}@{stored_event.originator_version}"

@@ -20,6 +20,7 @@ from phaselog.adapters.application import PhaselogApplication, is_concurrent_ddl
 from phaselog.adapters.audit.autoseal import AutoSealer
 from phaselog.adapters.audit.seals import Seal, seal
 from phaselog.adapters.core.opening import decide_opening
+from phaselog.adapters.crypto.privacy import Privacy, attach_keys
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.migrate import SCHEMA_VERSION, check_version, probe, record_upgrade
 from phaselog.adapters.tied import Tied
@@ -55,7 +56,7 @@ AggT = TypeVar("AggT", bound=Aggregate)
 T = TypeVar("T")
 
 
-class Store:
+class Store(Privacy):
     """A phaselog event store: a context manager owning one eventsourcing application.
 
     Aggregates of every kind share the application's single notification log,
@@ -92,6 +93,7 @@ class Store:
         self.schema_version = probe(self.location, create=self.create)
         check_version(self.location, self.schema_version, create=self.create)
         self.app = self._open_application(opening.application_env())
+        attach_keys(self.app)  # personal values sealed with their subject's key (adapters.crypto)
         self._closed = False
         self._tied = Tied()
         self._sealer = AutoSealer(lambda: seal(self), self.seal_interval) if opening.sealing else None

@@ -25,6 +25,8 @@ Every error phaselog raises on purpose derives from :class:`PhaselogError`
     │   ├── NotAPhaselogStore        (adapters.migrate) a database whose tables are not phaselog's
     │   └── ProjectionBusy           (projections) another runner holds the read model's lease
     ├── IntegrityViolation           the stored history was changed behind our back
+    ├── KeyUnavailable               personal data without the master key that wraps its subject keys
+    ├── SubjectErased                writing personal data of a subject whose key was destroyed
     ├── TaskCanceled                 (task) raised inside a task runner to cancel it
     ├── ControllerClosed             (task) launching on a closed controller
     ├── PlanError                    (plan) carries .errors and .cleanup_errors
@@ -48,12 +50,14 @@ __all__ = [
     "ConcurrencyConflict",
     "IntegrityViolation",
     "InvalidTransition",
+    "KeyUnavailable",
     "NotFound",
     "PayloadTooLarge",
     "PhaselogError",
     "StateVersionMismatch",
     "StoreClosed",
     "StoreUnavailable",
+    "SubjectErased",
     "UnknownEventType",
     "ValidationFailed",
 ]
@@ -113,3 +117,15 @@ class StoreClosed(StoreUnavailable):
 
 class IntegrityViolation(PhaselogError):
     """Stored events were changed, removed or inserted outside phaselog."""
+
+
+class KeyUnavailable(PhaselogError):
+    """Personal data cannot be written or read: no master key, or not the one that wrapped its keys.
+
+    Nothing is written when it is raised; set ``PHASELOG_MASTER_KEY`` (or give the store a key
+    provider) with the key the subject keys were wrapped with.
+    """
+
+
+class SubjectErased(PhaselogError):
+    """The subject was erased: its key is destroyed and no new personal data of it can be written."""

@@ -63,6 +63,7 @@ class EventDecoder:
     def __init__(self, codec: StateCodec) -> None:
         self._cipher = codec.cipher
         self._compressor = codec.compressor
+        self._reveal = codec.reveal
         self._versioned: dict[type[Any], bool] = {}
         self._simple: set[str] = set()
 
@@ -73,6 +74,8 @@ class EventDecoder:
             raw = self._cipher.decrypt(raw)
         if self._compressor:
             raw = self._compressor.decompress(raw)
+        if _SEALED in raw:  # personal values: opened, or redacted once their subject was erased
+            return self._event(record, self._reveal(load_json(raw), str(record.originator_id)))
         return self._event(record, load_json(raw))
 
     def _event(self, record: Any, data: Any) -> EventData:
@@ -111,7 +114,7 @@ class EventDecoder:
                 wanted = memo[topic] = folds(topic)
             if wanted and record.id > after:
                 try:
-                    if plain and (topic in simple or self._is_simple(topic)):
+                    if plain and (topic in simple or self._is_simple(topic)) and _SEALED not in record.state:
                         data = load_json(record.state)
                         if data.__class__ is dict and "class_version" not in data:
                             event = (
@@ -140,6 +143,7 @@ class EventDecoder:
         return True
 
 
+_SEALED = b'"$pii"'  # how a sealed personal value shows in stored bytes (phaselog.adapters.crypto)
 _new_event = tuple.__new__  # EventData's own __new__ without its Python-level frame (a hot path)
 
 

@@ -78,6 +78,10 @@ class StateCodec(Protocol):
         """Decompresses stored state (``decompress(bytes) -> bytes``), or ``None``."""
         ...
 
+    def reveal(self, state: Any, stream_id: str) -> Any:
+        """Stored JSON of ``stream_id`` with its sealed personal values opened (or redacted once erased)."""
+        ...
+
 
 class HorizonView(Protocol):
     """What the read side looks at in the store's commit horizon."""

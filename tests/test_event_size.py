@@ -152,7 +152,7 @@ def test_a_snapshot_over_the_limit_is_skipped_and_the_stream_still_loads(
 ) -> None:
     """Small events whose snapshot exceeds the limit are stored; the snapshot is skipped with a warning."""
     with open_store(store_url, snapshot_interval=4) as store:
-        store.app.mapper.max_event_bytes = 3000  # type: ignore[attr-defined] # the lead wires the URL option
+        store.app.mapper.max_event_bytes = 3000  # the lead wires the URL option
         plan = Plan(store, "grows")
         with caplog.at_level(logging.WARNING, logger="phaselog"):
             for index in range(4):

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import psycopg
 from eventsourcing.persistence import Notification, Recording, StoredEvent
@@ -26,7 +26,6 @@ from psycopg.sql import SQL, Identifier
 from psycopg_pool import AsyncConnectionPool
 
 from phaselog.adapters import core
-from phaselog.adapters.codec import PydanticMapper
 from phaselog.adapters.core import Append, CoreStep, PutSnapshot, ReadEvents, ReadHeads, ReadSnapshot
 from phaselog.adapters.core.gather import Command, Outcome
 from phaselog.adapters.core.opening import async_pool_bounds
@@ -90,7 +89,7 @@ class PostgresAsyncStore(AsyncStore):
             recorder.notifier if isinstance(recorder, PhaselogPostgresApplicationRecorder) else None
         )
 
-        self.mapper = cast("PydanticMapper", self.sync.app.mapper)
+        self.mapper = self.sync.app.mapper
         self.conninfo = make_conninfo(
             "", **self.location.conninfo, connect_timeout=str(self.location.connect_timeout)
         )

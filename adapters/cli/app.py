@@ -45,6 +45,7 @@ COMMAND_MODULES = (
     "phaselog.adapters.cli.serve",  # serve
     "phaselog.adapters.cli.archive",  # audit archive
     "phaselog.adapters.cli.doctor",  # doctor
+    "phaselog.adapters.cli.privacy",  # erase, keys list|rotate
 )
 """Modules whose ``register(app)`` adds their commands; missing ones are skipped."""
 

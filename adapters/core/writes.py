@@ -15,6 +15,7 @@ from typing import Any
 
 from eventsourcing.persistence import Notification, Recording, StoredEvent
 
+from phaselog.adapters.codec import SnapshotRefused
 from phaselog.adapters.core.policy import StoreCore, snapshot_due
 from phaselog.adapters.core.steps import Append, CoreStep, PutSnapshot
 from phaselog.adapters.errors import translate_errors
@@ -83,5 +84,7 @@ def snapshot(core: StoreCore, aggregate: Aggregate) -> Steps[CoreStep, None]:
         with translate_errors(f"snapshotting {aggregate.id!r}"):
             stored = core.mapper.to_stored_event(Snapshot.take(aggregate))
             yield from PutSnapshot(stored)
+    except SnapshotRefused as exc:  # a stream holding personal data is never snapshotted
+        log.debug("%s", exc)
     except PhaselogError as exc:
         log.warning("snapshot of %s at version %d not stored: %s", aggregate.id, aggregate.version, exc)

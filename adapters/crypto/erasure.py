@@ -1,0 +1,92 @@
+"""Erasing a data subject: its key destroyed, the erasure recorded, the read models scrubbed.
+
+:func:`erase` destroys the subject's key first (from then on every reader sees
+redacted markers), then records who asked, when, why and which streams held the
+subject's values (``erasure:<subject>``, no personal data), then rebuilds the read
+models that fold those streams' events, so no row keeps a value in the clear. A
+second call for the same subject records nothing more and answers the same record;
+one interrupted after the key was destroyed completes the record and the scrub.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from phaselog.domain.erasure import ErasureRecord, SubjectErasure, erasure_stream
+from phaselog.domain.errors import NotFound, ValidationFailed
+
+if TYPE_CHECKING:
+    from phaselog.adapters.store import Store
+
+__all__ = ["Erasure", "erase"]
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What an erasure did: subject, reason, by whom, when, the streams affected and read models scrubbed."""
+
+    subject: str
+    reason: str
+    requested_by: str
+    erased_at: datetime
+    streams: list[str]
+    scrubbed: dict[str, int]
+    recorded: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form (the CLI's ``--json``)."""
+        return {**self.__dict__, "erased_at": self.erased_at.isoformat()}
+
+
+def _topics(store: Store, streams: list[str]) -> set[str]:
+    return {e.TOPIC for stream in streams for e in store.stream(stream) if hasattr(e, "TOPIC")}
+
+
+def erase(
+    store: Store, subject: str, *, reason: str, requested_by: str | None = None, projections: Any = None
+) -> Erasure:
+    """Erase ``subject``: destroy its key, record the erasure, scrub the read models that hold its values.
+
+    ``projections`` are the read models to scrub (default: ``store.projections``; pass your own
+    :class:`~phaselog.projections.Projections` when it folds the subject's events).
+    """
+    if not reason.strip():
+        raise ValidationFailed("an erasure needs a reason (it is recorded with it)")
+    keys = store.keys
+    stream = erasure_stream(subject)
+    row = keys.erase(subject, reason)
+    streams = keys.table.streams(subject)
+    recorded = not store.exists(stream)
+    if recorded:
+        who = requested_by or getpass.getuser()
+        at = datetime.fromisoformat(row.erased_at) if row.erased_at else None
+        record = ErasureRecord.start(
+            SubjectErasure,
+            stream,
+            subject=subject,
+            reason=reason,
+            requested_by=who,
+            erased_at=at,
+            streams=streams,
+        )
+        store.save(record)
+    done: ErasureRecord = store.load(stream, ErasureRecord)
+    topics = _topics(store, done.streams)
+    views = store.projections if projections is None else projections
+    models = [m for m in views.models.values() if topics & set(m.projection.topics or topics)]
+    scrubbed = {m.name: n for m in models for n in views.rebuild(m.name).values()}
+    return Erasure(
+        done.subject, done.reason, done.requested_by, done.erased_at, done.streams, scrubbed, recorded
+    )
+
+
+def erasure_of(store: Store, subject: str) -> ErasureRecord:
+    """The recorded erasure of ``subject`` (``NotFound`` when it was never erased)."""
+    stream = erasure_stream(subject)
+    if not store.exists(stream):
+        raise NotFound(f"subject {subject!r} was not erased")
+    record: ErasureRecord = store.load(stream, ErasureRecord)
+    return record

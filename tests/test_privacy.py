@@ -1,0 +1,208 @@
+"""Crypto-shredding on every store: values sealed at rest, erased by destroying a key, chains intact."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from io import BytesIO
+
+import orjson
+import pytest
+from privacy_support import EMAIL, KEY_A, KEY_B, STREET, Customer, Customers, sign
+
+from phaselog.adapters import Store, open_store
+from phaselog.adapters.audit.history import export_jsonl, timeline, verify
+from phaselog.adapters.crypto import MASTER_KEY_ENV, MasterKey
+from phaselog.domain.errors import KeyUnavailable, NotFound, SubjectErased, ValidationFailed
+from phaselog.domain.personal import Redacted
+from phaselog.projections import Projections
+
+from conftest import raw_execute
+
+
+@pytest.fixture
+def keyed(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    """A store of each kind opened with master key A."""
+    monkeypatch.setenv(MASTER_KEY_ENV, KEY_A)
+    with open_store(store_url, snapshot_interval=1) as store:
+        yield store
+
+
+def _raw(store: Store, stream: str) -> list[bytes]:
+    return [bytes(e.state) for e in store.app.recorder.select_events(stream)]
+
+
+def test_personal_values_are_sealed_at_rest_and_read_back(keyed: Store) -> None:
+    """The stored bytes hold no personal value; load, timeline and export give them back."""
+    customer = sign("person-1")
+    customer.rename("annie")
+    keyed.save(customer)
+    stored = b"".join(_raw(keyed, "customer:1"))
+    for secret in (EMAIL, STREET, "annie"):
+        assert secret.encode() not in stored
+    assert b'"country":"FR"' in stored  # what is not marked stays in the clear
+    loaded = keyed.load("customer:1", Customer)
+    assert (loaded.email, loaded.nickname) == (EMAIL, "annie")
+    first = timeline(keyed, "customer:1")[0].data
+    assert (first["email"], first["address"]["street"]) == (EMAIL, STREET)
+    out = BytesIO()
+    export_jsonl(keyed, out)
+    assert EMAIL.encode() in out.getvalue()
+    assert keyed.app.snapshots is None or keyed.app.snapshots.recorder.select_events("customer:1") == []
+
+
+def test_erasure_redacts_every_reader_and_records_no_personal_data(keyed: Store) -> None:
+    """Erased: load, timeline, export and read models show a redacted marker; the record names streams."""
+    keyed.save(sign("person-1"))
+    keyed.save(sign("person-2", "customer:2"))
+    views = Projections(keyed, [Customers()])
+    views.catch_up()
+    assert views["customers"].get("customer:1")["email"] == EMAIL  # type: ignore[index]
+    done = keyed.erase(
+        "person-1", reason="GDPR art. 17, ticket 42", requested_by="dpo@corp", projections=views
+    )
+    assert (done.recorded, done.streams, done.requested_by) == (True, ["customer:1"], "dpo@corp")
+    assert done.scrubbed == {"customers": 2}
+    assert keyed.load("customer:1", Customer).email == Redacted("person-1")
+    assert keyed.load("customer:2", Customer).email == EMAIL  # another subject is untouched
+    assert timeline(keyed, "customer:1")[0].data["email"] == {"$redacted": "person-1"}
+    assert timeline(keyed, "customer:1")[0].data["address"] == {
+        "street": {"$redacted": "person-1"},
+        "country": "FR",
+    }
+    out = BytesIO()
+    export_jsonl(keyed, out)
+    lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    erased = [x for x in lines if x["stream_id"] == "customer:1"]
+    assert erased
+    assert EMAIL not in orjson.dumps(erased).decode()
+    assert EMAIL in orjson.dumps([x for x in lines if x["stream_id"] == "customer:2"]).decode()
+    assert views["customers"].get("customer:1")["email"] == {"$redacted": "person-1"}  # type: ignore[index]
+    record = [x for x in lines if x["stream_id"] == "erasure:person-1"]
+    assert [r["data"]["reason"] for r in record] == ["GDPR art. 17, ticket 42"]
+    assert EMAIL not in orjson.dumps(record).decode()
+    views.close()
+
+
+def test_erasing_twice_records_once_and_unknown_subjects_are_not_found(keyed: Store) -> None:
+    """A second erase answers the first record, writing nothing; unknown subjects or no reason are refused."""
+    keyed.save(sign("person-1"))
+    first = keyed.erase("person-1", reason="request")
+    head = keyed.max_position()
+    again = keyed.erase("person-1", reason="again")
+    assert (again.recorded, again.reason, again.erased_at) == (False, "request", first.erased_at)
+    assert keyed.max_position() == head
+    with pytest.raises(NotFound, match="nobody"):
+        keyed.erase("nobody", reason="request")
+    with pytest.raises(ValidationFailed, match="reason"):
+        keyed.erase("person-1", reason=" ")
+
+
+def test_an_erased_subject_takes_no_new_personal_data(keyed: Store) -> None:
+    """Writing personal data of an erased subject raises SubjectErased and writes nothing."""
+    keyed.save(sign("person-1"))
+    keyed.erase("person-1", reason="request")
+    head = keyed.max_position()
+    with pytest.raises(SubjectErased, match="person-1"):
+        keyed.save(sign("person-1", "customer:9"))
+    assert keyed.max_position() == head
+
+
+def test_without_the_master_key_nothing_personal_is_written_or_read(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No master key: a personal write raises KeyUnavailable, writing nothing; a sealed read raises it too."""
+    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
+    with open_store(store_url) as store:
+        head = store.max_position()
+        with pytest.raises(KeyUnavailable, match=MASTER_KEY_ENV):
+            store.save(sign("person-1"))
+        assert store.max_position() == head
+        store.keys.use(MasterKey(KEY_A))
+        store.save(sign("person-1"))
+        store.keys.use(None)  # the key is lost
+        with pytest.raises(KeyUnavailable, match=MASTER_KEY_ENV):
+            store.load("customer:1", Customer)
+        with pytest.raises(KeyUnavailable):
+            timeline(store, "customer:1")
+
+
+def test_a_wrong_master_key_is_told_apart(durable_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opened with another master key, a sealed read raises KeyUnavailable naming both keys."""
+    monkeypatch.setenv(MASTER_KEY_ENV, KEY_A)
+    with open_store(durable_url) as store:
+        store.save(sign("person-1"))
+    monkeypatch.setenv(MASTER_KEY_ENV, KEY_B)
+    with open_store(durable_url) as store, pytest.raises(KeyUnavailable, match="wrapped by master:"):
+        store.load("customer:1", Customer)
+
+
+def test_rotation_rewraps_keys_and_leaves_events_alone(
+    durable_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After rotating to key B the values read with B only, and no stored event changed."""
+    monkeypatch.setenv(MASTER_KEY_ENV, KEY_A)
+    with open_store(durable_url) as store:
+        store.save(sign("person-1"))
+        before = _raw(store, "customer:1")
+        assert store.keys.rotate(MasterKey(KEY_B)) == 1
+        assert store.keys.rotate(MasterKey(KEY_B)) == 0  # already wrapped by B
+        assert _raw(store, "customer:1") == before
+    monkeypatch.setenv(MASTER_KEY_ENV, KEY_B)
+    with open_store(durable_url) as store:
+        assert store.load("customer:1", Customer).email == EMAIL
+        assert verify(store).ok
+    monkeypatch.setenv(MASTER_KEY_ENV, KEY_A)
+    with open_store(durable_url) as store, pytest.raises(KeyUnavailable):
+        store.load("customer:1", Customer)
+
+
+def _tamper(url: str, stream_id: str) -> int:
+    """Rewrite the plan of a stored event behind phaselog's back; return its position."""
+    lite = url.startswith("sqlite")
+    table, column, mark = (
+        ("stored_events", "rowid", "?") if lite else ("phaselog_events", "notification_id", "%s")
+    )
+    where = f"WHERE originator_id = {mark} AND originator_version = 1"
+    ((position, state),) = raw_execute(url, f"SELECT {column}, state FROM {table} {where}", (stream_id,))
+    changed = bytes(state).replace(b'"plan":"gold"', b'"plan":"free"')  # type: ignore[call-overload]
+    update = f"UPDATE {table} SET state = {mark} {where}"
+    if lite:
+        raw_execute(url, "DROP TRIGGER IF EXISTS stored_events_no_update")
+        raw_execute(url, update, (changed, stream_id))
+    else:
+        raw_execute(url, f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        raw_execute(url, update, (changed, stream_id))
+        raw_execute(url, f"ALTER TABLE {table} ENABLE TRIGGER USER")
+    return int(str(position))
+
+
+def test_verify_passes_before_and_after_erasure_and_still_names_an_edit(
+    durable_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chains cover the ciphertext: erasure changes no event, so verify passes; a rewritten event is named."""
+    monkeypatch.setenv(MASTER_KEY_ENV, KEY_A)
+    with open_store(durable_url) as store:
+        store.save(sign("person-1"))
+        assert verify(store).ok
+        store.erase("person-1", reason="request")
+        assert verify(store).ok
+    position = _tamper(durable_url, "customer:1")
+    with open_store(durable_url) as store:
+        report = verify(store)
+    assert not report.ok
+    assert [p.position for p in report.problems] == [position]
+
+
+def test_the_key_table_only_grows(durable_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DELETE of a key, or bringing an erased key back, is refused by the database itself."""
+    monkeypatch.setenv(MASTER_KEY_ENV, KEY_A)
+    with open_store(durable_url) as store:
+        store.save(sign("person-1"))
+        store.save(sign("person-2", "customer:2"))
+        store.erase("person-1", reason="request")
+    with pytest.raises(Exception, match="only grows"):
+        raw_execute(durable_url, "DELETE FROM phaselog_subject_keys WHERE subject = 'person-2'")
+    with pytest.raises(Exception, match="never comes back"):
+        raw_execute(durable_url, "UPDATE phaselog_subject_keys SET wrapped = 'x' WHERE subject = 'person-1'")
+    with open_store(durable_url) as store:
+        assert [r.wrapped is None for r in store.keys.table.rows()] == [True, False]
