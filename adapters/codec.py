@@ -130,10 +130,12 @@ class PydanticMapper(Mapper[str]):
         stream = str(event.originator_id)
         if isinstance(event, Snapshot) and stream in self._personal_streams:
             raise SnapshotRefused(f"{stream!r} holds personal data: it is not snapshotted")
-        paths = personal_paths(type(event))
+        marks = getattr(event, "personal_marks", None)  # an event whose personal fields vary (a state's)
+        paths, where = (
+            marks() if marks is not None else (personal_paths(type(event)), subject_path(type(event)))
+        )
         if not paths:
             return
-        where = subject_path(type(event))
         subject = stream if where is None else str(_at(state, where) or "")
         key = self._keys(subject).key_for_writing(subject, stream)
         self._personal_streams.add(stream)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from phaselog.domain.encoding import same_json
 from phaselog.domain.errors import PhaselogError, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent
 from phaselog.domain.ids import check_id
+from phaselog.domain.personal import personal_paths, subject_path
 
 __all__ = [
     "DEFAULT_KVS",
@@ -95,6 +96,24 @@ class _StateEvent(DomainEvent):
     value: Any
     type_name: str
     type_version: int = 1
+    personal: list[str] = Field(default_factory=list)
+    """Paths in ``value`` of the model's fields marked personal (sealed with the subject's key)."""
+    subject: str | None = None
+    """Path in ``value`` of the model's subject id (``None``: the subject is the stream)."""
+
+    @model_serializer(mode="wrap")
+    def _without_empty_marks(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave ``personal`` and ``subject`` out of a state with no personal field (as stored before)."""
+        data: dict[str, Any] = handler(self)
+        if not self.personal:
+            data.pop("personal", None)
+            data.pop("subject", None)
+        return data
+
+    def personal_marks(self) -> tuple[tuple[str, ...], str | None]:
+        """The personal paths of this event and where its subject is (read by the store's mapper)."""
+        where = None if self.subject is None else f"value.{self.subject}"
+        return tuple(f"value.{path}" for path in self.personal), where
 
     def mutate(self, aggregate: Any) -> Any:
         if aggregate is None:
@@ -143,6 +162,13 @@ class StateReset(_StateEvent):
         aggregate.resets += 1
 
 
+def _marks(model: type[BaseModel] | None) -> dict[str, Any]:
+    """The personal fields of ``model`` as a state event records them (nothing when it has none)."""
+    if model is None or not personal_paths(model):
+        return {}
+    return {"personal": list(personal_paths(model)), "subject": subject_path(model)}
+
+
 class KeyedState(Aggregate):
     """The value stored under one key of one key-value store."""
 
@@ -186,30 +212,27 @@ class KeyedState(Aggregate):
         """Return a deep copy of the last persisted JSON value (``None`` when cleared)."""
         return None if self.cleared else copy.deepcopy(self.value)
 
-    def persist(self, value: Any, type_name: str, type_version: int) -> bool:
-        """Record ``value`` unless it equals what is stored; return whether an event was triggered."""
+    def persist(
+        self, value: Any, type_name: str, type_version: int, model: type[BaseModel] | None = None
+    ) -> bool:
+        """Record ``value`` unless it equals what is stored; return whether an event was triggered.
+
+        ``model`` (the value's class) says which of its fields are personal.
+        """
         if self.version > 0 and same_json(value, self.value) and type_version == self.type_version:
             return False
-        self.trigger(
-            StatePersisted,
-            kvs=self.kvs,
-            key=self.key,
-            value=value,
-            type_name=type_name,
-            type_version=type_version,
-        )
+        marks = _marks(model)
+        fields = {"kvs": self.kvs, "key": self.key, "type_name": type_name, "type_version": type_version}
+        self.trigger(StatePersisted, value=value, **fields, **marks)
         return True
 
-    def reset(self, default_value: Any, type_name: str, type_version: int) -> None:
+    def reset(
+        self, default_value: Any, type_name: str, type_version: int, model: type[BaseModel] | None = None
+    ) -> None:
         """Record a reset to ``default_value`` (always recorded, even when nothing changes)."""
-        self.trigger(
-            StateReset,
-            kvs=self.kvs,
-            key=self.key,
-            value=default_value,
-            type_name=type_name,
-            type_version=type_version,
-        )
+        marks = _marks(model)
+        fields = {"kvs": self.kvs, "key": self.key, "type_name": type_name, "type_version": type_version}
+        self.trigger(StateReset, value=default_value, **fields, **marks)
 
     def snapshot_state(self) -> dict[str, Any]:
         """Return the whole state (snapshots are taken every ``snapshot_interval`` events)."""

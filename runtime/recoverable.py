@@ -277,13 +277,13 @@ class RecoverableState(Positioned, Generic[TStateModel]):
     def _write(self, dump: Any) -> bool:
         """Record ``dump`` unless unchanged; retry after another writer's append (last write wins)."""
         type_name, type_version = self._type_info()
-        return self._change(lambda agg: agg.persist(dump, type_name, type_version))
+        return self._change(lambda agg: agg.persist(dump, type_name, type_version, self._model))
 
     def _record_reset(self, dump: Any) -> None:
         type_name, type_version = self._type_info()
 
         def reset(agg: KeyedState) -> bool:
-            agg.reset(dump, type_name, type_version)
+            agg.reset(dump, type_name, type_version, self._model)
             return True
 
         self._change(reset)

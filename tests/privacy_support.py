@@ -85,3 +85,11 @@ class Customers(Projection):
 
     def apply(self, rows: Rows, event: EventData) -> None:
         rows.put(event.stream_id, {"stream": event.stream_id, "email": event.data["email"], "plan": "gold"})
+
+
+class Preferences(BaseModel):
+    """A recoverable state whose email is personal; its subject is its ``user``."""
+
+    user: Annotated[str, SubjectId()] = "person-7"
+    email: Annotated[str, Personal()] = "bob@example.org"
+    theme: str = "dark"

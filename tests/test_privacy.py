@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from io import BytesIO
+from pathlib import Path
 
 import orjson
 import pytest
-from privacy_support import EMAIL, KEY_A, KEY_B, STREET, Customer, Customers, sign
+from cli_support import assert_usage_error, json_out, phaselog
+from privacy_support import EMAIL, KEY_A, KEY_B, STREET, Customer, Customers, Preferences, sign
+from pydantic import BaseModel
 
 from phaselog.adapters import Store, open_store
 from phaselog.adapters.audit.history import export_jsonl, timeline, verify
@@ -15,6 +19,7 @@ from phaselog.adapters.crypto import MASTER_KEY_ENV, MasterKey
 from phaselog.domain.errors import KeyUnavailable, NotFound, SubjectErased, ValidationFailed
 from phaselog.domain.personal import Redacted
 from phaselog.projections import Projections
+from phaselog.runtime.recoverable import SyncRecoverableState
 
 from conftest import raw_execute
 
@@ -206,3 +211,90 @@ def test_the_key_table_only_grows(durable_url: str, monkeypatch: pytest.MonkeyPa
         raw_execute(durable_url, "UPDATE phaselog_subject_keys SET wrapped = 'x' WHERE subject = 'person-1'")
     with open_store(durable_url) as store:
         assert [r.wrapped is None for r in store.keys.table.rows()] == [True, False]
+
+
+def test_a_recoverable_state_seals_its_personal_fields_and_reads_redacted_once_erased(keyed: Store) -> None:
+    """A state model's personal field is sealed in its events and read model, then redacted after erasure."""
+    state = SyncRecoverableState(
+        default_state=Preferences(),
+        persist_state_key="prefs",
+        persistence_enabled=True,
+        logger=logging.getLogger("tests.privacy"),
+        store=keyed,
+    )
+    with state as prefs:
+        prefs.theme = "light"
+        state.persist_state()
+    (stream,) = keyed.stream_ids("state:")
+    assert b"bob@example.org" not in b"".join(_raw(keyed, stream))
+    keyed.projections.catch_up()
+    (row,) = keyed.projections.recoverable_states.list()
+    assert row["value"]["email"] == "bob@example.org"
+    done = keyed.erase("person-7", reason="request")
+    assert done.streams == [stream]
+    assert done.scrubbed["recoverable_states"] == 1
+    (row,) = keyed.projections.recoverable_states.list()
+    assert row["value"] == {"user": "person-7", "email": {"$redacted": "person-7"}, "theme": "light"}
+    again = SyncRecoverableState(
+        default_state=Preferences(),
+        persist_state_key="prefs",
+        persistence_enabled=True,
+        logger=logging.getLogger("tests.privacy"),
+        store=keyed,
+    )
+    with again as loaded:
+        assert (loaded.email, loaded.theme) == (Redacted("person-7"), "light")
+
+
+class Plain(BaseModel):
+    """A state with nothing personal."""
+
+    count: int = 0
+
+
+def test_a_state_without_personal_fields_is_stored_as_before(keyed: Store) -> None:
+    """A model with no personal field records no marks (its events read as they always did)."""
+    keyed.save(sign("person-1"))  # the store has keys in use
+    state = SyncRecoverableState(
+        default_state=Plain(),
+        persist_state_key="plain",
+        persistence_enabled=True,
+        logger=logging.getLogger("tests.privacy"),
+        store=keyed,
+    )
+    with state:
+        state.persist_state()
+    (stream,) = keyed.stream_ids("state:")
+    assert all(b'"personal"' not in raw and b"$pii" not in raw for raw in _raw(keyed, stream))
+
+
+def test_erase_and_keys_from_the_command_line(durable_url: str, tmp_path: Path) -> None:
+    """``erase`` records the erasure, ``keys list`` shows it, ``keys rotate`` re-wraps; no reason exits 2."""
+    env = {MASTER_KEY_ENV: KEY_A}
+    with open_store(durable_url) as store:
+        store.keys.use(MasterKey(KEY_A))
+        store.save(sign("person-1"))
+    no_reason = phaselog("erase", "person-1", "--reason", " ", "--url", durable_url, cwd=tmp_path, env=env)
+    assert_usage_error(no_reason, "--reason")
+    done = phaselog(
+        "erase",
+        "person-1",
+        "--reason",
+        "ticket 42",
+        "--by",
+        "dpo",
+        "--url",
+        durable_url,
+        "--json",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json_out(done)["streams"] == ["customer:1"]
+    listed = json_out(phaselog("keys", "list", "--url", durable_url, "--json", cwd=tmp_path, env=env))
+    assert [(k["subject"], k["state"], k["reason"]) for k in listed] == [("person-1", "erased", "ticket 42")]
+    rotated = phaselog(
+        "keys", "rotate", "--url", durable_url, cwd=tmp_path, env={**env, "PHASELOG_NEW_MASTER_KEY": KEY_B}
+    )
+    assert rotated.returncode == 0, rotated.stderr
+    assert "re-wrapped 0 key(s)" in rotated.stdout  # the only key was erased

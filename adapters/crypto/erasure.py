@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from phaselog.adapters.errors import translate_errors
 from phaselog.domain.erasure import ErasureRecord, SubjectErasure, erasure_stream
 from phaselog.domain.errors import NotFound, ValidationFailed
 
@@ -42,7 +43,9 @@ class Erasure:
 
 
 def _topics(store: Store, streams: list[str]) -> set[str]:
-    return {e.TOPIC for stream in streams for e in store.stream(stream) if hasattr(e, "TOPIC")}
+    """The topics of the events in ``streams`` (as stored: their classes need not be importable here)."""
+    with translate_errors("reading the erased streams"):
+        return {e.topic for stream in streams for e in store.app.recorder.select_events(stream)}
 
 
 def erase(
