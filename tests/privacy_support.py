@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel
 
 from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
-from phaselog.domain.personal import Personal, SubjectId
+from phaselog.domain.personal import Personal, Redacted, SubjectId
 from phaselog.projections.base import EventData, Projection, Rows
 
 KEY_A = base64.b64encode(b"A" * 32).decode()
@@ -91,5 +91,5 @@ class Preferences(BaseModel):
     """A recoverable state whose email is personal; its subject is its ``user``."""
 
     user: Annotated[str, SubjectId()] = "person-7"
-    email: Annotated[str, Personal()] = "bob@example.org"
+    email: Annotated[str | Redacted, Personal()] = "bob@example.org"  # a Redacted once erased
     theme: str = "dark"

@@ -13,16 +13,48 @@ from __future__ import annotations
 import getpass
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
+from phaselog.adapters.crypto.keyring import KeyRing
 from phaselog.adapters.errors import translate_errors
 from phaselog.domain.erasure import ErasureRecord, SubjectErasure, erasure_stream
 from phaselog.domain.errors import NotFound, ValidationFailed
+from phaselog.domain.events import Aggregate
 
-if TYPE_CHECKING:
-    from phaselog.adapters.store import Store
+__all__ = ["ErasingStore", "Erasure", "erase", "erasure_of"]
 
-__all__ = ["Erasure", "erase"]
+A = TypeVar("A", bound=Aggregate)
+
+
+class ErasingStore(Protocol):
+    """What an erasure uses of a store (a :class:`~phaselog.adapters.store.Store` answers it)."""
+
+    @property
+    def keys(self) -> KeyRing:
+        """The store's key ring."""
+        ...
+
+    @property
+    def app(self) -> Any:
+        """The eventsourcing application (its recorder)."""
+        ...
+
+    @property
+    def projections(self) -> Any:
+        """The store's read models."""
+        ...
+
+    def exists(self, aggregate_id: str) -> bool:
+        """True when the stream has an event."""
+        ...
+
+    def save(self, *aggregates: Aggregate) -> Any:
+        """Append the aggregates' pending events."""
+        ...
+
+    def load(self, aggregate_id: str, aggregate_type: type[A], *, version: int | None = None) -> A:
+        """The aggregate rebuilt from its events."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -42,14 +74,19 @@ class Erasure:
         return {**self.__dict__, "erased_at": self.erased_at.isoformat()}
 
 
-def _topics(store: Store, streams: list[str]) -> set[str]:
+def _topics(store: ErasingStore, streams: list[str]) -> set[str]:
     """The topics of the events in ``streams`` (as stored: their classes need not be importable here)."""
     with translate_errors("reading the erased streams"):
         return {e.topic for stream in streams for e in store.app.recorder.select_events(stream)}
 
 
 def erase(
-    store: Store, subject: str, *, reason: str, requested_by: str | None = None, projections: Any = None
+    store: ErasingStore,
+    subject: str,
+    *,
+    reason: str,
+    requested_by: str | None = None,
+    projections: Any = None,
 ) -> Erasure:
     """Erase ``subject``: destroy its key, record the erasure, scrub the read models that hold its values.
 
@@ -86,7 +123,7 @@ def erase(
     )
 
 
-def erasure_of(store: Store, subject: str) -> ErasureRecord:
+def erasure_of(store: ErasingStore, subject: str) -> ErasureRecord:
     """The recorded erasure of ``subject`` (``NotFound`` when it was never erased)."""
     stream = erasure_stream(subject)
     if not store.exists(stream):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from phaselog.adapters.crypto.erasure import Erasure, erase
+from phaselog.adapters.crypto.erasure import ErasingStore, Erasure, erase
 from phaselog.adapters.crypto.keyring import KeyRing
 from phaselog.adapters.crypto.tables import key_table
 
 if TYPE_CHECKING:
     from phaselog.adapters.application import PhaselogApplication
-    from phaselog.adapters.store import Store
 
 __all__ = ["Privacy", "attach_keys"]
 
@@ -38,5 +37,5 @@ class Privacy:
         self, subject: str, *, reason: str, requested_by: str | None = None, projections: Any = None
     ) -> Erasure:
         """Erase ``subject`` (:func:`phaselog.adapters.crypto.erasure.erase`): its key destroyed, for good."""
-        store: Store = self  # type: ignore[assignment]
+        store = cast("ErasingStore", self)  # the Store this is mixed into
         return erase(store, subject, reason=reason, requested_by=requested_by, projections=projections)
