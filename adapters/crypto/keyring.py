@@ -101,12 +101,16 @@ class KeyRing:
         key = None if cached is None else cached.key
         if cached is None:
             row = self.table.read(subject)
-            if row is None:
-                fresh = os.urandom(32)
-                self.table.insert(KeyRow(subject, provider.key_id, provider.wrap(subject, fresh), now()))
-                row = self.table.read(subject)  # another process may have made it first
+            fresh = os.urandom(32) if row is None else None
+            if fresh is not None and self.table.insert(
+                KeyRow(subject, provider.key_id, provider.wrap(subject, fresh), now()), stream_id
+            ):
+                key = self._remember(subject, fresh)
+                self._noted.add((subject, stream_id))  # noted with the key
+            else:
+                row = row or self.table.read(subject)  # another process made it first
                 assert row is not None  # noqa: S101 - inserted or found
-            key = self._remember(subject, self._open(row))
+                key = self._remember(subject, self._open(row))
         if key is None:
             msg = f"subject {subject!r} was erased: its personal data is not written (use a new subject id)"
             raise SubjectErased(msg)

@@ -45,8 +45,8 @@ class KeyTable(Protocol):
         """The row of ``subject``, if it has one."""
         ...
 
-    def insert(self, row: KeyRow) -> None:
-        """Add ``row`` unless the subject already has one (then nothing changes)."""
+    def insert(self, row: KeyRow, stream_id: str) -> bool:
+        """Add ``row`` and note ``stream_id`` in one transaction; False when the subject had a row already."""
         ...
 
     def erase(self, subject: str, reason: str, at: str) -> None:
@@ -86,9 +86,13 @@ class MemoryKeyTable:
     def read(self, subject: str) -> KeyRow | None:
         return self._rows.get(subject)
 
-    def insert(self, row: KeyRow) -> None:
+    def insert(self, row: KeyRow, stream_id: str) -> bool:
         with self._lock:
-            self._rows.setdefault(row.subject, row)
+            if row.subject in self._rows:
+                return False
+            self._rows[row.subject] = row
+            self._streams.add((row.subject, stream_id))
+            return True
 
     def erase(self, subject: str, reason: str, at: str) -> None:
         with self._lock:
@@ -121,6 +125,11 @@ WHEN OLD.wrapped IS NULL OR NEW.subject <> OLD.subject OR NEW.created_at <> OLD.
 BEGIN SELECT RAISE(ABORT, 'phaselog_subject_keys: an erased key never comes back'); END;
 """
 _COLUMNS = "subject, key_id, wrapped, created_at, erased_at, reason"
+_NOTE = "INSERT INTO phaselog_subject_streams (subject, stream_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+_INSERT = (
+    f"INSERT INTO phaselog_subject_keys ({_COLUMNS}) VALUES (%s, %s, %s, %s, NULL, NULL) "
+    "ON CONFLICT (subject) DO NOTHING RETURNING subject"
+)
 
 
 def _row(found: Any) -> KeyRow:
@@ -142,14 +151,16 @@ class SQLiteKeyTable:
         self._datastore = recorder.datastore
         self._ready = False
 
-    def _run(self, query: str, params: tuple[Any, ...] = (), *, write: bool = False) -> list[Any]:
+    def _run(self, *steps: tuple[str, tuple[Any, ...]], write: bool = False) -> list[Any]:
+        """Run ``steps`` (query, parameters) in one transaction; the rows of the last."""
         with translate_errors("using the subject keys"), self._datastore.transaction(commit=write) as c:
             if write and not self._ready:
                 for statement in _SQLITE_DDL.split(";\n"):
                     if statement.strip():
                         c.execute(statement + ";" if "BEGIN" in statement else statement)
                 self._ready = True
-            c.execute(query, params)
+            for query, params in steps:
+                c.execute(query, params)
             return list(c.fetchall())
 
     def _read(self, query: str, params: tuple[Any, ...]) -> list[Any]:
@@ -164,27 +175,21 @@ class SQLiteKeyTable:
         found = self._read(f"SELECT {_COLUMNS} FROM phaselog_subject_keys WHERE subject = ?", (subject,))
         return _row(found[0]) if found else None
 
-    def insert(self, row: KeyRow) -> None:
-        self._run(
-            f"INSERT INTO phaselog_subject_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, NULL, NULL) "
-            "ON CONFLICT (subject) DO NOTHING",
-            (row.subject, row.key_id, row.wrapped, row.created_at),
+    def insert(self, row: KeyRow, stream_id: str) -> bool:
+        found = self._run(
+            (_NOTE.replace("%s", "?"), (row.subject, stream_id)),
+            (_INSERT.replace("%s", "?"), (row.subject, row.key_id, row.wrapped, row.created_at)),
             write=True,
         )
+        return bool(found)
 
     def erase(self, subject: str, reason: str, at: str) -> None:
-        self._run(
-            "UPDATE phaselog_subject_keys SET wrapped = NULL, erased_at = ?, reason = ? WHERE subject = ?",
-            (at, reason, subject),
-            write=True,
-        )
+        query = "UPDATE phaselog_subject_keys SET wrapped = NULL, erased_at = ?, reason = ? WHERE subject = ?"
+        self._run((query, (at, reason, subject)), write=True)
 
     def rewrap(self, subject: str, key_id: str, wrapped: bytes) -> None:
-        self._run(
-            "UPDATE phaselog_subject_keys SET key_id = ?, wrapped = ? WHERE subject = ?",
-            (key_id, wrapped, subject),
-            write=True,
-        )
+        query = "UPDATE phaselog_subject_keys SET key_id = ?, wrapped = ? WHERE subject = ?"
+        self._run((query, (key_id, wrapped, subject)), write=True)
 
     def rows(self) -> list[KeyRow]:
         return [
@@ -192,11 +197,7 @@ class SQLiteKeyTable:
         ]
 
     def note_stream(self, subject: str, stream_id: str) -> None:
-        self._run(
-            "INSERT INTO phaselog_subject_streams (subject, stream_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            (subject, stream_id),
-            write=True,
-        )
+        self._run((_NOTE.replace("%s", "?"), (subject, stream_id)), write=True)
 
     def streams(self, subject: str) -> list[str]:
         query = "SELECT stream_id FROM phaselog_subject_streams WHERE subject = ? ORDER BY stream_id"
@@ -241,66 +242,62 @@ class PostgresKeyTable:
     def _q(self, text: str) -> sql.Composed:
         return sql.SQL(text).format(schema=self._schema, schema_text=sql.Literal(self._schema_name))
 
-    def _run(self, query: str, params: tuple[Any, ...] = (), *, write: bool = False) -> list[Any]:
+    def _run(self, *steps: tuple[str, tuple[Any, ...]], write: bool = False) -> list[Any]:
+        """Run ``steps`` (query, parameters) in one transaction; the rows of the last."""
         with translate_errors("using the subject keys"), self._datastore.transaction(commit=write) as c:
             if write and not self._ready:
                 for statement in _PG_DDL:
                     c.execute(self._q(statement))
-                self._ready = True
-            if not write:
+            if not self._ready:  # a reader asks once whether the tables exist yet
                 table = f'"{self._schema_name}".phaselog_subject_keys'
                 c.execute("SELECT to_regclass(%s) IS NULL AS missing", [table])
                 if (c.fetchone() or {}).get("missing"):
                     return []
-            c.execute(self._q(query), params)
+                self._ready = True
+            for query, params in steps:
+                c.execute(self._q(query), params)
             return list(c.fetchall()) if c.description else []
 
     def read(self, subject: str) -> KeyRow | None:
         found = self._run(
-            f"SELECT {_COLUMNS} FROM {{schema}}.phaselog_subject_keys WHERE subject = %s", (subject,)
+            (f"SELECT {_COLUMNS} FROM {{schema}}.phaselog_subject_keys WHERE subject = %s", (subject,))
         )
         return _row(found[0]) if found else None
 
-    def insert(self, row: KeyRow) -> None:
-        self._run(
-            f"INSERT INTO {{schema}}.phaselog_subject_keys ({_COLUMNS}) VALUES (%s, %s, %s, %s, NULL, NULL) "
-            "ON CONFLICT (subject) DO NOTHING",
-            (row.subject, row.key_id, row.wrapped, row.created_at),
+    def insert(self, row: KeyRow, stream_id: str) -> bool:
+        found = self._run(
+            (_NOTE.replace("phaselog_", "{schema}.phaselog_"), (row.subject, stream_id)),
+            (
+                _INSERT.replace("phaselog_", "{schema}.phaselog_"),
+                (row.subject, row.key_id, row.wrapped, row.created_at),
+            ),
             write=True,
         )
+        return bool(found)
 
     def erase(self, subject: str, reason: str, at: str) -> None:
-        self._run(
+        query = (
             "UPDATE {schema}.phaselog_subject_keys SET wrapped = NULL, erased_at = %s, reason = %s "
-            "WHERE subject = %s",
-            (at, reason, subject),
-            write=True,
+            "WHERE subject = %s"
         )
+        self._run((query, (at, reason, subject)), write=True)
 
     def rewrap(self, subject: str, key_id: str, wrapped: bytes) -> None:
-        self._run(
-            "UPDATE {schema}.phaselog_subject_keys SET key_id = %s, wrapped = %s WHERE subject = %s",
-            (key_id, wrapped, subject),
-            write=True,
-        )
+        query = "UPDATE {schema}.phaselog_subject_keys SET key_id = %s, wrapped = %s WHERE subject = %s"
+        self._run((query, (key_id, wrapped, subject)), write=True)
 
     def rows(self) -> list[KeyRow]:
         query = f"SELECT {_COLUMNS} FROM {{schema}}.phaselog_subject_keys ORDER BY subject"
-        return [_row(r) for r in self._run(query)]
+        return [_row(r) for r in self._run((query, ()))]
 
     def note_stream(self, subject: str, stream_id: str) -> None:
-        self._run(
-            "INSERT INTO {schema}.phaselog_subject_streams (subject, stream_id) VALUES (%s, %s) "
-            "ON CONFLICT DO NOTHING",
-            (subject, stream_id),
-            write=True,
-        )
+        self._run((_NOTE.replace("phaselog_", "{schema}.phaselog_"), (subject, stream_id)), write=True)
 
     def streams(self, subject: str) -> list[str]:
         query = (
             "SELECT stream_id FROM {schema}.phaselog_subject_streams WHERE subject = %s ORDER BY stream_id"
         )
-        return [str(r["stream_id"]) for r in self._run(query, (subject,))]
+        return [str(r["stream_id"]) for r in self._run((query, (subject,)))]
 
 
 def key_table(recorder: Any) -> KeyTable:
