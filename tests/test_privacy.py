@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from io import BytesIO
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 from phaselog.adapters import Store, open_store
 from phaselog.adapters.audit.history import export_jsonl, timeline, verify
 from phaselog.adapters.crypto import MASTER_KEY_ENV, MasterKey
+from phaselog.aio import open_async_store
 from phaselog.domain.errors import KeyUnavailable, NotFound, SubjectErased, ValidationFailed
 from phaselog.domain.personal import Redacted
 from phaselog.projections import Projections
@@ -298,3 +300,17 @@ def test_erase_and_keys_from_the_command_line(durable_url: str, tmp_path: Path) 
     )
     assert rotated.returncode == 0, rotated.stderr
     assert "re-wrapped 0 key(s)" in rotated.stdout  # the only key was erased
+
+
+def test_an_async_store_erases_as_the_sync_one_does(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``await store.erase(...)`` on an async store destroys the key and records the erasure."""
+    monkeypatch.setenv(MASTER_KEY_ENV, KEY_A)
+
+    async def main() -> tuple[bool, object]:
+        async with open_async_store(store_url) as store:
+            await store.save(sign("person-1"))
+            done = await store.erase("person-1", reason="request")
+            loaded = await store.load("customer:1", Customer)
+            return done.recorded, loaded.email
+
+    assert asyncio.run(main()) == (True, Redacted("person-1"))

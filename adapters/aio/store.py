@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from eventsourcing.persistence import Notification, Recording
 
+from phaselog.adapters.crypto.erasure import Erasure
 from phaselog.adapters.store import DEFAULT_SNAPSHOT_INTERVAL, Store
 from phaselog.adapters.urls import parse_url
 from phaselog.domain.errors import StoreClosed, StoreUnavailable
@@ -188,6 +189,15 @@ class AsyncStore:
     async def stream_ids(self, prefix: str = "") -> list[str]:
         """Ids of all streams starting with ``prefix``, sorted (from the index)."""
         return [head.stream_id for head in await self.stream_heads(prefix)]
+
+    async def erase(
+        self, subject: str, *, reason: str, requested_by: str | None = None, projections: Any = None
+    ) -> Erasure:
+        """Erase ``subject`` (``Store.erase``: its key destroyed for good), in a worker thread."""
+        erase = partial(
+            self.sync.erase, subject, reason=reason, requested_by=requested_by, projections=projections
+        )
+        return await self._in_thread(erase)
 
     # -- the global order -----------------------------------------------------------------------
     async def max_position(self) -> int:
