@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from io import BytesIO
 from pathlib import Path
 
 import orjson
 import pytest
 from cli_support import assert_usage_error, json_out, phaselog
+from eventsourcing.persistence import StoredEvent
 from privacy_support import EMAIL, KEY_A, KEY_B, STREET, Customer, Customers, Preferences, sign
 from pydantic import BaseModel
 
 from phaselog.adapters import Store, open_store
+from phaselog.adapters.audit.archive import archive
 from phaselog.adapters.audit.history import export_jsonl, timeline, verify
 from phaselog.adapters.crypto import MASTER_KEY_ENV, MasterKey
 from phaselog.aio import open_async_store
@@ -314,3 +316,35 @@ def test_an_async_store_erases_as_the_sync_one_does(store_url: str, monkeypatch:
             return done.recorded, loaded.email
 
     assert asyncio.run(main()) == (True, Redacted("person-1"))
+
+
+def test_history_holding_personal_data_is_archived_but_not_detached(
+    make_url: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streams with personal data are never snapshotted, so detaching their archived events is refused."""
+    monkeypatch.setenv(MASTER_KEY_ENV, KEY_A)
+    with open_store(make_url("postgresql") + "&partition_size=100") as store:
+        for n in range(120):
+            store.save(sign(f"person-{n}", f"customer:{n}"))
+        head = store.max_position()
+        with pytest.raises(ValidationFailed, match="hold personal data"):
+            archive(store, 101, tmp_path / "old.jsonl.gz", detach=True)
+        assert not (tmp_path / "old.jsonl.gz").exists()
+        report = archive(store, 101, tmp_path / "old.jsonl.gz")
+        assert (report.detached, store.max_position()) == ([], head)
+        assert store.load("customer:0", Customer).email == EMAIL
+
+
+def test_an_unreadable_event_names_no_personal_value(keyed: Store) -> None:
+    """A sealed event that no longer validates raises ValidationFailed naming fields, never opened values."""
+    (event,) = sign("person-1").collect_events()
+    stored = keyed.app.mapper.to_stored_event(event)
+    state = orjson.loads(stored.state)
+    del state["plan"]
+    broken = StoredEvent(stored.originator_id, stored.originator_version, stored.topic, orjson.dumps(state))
+    keyed.app.recorder.insert_events([broken])
+    with pytest.raises(ValidationFailed, match="plan") as caught:
+        keyed.load("customer:1", Customer)
+    assert EMAIL not in str(caught.value)
+    assert STREET not in str(caught.value)
+    assert caught.value.__cause__ is None

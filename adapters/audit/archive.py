@@ -129,6 +129,7 @@ def archive(store: AuditedStore, before: int, path: str | Path, *, detach: bool 
             raise ValidationFailed(msg)
         tails_in = recorded_tails(read, done[-1].id) if done else {}
         streams = [str(r[0]) for r in read(_streams_sql(read), (start, before))]
+    _check_detachable(store, streams, detach=detach)
     if audit_key() is None and any(r.signature is not None for r in done):
         msg = f"not archiving: an earlier archive is signed and {AUDIT_KEY_ENV} is not set here: set the key"
         raise ValidationFailed(msg)
@@ -168,6 +169,19 @@ def _streams_sql(read: Reader) -> str:
         f"SELECT DISTINCT originator_id FROM {read.table(read.events)} "
         f"WHERE {read.position} >= {read.param} AND {read.position} < {read.param}"
     )
+
+
+def _check_detachable(store: AuditedStore, streams: Sequence[str], *, detach: bool) -> None:
+    """Refuse to detach events of streams holding personal data (never snapshotted, they would not load)."""
+    keyring = getattr(store.app.mapper, "keyring", None)
+    personal = keyring.table.personal(streams) if detach and keyring is not None else []
+    if personal:
+        named = ", ".join(personal[:5]) + (f" and {len(personal) - 5} more" if len(personal) > 5 else "")
+        msg = (
+            f"not detaching: {named} hold personal data, which is never snapshotted, so they would not load "
+            "without their archived events (archive without --detach)"
+        )
+        raise ValidationFailed(msg)
 
 
 def _snapshot_streams(store: AuditedStore, streams: Sequence[str]) -> int:

@@ -11,6 +11,7 @@ comes back), so erasure and re-wrapping are the only changes it allows.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -69,6 +70,10 @@ class KeyTable(Protocol):
         """The streams holding values of ``subject``, by id."""
         ...
 
+    def personal(self, stream_ids: Sequence[str]) -> list[str]:
+        """Those of ``stream_ids`` that hold personal values of any subject, by id."""
+        ...
+
 
 def now() -> str:
     """The current time as the key table records it."""
@@ -111,6 +116,10 @@ class MemoryKeyTable:
 
     def streams(self, subject: str) -> list[str]:
         return sorted(s for subj, s in self._streams if subj == subject)
+
+    def personal(self, stream_ids: Sequence[str]) -> list[str]:
+        wanted = set(stream_ids)
+        return sorted({s for _, s in self._streams if s in wanted})
 
 
 _SQLITE_DDL = """
@@ -202,6 +211,15 @@ class SQLiteKeyTable:
     def streams(self, subject: str) -> list[str]:
         query = "SELECT stream_id FROM phaselog_subject_streams WHERE subject = ? ORDER BY stream_id"
         return [str(r["stream_id"]) for r in self._read(query, (subject,))]
+
+    def personal(self, stream_ids: Sequence[str]) -> list[str]:
+        found: set[str] = set()
+        for i in range(0, len(stream_ids), 500):
+            chunk = tuple(stream_ids[i : i + 500])
+            marks = ", ".join("?" * len(chunk))
+            query = f"SELECT DISTINCT stream_id FROM phaselog_subject_streams WHERE stream_id IN ({marks})"
+            found.update(str(r["stream_id"]) for r in self._read(query, chunk))
+        return sorted(found)
 
 
 _PG_DDL = (
@@ -298,6 +316,10 @@ class PostgresKeyTable:
             "SELECT stream_id FROM {schema}.phaselog_subject_streams WHERE subject = %s ORDER BY stream_id"
         )
         return [str(r["stream_id"]) for r in self._run((query, (subject,)))]
+
+    def personal(self, stream_ids: Sequence[str]) -> list[str]:
+        query = "SELECT DISTINCT stream_id FROM {schema}.phaselog_subject_streams WHERE stream_id = ANY(%s)"
+        return sorted(str(r["stream_id"]) for r in self._run((query, (list(stream_ids),))))
 
 
 def key_table(recorder: Any) -> KeyTable:
