@@ -27,6 +27,7 @@ Every error phaselog raises on purpose derives from :class:`PhaselogError`
     ├── IntegrityViolation           the stored history was changed behind our back
     ├── KeyUnavailable               personal data without the master key that wraps its subject keys
     ├── SubjectErased                writing personal data of a subject whose key was destroyed
+    ├── LegalHoldActive              (holds) archiving, dropping or erasing streams under a legal hold
     ├── TaskCanceled                 (task) raised inside a task runner to cancel it
     ├── ControllerClosed             (task) launching on a closed controller
     ├── PlanError                    (plan) carries .errors and .cleanup_errors

@@ -41,6 +41,7 @@ from phaselog.adapters.audit.chain import AUDIT_KEY_ENV, GENESIS_DIGEST, audit_k
 from phaselog.adapters.audit.ports import recorder_of
 from phaselog.adapters.audit.reading import Reader, snapshot_reader
 from phaselog.adapters.errors import translate_errors
+from phaselog.adapters.holds import check_not_held
 from phaselog.adapters.postgres.recorder import PhaselogPostgresApplicationRecorder
 from phaselog.adapters.postgres.schema import ARCHIVES_TABLE, CHAIN_TABLE, SCHEMA_META_TABLE, TAILS_TABLE
 from phaselog.domain.errors import IntegrityViolation, ValidationFailed
@@ -129,6 +130,7 @@ def archive(store: AuditedStore, before: int, path: str | Path, *, detach: bool 
             raise ValidationFailed(msg)
         tails_in = recorded_tails(read, done[-1].id) if done else {}
         streams = [str(r[0]) for r in read(_streams_sql(read), (start, before))]
+    check_not_held(store, streams, "archiving")
     _check_detachable(store, streams, detach=detach)
     if audit_key() is None and any(r.signature is not None for r in done):
         msg = f"not archiving: an earlier archive is signed and {AUDIT_KEY_ENV} is not set here: set the key"

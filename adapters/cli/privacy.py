@@ -1,10 +1,12 @@
-"""``phaselog erase`` and ``phaselog keys``: crypto-shredding from the command line.
+"""``phaselog erase``, ``phaselog keys`` and ``phaselog hold``: the history's lifecycle from the command line.
 
 ``erase SUBJECT --reason TEXT`` destroys the subject's key (for good), records the
 erasure and scrubs the read models. ``keys list`` shows each subject's key state
 (never a key); ``keys rotate`` re-wraps every live key with the master key in
 ``$PHASELOG_NEW_MASTER_KEY`` (events are not touched), after which that key goes
-into ``$PHASELOG_MASTER_KEY``.
+into ``$PHASELOG_MASTER_KEY``. ``hold place|lift PREFIX --reason TEXT`` places or lifts
+a legal hold (recorded), which blocks archiving and erasing the streams it covers;
+``hold list`` shows the holds in place.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from phaselog.adapters.cli.common import JsonOption, UrlOption, console, echo_js
 from phaselog.adapters.crypto.keys import MASTER_KEY_ENV, MasterKey
 from phaselog.adapters.store import open_store
 
-__all__ = ["NEW_MASTER_KEY_ENV", "erase_command", "keys_list_command", "keys_rotate_command", "register"]
+__all__ = [
+    "NEW_MASTER_KEY_ENV",
+    "erase_command",
+    "hold_lift_command",
+    "hold_list_command",
+    "hold_place_command",
+    "keys_list_command",
+    "keys_rotate_command",
+    "register",
+]
 
 NEW_MASTER_KEY_ENV = "PHASELOG_NEW_MASTER_KEY"
 """The master key ``phaselog keys rotate`` re-wraps the subjects' keys with."""
@@ -102,9 +113,61 @@ def keys_rotate_command(url: UrlOption = None) -> None:
     console.print(f"re-wrapped {done} key(s) with {new.key_id}: set ${MASTER_KEY_ENV} to the new key now")
 
 
+PrefixArgument = Annotated[
+    str, typer.Argument(metavar="PREFIX", help="The stream-id prefix (e.g. customer:).")
+]
+ReasonOption = Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (recorded; required).")]
+ByOption = Annotated[
+    str | None,
+    typer.Option("--by", metavar="WHO", help="Who asked (recorded; default: this user's login name)."),
+]
+
+
+def _reason(reason: str) -> str:
+    if not reason.strip():
+        raise typer.BadParameter("a legal hold needs a reason", param_hint="--reason")
+    return reason
+
+
+def hold_place_command(
+    prefix: PrefixArgument, reason: ReasonOption, by: ByOption = None, url: UrlOption = None
+) -> None:
+    """Place a legal hold on the streams whose ids start with PREFIX: no archiving or erasing until lifted."""
+    with open_store(url) as store:
+        store.hold(prefix, reason=_reason(reason), by=by)
+    console.print(f"legal hold placed on {prefix!r}")
+
+
+def hold_lift_command(
+    prefix: PrefixArgument, reason: ReasonOption, by: ByOption = None, url: UrlOption = None
+) -> None:
+    """Lift the legal hold on PREFIX (recorded with its reason)."""
+    with open_store(url) as store:
+        store.lift_hold(prefix, reason=_reason(reason), by=by)
+    console.print(f"legal hold on {prefix!r} lifted")
+
+
+def hold_list_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """List the prefixes under a legal hold."""
+    with open_store(url, read_only=True) as store:
+        held = store.holds()
+    if as_json:
+        echo_json(held)
+    elif held:
+        for prefix in held:
+            console.print(prefix)
+    else:
+        console.print("no legal hold is placed")
+
+
 def register(app: typer.Typer) -> None:
-    """Mount ``erase`` and ``keys list|rotate`` on the ``phaselog`` app."""
+    """Mount ``erase``, ``keys list|rotate`` and ``hold place|lift|list`` on the ``phaselog`` app."""
     app.command("erase")(erase_command)
+    hold = typer.Typer(name="hold", help="Legal holds on stream-id prefixes.", no_args_is_help=True)
+    hold.command("place")(hold_place_command)
+    hold.command("lift")(hold_lift_command)
+    hold.command("list")(hold_list_command)
+    app.add_typer(hold)
     keys = typer.Typer(name="keys", help="The data subjects' keys (crypto-shredding).", no_args_is_help=True)
     keys.command("list")(keys_list_command)
     keys.command("rotate")(keys_rotate_command)

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from phaselog.adapters.crypto.keyring import KeyRing
 from phaselog.adapters.errors import translate_errors
+from phaselog.adapters.holds import check_not_held
 from phaselog.domain.erasure import ErasureRecord, SubjectErasure, erasure_stream
 from phaselog.domain.errors import NotFound, ValidationFailed
 from phaselog.domain.events import Aggregate
@@ -54,6 +55,10 @@ class ErasingStore(Protocol):
 
     def load(self, aggregate_id: str, aggregate_type: type[A], *, version: int | None = None) -> A:
         """The aggregate rebuilt from its events."""
+        ...
+
+    def stream_heads(self, prefix: str = "", *, open_only: bool = False) -> Any:
+        """The heads of the streams starting with ``prefix``."""
         ...
 
 
@@ -97,6 +102,7 @@ def erase(
         raise ValidationFailed("an erasure needs a reason (it is recorded with it)")
     keys = store.keys
     stream = erasure_stream(subject)
+    check_not_held(store, keys.table.streams(subject), f"erasing subject {subject!r}")
     row = keys.erase(subject, reason)
     streams = keys.table.streams(subject)
     recorded = not store.exists(stream)

@@ -1,4 +1,4 @@
-"""The store's side of crypto-shredding: its key ring and ``erase`` (mixed into the ``Store``)."""
+"""The store's side of the history's lifecycle: its key ring, ``erase`` and legal holds (a Store mixin)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, cast
 from phaselog.adapters.crypto.erasure import ErasingStore, Erasure, erase
 from phaselog.adapters.crypto.keyring import KeyRing
 from phaselog.adapters.crypto.tables import key_table
+from phaselog.adapters.holds import active_holds, lift_hold, place_hold
+from phaselog.domain.holds import LegalHold
 
 if TYPE_CHECKING:
     from phaselog.adapters.application import PhaselogApplication
@@ -22,7 +24,7 @@ def attach_keys(app: Any) -> KeyRing:
 
 
 class Privacy:
-    """``store.keys`` and ``store.erase``."""
+    """``store.keys``, ``store.erase`` and the legal holds (``hold``, ``lift_hold``, ``holds``)."""
 
     app: PhaselogApplication
 
@@ -39,3 +41,16 @@ class Privacy:
         """Erase ``subject`` (:func:`phaselog.adapters.crypto.erasure.erase`): its key destroyed, for good."""
         store = cast("ErasingStore", self)  # the Store this is mixed into
         return erase(store, subject, reason=reason, requested_by=requested_by, projections=projections)
+
+    def hold(self, prefix: str, *, reason: str, by: str | None = None) -> LegalHold:
+        """Place a legal hold on the streams whose ids start with ``prefix`` (no archiving, no erasing)."""
+        return place_hold(self, prefix, reason=reason, by=by)
+
+    def lift_hold(self, prefix: str, *, reason: str, by: str | None = None) -> LegalHold:
+        """Lift the legal hold on ``prefix`` (recorded)."""
+        return lift_hold(self, prefix, reason=reason, by=by)
+
+    def holds(self) -> list[str]:
+        """The prefixes under a legal hold now."""
+        held: list[str] = active_holds(self)
+        return held
