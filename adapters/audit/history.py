@@ -21,7 +21,8 @@ from phaselog.adapters.sqlite.recorder import PhaselogSQLiteApplicationRecorder
 from phaselog.domain.encoding import dump_json, load_json
 from phaselog.domain.errors import NotFound, ValidationFailed
 from phaselog.domain.events import Aggregate
-from phaselog.projections.base import EventData, event_data
+from phaselog.projections.base import EventData, EventDecoder, event_data
+from phaselog.runtime.log_time import TimeOf
 
 if TYPE_CHECKING:
     from phaselog.adapters.audit.ports import AuditedStore
@@ -34,6 +35,7 @@ __all__ = [
     "as_of",
     "export_jsonl",
     "load_domain_modules",
+    "log_time_of",
     "parse_time",
     "seal",
     "timeline",
@@ -48,6 +50,20 @@ def parse_time(text: str) -> datetime:
     except ValueError as exc:
         raise ValidationFailed(f"not an ISO-8601 time: {text!r}") from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def log_time_of(store: AuditedStore) -> TimeOf:
+    """How :func:`phaselog.runtime.log_time.position_at` reads the time of the event at a position here."""
+    decode = EventDecoder(store.app.mapper)
+
+    def time_of(position: int) -> tuple[int, datetime] | None:
+        found = store.records(position, 1)
+        if not found:
+            return None
+        stamp = decode(found[0]).timestamp
+        return found[0].id, datetime.fromisoformat(stamp) if stamp else datetime.min.replace(tzinfo=UTC)
+
+    return time_of
 
 
 # -- timeline and export ---------------------------------------------------------------------

@@ -13,13 +13,14 @@ from phaselog.adapters.recorders import phaselog_recorder
 from phaselog.domain.events import Aggregate
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from eventsourcing.persistence import Notification
 
     from phaselog.adapters.application import PhaselogApplication
     from phaselog.adapters.recorder_protocol import PhaselogRecorder
     from phaselog.domain.events import DomainEvent
+    from phaselog.runtime.ports import LogRecord
 
 __all__ = ["AuditedStore", "recorder_of"]
 
@@ -64,6 +65,18 @@ class AuditedStore(Protocol):
 
     def iter_notifications(self, start: int = 1, batch: int = 1000) -> Iterator[Notification]:
         """Every stored event in global order from ``start``, read in batches."""
+        ...
+
+    def records(
+        self,
+        start: int = 1,
+        limit: int = 1000,
+        *,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        final: bool = True,
+    ) -> list[LogRecord]:
+        """Stored events in global order from ``start`` as lean rows (only ``topics`` when given)."""
         ...
 
 

@@ -7,21 +7,21 @@ and the JSON API (:mod:`.api`) show, so a search means the same in both.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from phaselog.adapters.audit.history import AsOf, as_of, timeline
+from phaselog.adapters.audit.history import AsOf, as_of, log_time_of, timeline
 from phaselog.adapters.serve.console import Console
 from phaselog.adapters.serve.decode import Shown, kind_of, shown
 from phaselog.adapters.serve.diff import Change, changes
-from phaselog.adapters.serve.search import KINDS, Query, position_at, topics_named
+from phaselog.adapters.serve.search import KINDS, Query, topics_named
 from phaselog.adapters.serve.summary import Failure, StepRow, failure, plan_steps
 from phaselog.adapters.serve.svg import timeline_svg
 from phaselog.domain.errors import NotFound, ValidationFailed
 from phaselog.projections.base import EventData, event_data
+from phaselog.runtime.log_time import position_at
 from phaselog.runtime.ports import StreamHead
 
 __all__ = [
@@ -66,13 +66,7 @@ def log_page(console: Console, query: Query) -> LogPage:
     store = console.store
     mapper = store.app.mapper
     head = store.max_position()
-
-    def time_of(position: int) -> tuple[int, datetime] | None:
-        found = store.records(position, 1)
-        if not found:
-            return None
-        stamp = event_data(mapper, found[0]).timestamp
-        return found[0].id, datetime.fromisoformat(stamp) if stamp else datetime.min.replace(tzinfo=UTC)
+    time_of = log_time_of(store)
 
     start = 1 if query.since is None else position_at(query.since, head, time_of)
     stop = None if query.until is None else position_at(query.until, head, time_of, after=True) - 1

@@ -1,13 +1,8 @@
-"""The console's searches: query parameters read once, and times found in the log by position (sans-I/O).
-
-Positions follow the commit order and an event's time is taken when it is created,
-so over the log times rise with positions (to within one commit's latency): a
-time is found by bisecting positions, a few reads whatever the log's length.
-"""
+"""The console's searches: query parameters read once (sans-I/O; times: :mod:`phaselog.runtime.log_time`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
@@ -15,16 +10,13 @@ from urllib.parse import urlencode
 from phaselog.adapters.cli.times import parse_moment
 from phaselog.domain.errors import ValidationFailed
 
-__all__ = ["KINDS", "PAGE_SIZE", "Query", "page_size", "position_at", "stream_prefix", "topics_named"]
+__all__ = ["KINDS", "PAGE_SIZE", "Query", "page_size", "stream_prefix", "topics_named"]
 
 PAGE_SIZE = 50
 """Rows per page unless ``limit`` says otherwise (at most :data:`_MAX_PAGE`)."""
 _MAX_PAGE = 500
 KINDS = ("plugin", "task", "plan", "state")
 """The kinds of stream a search can be narrowed to (the prefix before the first ``:``)."""
-
-TimeOf = Callable[[int], "tuple[int, datetime] | None"]
-"""The position and time of the first event at or after a position (``None`` past the head)."""
 
 
 def page_size(params: Mapping[str, str]) -> int:
@@ -60,26 +52,6 @@ def topics_named(text: str, known: Iterable[str]) -> list[str]:
         names = ", ".join(sorted({t.rsplit(".", 1)[-1] for t in known}))
         raise ValidationFailed(f"no event type {name!r}; types: {names}")
     return found
-
-
-def position_at(moment: datetime, head: int, time_of: TimeOf, *, after: bool = False) -> int:
-    """The first position whose event is at or after ``moment`` (strictly after with ``after``).
-
-    ``head + 1`` when there is none; reads ``time_of`` about log2(head) times.
-    """
-    low, high = 1, head + 1
-    while low < high:
-        middle = (low + high) // 2
-        found = time_of(middle)
-        if found is None:
-            high = middle
-            continue
-        position, at = found
-        if at < moment or (after and at == moment):
-            low = position + 1
-        else:
-            high = middle
-    return low
 
 
 @dataclass(frozen=True)
