@@ -34,6 +34,7 @@ from typing import Any
 from phaselog.domain.errors import PhaselogError
 from phaselog.domain.retry import Backoff
 from phaselog.projections.base import ProjectionHalted
+from phaselog.projections.chores import Chore
 from phaselog.projections.engine import Engine, LeaseLost, Target
 from phaselog.projections.errors import ProjectionBusy
 from phaselog.projections.ports import ViewStore
@@ -67,6 +68,7 @@ class Follower:
         lock_timeout: float,
         on_error: Callable[[str, str | None], None],
         on_progress: Callable[[], None],
+        chores: Sequence[Chore] = (),
     ) -> None:
         self.engine = engine
         self.views: ViewStore = engine.views
@@ -88,6 +90,8 @@ class Follower:
         """Seals this runner made."""
         self.housekeeping_rounds = 0
         self._horizon_looked = 0.0
+        self.chores = list(chores)
+        """Work done now and then by one runner of the store (e.g. a retention policy)."""
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -104,6 +108,8 @@ class Follower:
         ]
         jobs.append(("phaselog-projections-housekeeping", self._housekeep))
         jobs.append(("phaselog-projections-wake", self._listen))
+        if self.chores:
+            jobs.append(("phaselog-projections-chores", self._do_chores))
         self._threads = [threading.Thread(target=job, name=name, daemon=True) for name, job in jobs]
         for thread in self._threads:
             thread.start()
@@ -224,6 +230,22 @@ class Follower:
             return
         if self.sealing.attempt(seal):
             self.seals += 1
+
+    def _do_chores(self) -> None:
+        """Run each chore at its interval while holding its lease (renewed by the housekeeper)."""
+        due = dict.fromkeys((c.name for c in self.chores), 0.0)
+        while not self.stop_event.wait(min(1.0, self.poll_interval)):
+            for chore in self.chores:
+                lease = f"__chore:{chore.name}__"
+                if time.monotonic() < due[chore.name]:
+                    continue
+                try:
+                    if self._holds(lease) or self._try_acquire(lease):
+                        due[chore.name] = time.monotonic() + chore.interval
+                        chore.run()
+                except PhaselogError as exc:
+                    due[chore.name] = time.monotonic() + chore.interval
+                    log.warning("projection chore %s: %s", chore.name, exc)
 
     def _listen(self) -> None:
         reader = self.engine.reader

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Self
 
 from phaselog.domain.errors import ConcurrencyConflict, StoreUnavailable, ValidationFailed
@@ -23,6 +23,7 @@ from phaselog.projections.base import (
 )
 from phaselog.projections.batch import RowCache
 from phaselog.projections.catchup import CatchUp
+from phaselog.projections.chores import Chore
 from phaselog.projections.engine import Engine, OnError, ProgressCallback, Target
 from phaselog.projections.follow import Follower, runner_id
 from phaselog.projections.ports import LogReader, ViewPorts, ViewStore, open_view_ports
@@ -71,11 +72,13 @@ class Projections(Waiting):
         busy_timeout: float = 2.0,
         pause_gc: bool = True,
         ports: ViewPorts | None = None,
+        chores: Sequence[Chore] = (),
     ) -> None:
         """The read models of ``store``, kept in the view store of ``ports``.
 
         ``ports`` (a log reader and a view store) defaults to what the adapters
         layer composes for ``store``: its ``view_ports()`` (:class:`~phaselog.projections.ports.ViewSource`).
+        ``chores`` are done now and then by one following runner of the store (a retention policy).
         """
         if on_error not in {"skip", "stop"}:
             raise ValidationFailed(f"on_error must be 'skip' or 'stop', not {on_error!r}")
@@ -91,6 +94,7 @@ class Projections(Waiting):
             self.reader.seal_interval if seal_interval is None else seal_interval
         )  # one sealing policy: by default the store's own interval
         self.busy_timeout = busy_timeout
+        self.chores = list(chores)
         self._projections = list(default_projections() if projections is None else projections)
         names = [p.name for p in self._projections]
         if len(set(names)) != len(names) or not all(names):
@@ -278,6 +282,7 @@ class Projections(Waiting):
             lock_timeout=self.busy_timeout,
             on_error=self._note,
             on_progress=self._notify,
+            chores=self.chores,
         )
         self._follower.start()
 

@@ -17,6 +17,8 @@ Metrics (Prometheus names in brackets):
   (``succeeded``; ``failed``: the step gave up; ``attempt_failed``: one attempt's hook raised;
   ``abandoned``: the plan stopped waiting for a hook), both counted from the appended events;
 - ``phaselog.projection.dead_lettered`` counter, by read model;
+- ``phaselog.retention.archived`` counter of events the retention policy archived, and
+  ``phaselog.retention.runs`` of its runs by outcome (``archived``, ``nothing``, ``held``);
 - for every store passed to :func:`observe`, observable gauges read from
   ``store.projections.status()``: ``phaselog.projection.lag`` (events),
   ``phaselog.projection.lag_seconds``, ``phaselog.projection.errors`` (dead letters kept),
@@ -55,6 +57,7 @@ __all__ = [
     "in_span",
     "observe",
     "observed",
+    "retention_ran",
     "span",
 ]
 
@@ -156,6 +159,12 @@ class _Instruments:
         )
         self.dead_lettered = meter.create_counter(
             "phaselog.projection.dead_lettered", unit="{event}", description="Events a read model skipped"
+        )
+        self.retained = meter.create_counter(
+            "phaselog.retention.archived", unit="{event}", description="Events the retention policy archived"
+        )
+        self.retention_runs = meter.create_counter(
+            "phaselog.retention.runs", unit="{run}", description="Retention runs, by outcome"
         )
         for metric, field, attribute, unit, description in _GAUGES:
             meter.create_observable_gauge(
@@ -284,6 +293,14 @@ def dead_lettered(projection: str, count: int) -> None:
     """Count ``count`` events that read model ``projection`` dead-lettered."""
     if count:
         _get().dead_lettered.add(count, {"projection": projection})
+
+
+def retention_ran(outcome: str, archived: int) -> None:
+    """Count one retention run (``archived``, ``nothing`` or ``held``) and the events it archived."""
+    ins = _get()
+    ins.retention_runs.add(1, {"outcome": outcome})
+    if archived:
+        ins.retained.add(archived)
 
 
 def observe(store: Any, projections: Any = None) -> Callable[[], None]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import signal
 import threading
+from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,8 +30,9 @@ from phaselog.adapters.cli.common import (
     usage_error,
 )
 from phaselog.adapters.cli.render import render_horizon
+from phaselog.adapters.retention import Retention, RetentionPolicy
 from phaselog.adapters.store import Store, open_store
-from phaselog.domain.errors import PhaselogError
+from phaselog.domain.errors import PhaselogError, ValidationFailed
 
 __all__ = ["model_names", "projections_app"]
 
@@ -161,7 +164,7 @@ def _check_metrics_extra() -> None:
 
 
 @projections_app.command("run")
-def run_command(
+def run_command(  # noqa: PLR0913, PLR0917 - one option per setting (typer passes them by name)
     url: UrlOption = None,
     poll: Annotated[
         float,
@@ -177,8 +180,30 @@ def run_command(
             help="Serve /healthz and /metrics on 127.0.0.1:PORT (0: a free port; needs phaselog[otel]).",
         ),
     ] = None,
+    archive_dir: Annotated[
+        Path | None,
+        typer.Option("--archive-dir", metavar="DIR", help="Apply a retention policy: archive into DIR."),
+    ] = None,
+    retain_days: Annotated[
+        float | None,
+        typer.Option("--retain-days", min=0.0, metavar="DAYS", help="Keep events younger than DAYS live."),
+    ] = None,
+    retain_events: Annotated[
+        int | None,
+        typer.Option("--retain-events", min=1, metavar="N", help="Keep the newest N events live."),
+    ] = None,
+    detach_archived: Annotated[
+        bool,
+        typer.Option("--detach-archived", help="Drop partitions wholly archived (partitioned PostgreSQL)."),
+    ] = False,
 ) -> None:
-    """Catch up, then follow new events until interrupted (LISTEN/NOTIFY on PostgreSQL)."""
+    """Catch up, then follow new events until interrupted (LISTEN/NOTIFY on PostgreSQL).
+
+    With --archive-dir and --retain-days and/or --retain-events, one runner of the store
+    also archives, every hour, the history the policy no longer keeps live (legal holds
+    block it).
+    """
+    policy = _retention(archive_dir, retain_days, retain_events, detach=detach_archived)
     from phaselog.adapters.serve.health import metrics_server  # noqa: PLC0415 - only with --metrics-port
 
     if metrics_port is not None:
@@ -189,9 +214,28 @@ def run_command(
     with open_store(url, create=False) as store, metrics_server(store, metrics_port):
         projections = store.projections
         projections.poll_interval = poll
+        if policy is not None:
+            projections.chores = [Retention(store, policy)]
         console.print(f"following {store.url} from position {projections.position()} (Ctrl-C stops)")
         try:
             projections.run_forever(until=stop)
         except KeyboardInterrupt:
             stop.set()
         console.print(f"stopped at position {projections.position()}")
+
+
+def _retention(
+    directory: Path | None, days: float | None, events: int | None, *, detach: bool
+) -> RetentionPolicy | None:
+    """The policy the retention options ask for (``None`` without --archive-dir); usage errors exit 2."""
+    if directory is None:
+        if days is not None or events is not None or detach:
+            raise typer.BadParameter("the retention options need --archive-dir", param_hint="--archive-dir")
+        return None
+    if days is None and events is None:
+        raise typer.BadParameter("give --retain-days, --retain-events or both", param_hint="--archive-dir")
+    age = None if days is None else timedelta(days=days)
+    try:
+        return RetentionPolicy(directory, max_age=age, keep_events=events, detach=detach)
+    except ValidationFailed as exc:
+        raise typer.BadParameter(str(exc), param_hint="--retain-days") from None
