@@ -117,6 +117,7 @@ def load_script(folder: str, name: str) -> ModuleType:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # pydantic resolves a model's postponed annotations through it
     spec.loader.exec_module(module)
     return module
 

@@ -19,7 +19,15 @@ from phaselog.domain import PluginPhase
 from conftest import ROOT
 
 # The examples that run to an end (fastapi_service.py serves until stopped)
-EXAMPLES = ["async_service", "crawler_stats", "deploy_plan", "plugin_host", "read_models", "task_batch"]
+EXAMPLES = [
+    "async_service",
+    "crawler_stats",
+    "deploy_plan",
+    "erase_customer",
+    "plugin_host",
+    "read_models",
+    "task_batch",
+]
 
 
 @pytest.mark.slow
