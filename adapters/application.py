@@ -21,6 +21,7 @@ from phaselog.adapters.core import (
     Append,
     CoreStep,
     PutSnapshot,
+    ReadArchived,
     ReadEvents,
     ReadHeads,
     ReadSnapshot,
@@ -65,17 +66,22 @@ def is_concurrent_ddl(exc: BaseException) -> bool:
     return False
 
 
-def on_recorders(events: Any, snapshots: AggregateRecorder | None, step: CoreStep) -> object:
+def on_recorders(  # noqa: PLR0911 - one answer per kind of core step
+    events: Any, snapshots: AggregateRecorder | None, step: CoreStep, archives: Any = None
+) -> object:
     """Answer one store core step on eventsourcing's recorders (the sync shell's I/O).
 
     ``events`` is the application recorder (every phaselog recorder keeps the
-    stream index), ``snapshots`` the snapshot recorder (None: the store keeps none).
+    stream index), ``snapshots`` the snapshot recorder (None: the store keeps none),
+    ``archives`` the store's archived tier (None: it reads no archive).
     """
     match step:
         case Append():
             return events.insert_events(step.events, stream_open=step.opens)
         case ReadEvents():
             return events.select_events(step.stream_id, gt=step.gt, lte=step.lte, limit=step.limit)
+        case ReadArchived():
+            return [] if archives is None else archives.stream_events(step.stream_id, step.gt, step.lte)
         case ReadSnapshot():
             if snapshots is None:
                 return None

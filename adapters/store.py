@@ -20,8 +20,8 @@ from phaselog.adapters.application import PhaselogApplication, is_concurrent_ddl
 from phaselog.adapters.audit.autoseal import AutoSealer
 from phaselog.adapters.audit.seals import Seal, seal
 from phaselog.adapters.core.opening import decide_opening
-from phaselog.adapters.crypto.privacy import Privacy, attach_keys
 from phaselog.adapters.errors import translate_errors
+from phaselog.adapters.lifecycle import Lifecycle, attach_keys
 from phaselog.adapters.migrate import SCHEMA_VERSION, check_version, probe, record_upgrade
 from phaselog.adapters.tied import Tied
 from phaselog.adapters.urls import StoreURL
@@ -56,7 +56,7 @@ AggT = TypeVar("AggT", bound=Aggregate)
 T = TypeVar("T")
 
 
-class Store(Privacy):
+class Store(Lifecycle):
     """A phaselog event store: a context manager owning one eventsourcing application.
 
     Aggregates of every kind share the application's single notification log,
@@ -94,6 +94,8 @@ class Store(Privacy):
         check_version(self.location, self.schema_version, create=self.create)
         self.app = self._open_application(opening.application_env())
         attach_keys(self.app)  # personal values sealed with their subject's key (adapters.crypto)
+        if self.location.archive_dir:
+            self.use_archives(self.location.archive_dir)
         self._closed = False
         self._tied = Tied()
         self._sealer = AutoSealer(lambda: seal(self), self.seal_interval) if opening.sealing else None
@@ -162,7 +164,7 @@ class Store(Privacy):
         if self._closed:
             raise StoreClosed(f"{self.url}: the store is closed")
         recorder, snapshots = self.app.recorder, self._snapshots
-        return drive(protocol, lambda step: on_recorders(recorder, snapshots, step))
+        return drive(protocol, lambda step: on_recorders(recorder, snapshots, step, self.archives))
 
     def save(self, *aggregates: Aggregate) -> Saved[Recording[str]]:
         """Append the pending events of ``aggregates`` atomically; return their recordings.
@@ -245,7 +247,8 @@ class Store(Privacy):
         """Stored events in global order from position ``start`` (inclusive)."""
         check_log_read(start, limit, stop)
         with translate_errors("reading the event log"):
-            return list(self.app.recorder.select_notifications(start=start, limit=limit, stop=stop))
+            found = list(self.app.recorder.select_notifications(start=start, limit=limit, stop=stop))
+        return self._through_archives(found, start, limit, stop)
 
     def records(
         self,
@@ -266,7 +269,7 @@ class Store(Privacy):
         with translate_errors("reading the event log"):
             recorder: Any = self.app.recorder
             found: list[LogRecord] = recorder.select_records(start, limit, stop, topics, final=final)
-            return found
+        return self._through_archives(found, start, limit, stop, topics)
 
     def horizon(self) -> Horizon:
         """Where readers of the global order stop, and the appends in flight holding them there.

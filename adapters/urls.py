@@ -50,6 +50,8 @@ class StoreURL:
     stall_warning: float = DEFAULT_STALL_WARNING
     stall_unhealthy: float = DEFAULT_STALL_UNHEALTHY
     seal_interval: float = DEFAULT_SEAL_INTERVAL
+    archive_dir: str | None = None
+    """Where the store's archives are read through from (``?archive_dir=DIR``), if anywhere."""
 
 
 def parse_url(url: str | None) -> StoreURL:
@@ -87,6 +89,7 @@ def parse_url(url: str | None) -> StoreURL:
             stall_warning=warning,
             stall_unhealthy=unhealthy,
             seal_interval=_seal_param(own),
+            archive_dir=own.get("archive_dir") or None,
         )
     if scheme in _POSTGRES_SCHEMES:
         return _postgres(raw)
@@ -94,7 +97,9 @@ def parse_url(url: str | None) -> StoreURL:
     raise ValidationFailed(msg)
 
 
-_OWN_PARAMETERS = frozenset({"max_event_bytes", "stall_warning", "stall_unhealthy", "seal_interval"})
+_OWN_PARAMETERS = frozenset(
+    {"max_event_bytes", "stall_warning", "stall_unhealthy", "seal_interval", "archive_dir"}
+)
 
 
 def _own_params(raw: str, query: str) -> dict[str, str]:
@@ -192,6 +197,7 @@ PHASELOG_PARAMETERS = frozenset(
         "stall_warning",
         "stall_unhealthy",
         "seal_interval",
+        "archive_dir",
     }
 )
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
@@ -281,6 +287,7 @@ def _postgres(raw: str) -> StoreURL:
         stall_warning=warning,
         stall_unhealthy=unhealthy,
         seal_interval=_seal_param(ours),
+        archive_dir=ours.get("archive_dir") or None,
     )
 
 

@@ -26,7 +26,15 @@ from psycopg.sql import SQL, Identifier
 from psycopg_pool import AsyncConnectionPool
 
 from phaselog.adapters import core
-from phaselog.adapters.core import Append, CoreStep, PutSnapshot, ReadEvents, ReadHeads, ReadSnapshot
+from phaselog.adapters.core import (
+    Append,
+    CoreStep,
+    PutSnapshot,
+    ReadArchived,
+    ReadEvents,
+    ReadHeads,
+    ReadSnapshot,
+)
 from phaselog.adapters.core.gather import Command, Outcome
 from phaselog.adapters.core.opening import async_pool_bounds
 from phaselog.adapters.errors import translate_errors
@@ -160,7 +168,7 @@ class PostgresAsyncStore(AsyncStore):
         """Drive one store core protocol (the sync store's core) on the async pool."""
         return await drive_async(protocol, self._answer)
 
-    async def _answer(self, step: CoreStep) -> object:
+    async def _answer(self, step: CoreStep) -> object:  # noqa: PLR0911 - one answer per kind of core step
         match step:
             case Append():
                 if not step.events:
@@ -170,6 +178,11 @@ class PostgresAsyncStore(AsyncStore):
                 return await self.run(
                     self.statements.select_events(step.stream_id, gt=step.gt, lte=step.lte, limit=step.limit)
                 )
+            case ReadArchived():
+                tier = self.sync.archives
+                if tier is None:
+                    return []
+                return await asyncio.to_thread(tier.stream_events, step.stream_id, step.gt, step.lte)
             case ReadSnapshot():
                 flow = self.statements.select_events(
                     step.stream_id, desc=True, limit=1, lte=step.lte, snapshots=True

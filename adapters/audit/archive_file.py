@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hmac
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -89,10 +90,12 @@ def write_archive(target: Path, contents: Archive) -> None:
         out.write(dump_json({"footer": footer}) + b"\n")
 
 
-def read_archive(path: str | Path) -> Archive:
-    """Read an archive file; ValidationFailed when it is not one."""
+def read_archive(path: str | Path, data: bytes | None = None) -> Archive:
+    """Read an archive file (``data``: its bytes, when read already); ValidationFailed when it is not one."""
     try:
-        with gzip.open(Path(path), "rb") as handle:
+        with (
+            gzip.open(Path(path), "rb") if data is None else gzip.GzipFile(fileobj=io.BytesIO(data)) as handle
+        ):
             lines: Iterator[Any] = (load_json(line) for line in handle if line.strip())
             first = next(lines, None)
             if not isinstance(first, dict) or first.get("header", {}).get("format") != ARCHIVE_FORMAT:

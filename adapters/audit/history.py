@@ -96,9 +96,15 @@ def timeline(store: AuditedStore, stream_id: str) -> list[EventData]:
     """Every event of one stream, oldest first, with global positions and stored JSON."""
     with translate_errors(f"reading {stream_id!r}"):
         stored = list(store.app.recorder.select_events(stream_id))
+    positions = _positions(store, stream_id)
+    tier = getattr(store, "archives", None)
+    if tier is not None and (not stored or stored[0].originator_version > 1):  # detached: from the archives
+        upto = stored[0].originator_version - 1 if stored else None
+        archived = tier.stream_positions(stream_id, None, upto)
+        positions.update({e.originator_version: p for p, e in archived})
+        stored = [e for _, e in archived] + stored
     if not stored:
         raise NotFound(f"no stream {stream_id!r}")
-    positions = _positions(store, stream_id)
     mapper = store.app.mapper
     return [event_data(mapper, _Note(positions.get(s.originator_version, 0), s)) for s in stored]
 

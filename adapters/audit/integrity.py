@@ -78,6 +78,11 @@ def verify(
     """
     if store.kind == "memory":
         return VerifyReport(supported=False)
+    tier = getattr(store, "archives", None)
+    if (
+        not archives and tier is not None and tier.live_start() > 1
+    ):  # detached history: check it from its files
+        archives = tier.paths()
     with translate_errors("verifying the history"), snapshot_reader(store) as read:
         chain = _chain(read)
         stored_chain = [(p, link.digest) for p, link in sorted(chain.items())]

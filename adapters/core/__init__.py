@@ -11,13 +11,22 @@ PostgreSQL store on psycopg's async connections.
 
 from phaselog.adapters.core.policy import StoreCore, snapshot_due
 from phaselog.adapters.core.reads import exists, load, restore, stream, stream_heads
-from phaselog.adapters.core.steps import Append, CoreStep, PutSnapshot, ReadEvents, ReadHeads, ReadSnapshot
+from phaselog.adapters.core.steps import (
+    Append,
+    CoreStep,
+    PutSnapshot,
+    ReadArchived,
+    ReadEvents,
+    ReadHeads,
+    ReadSnapshot,
+)
 from phaselog.adapters.core.writes import save, snapshot
 
 __all__ = [
     "Append",
     "CoreStep",
     "PutSnapshot",
+    "ReadArchived",
     "ReadEvents",
     "ReadHeads",
     "ReadSnapshot",

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any, TypeVar, cast
 
-from eventsourcing.persistence import Mapper
+from eventsourcing.persistence import Mapper, StoredEvent
 
 from phaselog.adapters.core.policy import StoreCore
-from phaselog.adapters.core.steps import CoreStep, ReadEvents, ReadHeads, ReadSnapshot
+from phaselog.adapters.core.steps import CoreStep, ReadArchived, ReadEvents, ReadHeads, ReadSnapshot
 from phaselog.adapters.errors import translate_errors
 from phaselog.domain.errors import NotFound, PhaselogError, ValidationFailed
 from phaselog.domain.events import Aggregate, DomainEvent
@@ -23,7 +23,7 @@ from phaselog.runtime import telemetry
 from phaselog.runtime.ports import StreamHead
 from phaselog.runtime.sansio import Steps
 
-__all__ = ["exists", "load", "restore", "stream", "stream_heads"]
+__all__ = ["exists", "load", "read_stream", "restore", "stream", "stream_heads"]
 
 log = logging.getLogger("phaselog.store")
 AggT = TypeVar("AggT", bound=Aggregate)
@@ -58,7 +58,7 @@ def restore(
         except PhaselogError as exc:
             log.warning("ignoring unreadable snapshot of %s, replaying all events: %s", aggregate_id, exc)
             restored = None
-    for record in (yield from ReadEvents(aggregate_id, gt=gt, lte=version)):
+    for record in (yield from read_stream(aggregate_id, gt, version)):
         event: Any = mapper.to_domain_event(record)
         restored = event.mutate(restored)
     if restored is None:
@@ -67,10 +67,28 @@ def restore(
     return restored
 
 
+def read_stream(aggregate_id: str, gt: int | None, lte: int | None) -> Steps[CoreStep, list[StoredEvent]]:
+    """The stored events of one stream after ``gt`` up to ``lte``: live ones, and archived ones before them.
+
+    The archives are asked only when the live events do not start right after ``gt``
+    (history detached from the database); a store without archives answers none.
+    """
+    found = list((yield from ReadEvents(aggregate_id, gt=gt, lte=lte)))
+    expected = (gt or 0) + 1
+    first = found[0].originator_version if found else None
+    if first is None or first > expected:
+        upto = lte if first is None else first - 1
+        if upto is None or upto >= expected:
+            found = [*(yield from ReadArchived(aggregate_id, gt, upto)), *found]
+    return found
+
+
 def exists(aggregate_id: str) -> Steps[CoreStep, bool]:
-    """True when the stream has at least one event."""
+    """True when the stream has at least one event (live, or archived and detached)."""
     with translate_errors(f"looking up {aggregate_id!r}"):
-        return bool((yield from ReadEvents(aggregate_id, limit=1)))
+        if (yield from ReadEvents(aggregate_id, limit=1)):
+            return True
+        return bool((yield from ReadArchived(aggregate_id, None, 1)))
 
 
 def stream(
@@ -78,7 +96,7 @@ def stream(
 ) -> Steps[CoreStep, list[DomainEvent]]:
     """All events of one stream (after ``gt``, up to ``lte``), oldest first."""
     with translate_errors(f"reading {aggregate_id!r}"):
-        records = yield from ReadEvents(aggregate_id, gt=gt, lte=lte)
+        records = yield from read_stream(aggregate_id, gt, lte)
         return [cast("DomainEvent", core.mapper.to_domain_event(r)) for r in records]
 
 

@@ -16,7 +16,7 @@ from eventsourcing.persistence import StoredEvent
 from phaselog.runtime.ports import StreamHead
 from phaselog.runtime.sansio import Request
 
-__all__ = ["Append", "CoreStep", "PutSnapshot", "ReadEvents", "ReadHeads", "ReadSnapshot"]
+__all__ = ["Append", "CoreStep", "PutSnapshot", "ReadArchived", "ReadEvents", "ReadHeads", "ReadSnapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,18 @@ class ReadEvents(Request[Sequence[StoredEvent]]):
     gt: int | None = None
     lte: int | None = None
     limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadArchived(Request[Sequence[StoredEvent]]):
+    """The archived events of ``stream_id`` after ``gt`` up to ``lte`` that the database no longer holds.
+
+    Asked only where a stream's live events leave a gap; a store without archives answers none.
+    """
+
+    stream_id: str
+    gt: int | None = None
+    lte: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,5 +74,5 @@ class ReadHeads(Request[list[StreamHead]]):
     limit: int | None = None
 
 
-CoreStep = Append | ReadEvents | ReadSnapshot | PutSnapshot | ReadHeads
+CoreStep = Append | ReadEvents | ReadArchived | ReadSnapshot | PutSnapshot | ReadHeads
 """Every step a store core protocol may ask."""

@@ -1,9 +1,12 @@
-"""The store's side of the history's lifecycle: its key ring, ``erase`` and legal holds (a Store mixin)."""
+"""The history's lifecycle on a store: keys and erasure, legal holds, archives read through (a mixin)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from phaselog.adapters.audit.tiers import ArchiveLocation, ArchiveTier, DirectoryLocation
 from phaselog.adapters.crypto.erasure import ErasingStore, Erasure, erase
 from phaselog.adapters.crypto.keyring import KeyRing
 from phaselog.adapters.crypto.tables import key_table
@@ -13,7 +16,7 @@ from phaselog.domain.holds import LegalHold
 if TYPE_CHECKING:
     from phaselog.adapters.application import PhaselogApplication
 
-__all__ = ["Privacy", "attach_keys"]
+__all__ = ["Lifecycle", "attach_keys"]
 
 
 def attach_keys(app: Any) -> KeyRing:
@@ -23,10 +26,27 @@ def attach_keys(app: Any) -> KeyRing:
     return ring
 
 
-class Privacy:
-    """``store.keys``, ``store.erase`` and the legal holds (``hold``, ``lift_hold``, ``holds``)."""
+class Lifecycle:
+    """``store.keys``/``erase``, legal holds (``hold``, ``lift_hold``, ``holds``) and ``archives``."""
 
     app: PhaselogApplication
+    archives: ArchiveTier | None = None
+    """The archived tier read through below the database's first position (``use_archives``)."""
+
+    def use_archives(self, location: ArchiveLocation | str | Path) -> ArchiveTier:
+        """Read archived history through from ``location`` (a directory, or an fsspec-like location)."""
+        where = DirectoryLocation(location) if isinstance(location, str | Path) else location
+        self.archives = ArchiveTier(self, where)
+        return self.archives
+
+    def _through_archives(
+        self, found: list[Any], start: int, limit: int, stop: int | None, topics: Sequence[str] = ()
+    ) -> list[Any]:
+        """``found`` (a page of the live log from ``start``) preceded by the archived positions it lacks."""
+        tier = self.archives
+        if tier is None or start >= tier.live_start():
+            return found
+        return [*tier.log_records(start, limit, stop, topics), *found][:limit]
 
     @property
     def keys(self) -> KeyRing:
