@@ -16,13 +16,23 @@ from typing import Any
 from phaselog.domain.errors import ValidationFailed
 from phaselog.domain.holds import HOLD_PREFIX, LegalHold, LegalHoldActive, held_by, hold_stream
 
-__all__ = ["active_holds", "check_not_held", "lift_hold", "place_hold"]
+__all__ = ["active_holds", "check_not_held", "lift_hold", "place_hold", "requester"]
+
+
+def requester(by: str | None) -> str:
+    """Who asked: ``by`` when given, else this process's login name (``unknown`` when it has none)."""
+    if by:
+        return by
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry
+        return "unknown"
 
 
 def _checked(reason: str, by: str | None) -> str:
     if not reason.strip():
         raise ValidationFailed("a legal hold is placed and lifted with a reason (it is recorded)")
-    return by or getpass.getuser()
+    return requester(by)
 
 
 def place_hold(store: Any, prefix: str, *, reason: str, by: str | None = None) -> LegalHold:

@@ -10,14 +10,13 @@ one interrupted after the key was destroyed completes the record and the scrub.
 
 from __future__ import annotations
 
-import getpass
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from phaselog.adapters.crypto.keyring import KeyRing
 from phaselog.adapters.errors import translate_errors
-from phaselog.adapters.holds import check_not_held
+from phaselog.adapters.holds import check_not_held, requester
 from phaselog.domain.erasure import ErasureRecord, SubjectErasure, erasure_stream
 from phaselog.domain.errors import NotFound, ValidationFailed
 from phaselog.domain.events import Aggregate
@@ -107,7 +106,7 @@ def erase(
     streams = keys.table.streams(subject)
     recorded = not store.exists(stream)
     if recorded:
-        who = requested_by or getpass.getuser()
+        who = requester(requested_by)
         at = datetime.fromisoformat(row.erased_at) if row.erased_at else None
         record = ErasureRecord.start(
             SubjectErasure,
