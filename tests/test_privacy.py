@@ -14,15 +14,19 @@ from cli_support import assert_usage_error, json_out, phaselog
 from eventsourcing.persistence import StoredEvent
 from privacy_support import EMAIL, KEY_A, KEY_B, STREET, Customer, Customers, Preferences, sign
 from pydantic import BaseModel
+from serve_support import fetch, served
 
 from phaselog.adapters import Store, open_store
 from phaselog.adapters.audit.archive import archive
+from phaselog.adapters.audit.archive_file import read_archive
 from phaselog.adapters.audit.history import export_jsonl, timeline, verify
 from phaselog.adapters.crypto import MASTER_KEY_ENV, MasterKey
 from phaselog.aio import open_async_store
 from phaselog.domain.errors import KeyUnavailable, NotFound, SubjectErased, ValidationFailed
 from phaselog.domain.personal import Redacted
 from phaselog.projections import Projections
+from phaselog.projections.base import EventDecoder
+from phaselog.runtime.ports import LogRecord
 from phaselog.runtime.recoverable import SyncRecoverableState
 
 from conftest import raw_execute
@@ -348,3 +352,27 @@ def test_an_unreadable_event_names_no_personal_value(keyed: Store) -> None:
     assert EMAIL not in str(caught.value)
     assert STREET not in str(caught.value)
     assert caught.value.__cause__ is None
+
+
+def test_the_console_and_an_archive_show_an_erased_value_redacted(
+    durable_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After erasure the console's stream page and an archive file's events read redacted, never the email."""
+    monkeypatch.setenv(MASTER_KEY_ENV, KEY_A)
+    with open_store(durable_url) as store:
+        store.save(sign("person-1"))
+        store.save(sign("person-2", "customer:2"))
+        archive(store, store.max_position(), tmp_path / "a.jsonl.gz")
+        store.erase("person-1", reason="request")
+        contents = read_archive(tmp_path / "a.jsonl.gz")
+        decoder = EventDecoder(store.app.mapper)
+        first = [r for r in contents.events if r[1] == "customer:1"]
+        assert first
+        data = decoder(LogRecord(*first[0]))
+        assert data.data["email"] == {"$redacted": "person-1"}
+    with served(durable_url) as s:
+        status, _, body = fetch(f"{s.base}/streams/customer:1")
+        assert status == 200
+        assert EMAIL not in body.decode()
+        assert "$redacted" in body.decode()
+        assert EMAIL.encode() not in fetch(f"{s.base}/api/streams/customer:1")[2]
