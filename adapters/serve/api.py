@@ -15,19 +15,9 @@ from phaselog.adapters.serve.browse import heads_page, log_page, state_page, str
 from phaselog.adapters.serve.console import Console, Json
 from phaselog.adapters.serve.decode import kind_of
 from phaselog.adapters.serve.readmodels import dead_letters, rows_page
-from phaselog.adapters.serve.search import Query
-from phaselog.domain.errors import ValidationFailed
+from phaselog.adapters.serve.search import Query, whole_number
 
 __all__ = ["Api"]
-
-
-def _version(text: str | None) -> int | None:
-    if not text:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ValidationFailed(f"after must be a version, not {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -47,7 +37,8 @@ class Api:
 
     def stream(self, request: Request) -> Response:
         """GET /api/streams/{id}?after=V: the decoded timeline (only versions after ``V`` when given)."""
-        after = _version(request.query_params.get("after"))
+        text = request.query_params.get("after")
+        after = whole_number("after", text, "a version") if text else None
         view = stream_view(self.console, str(request.path_params["stream_id"]), after=after)
         body: dict[str, object] = {
             "stream_id": view.stream_id,

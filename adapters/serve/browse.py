@@ -16,10 +16,10 @@ from phaselog.adapters.audit.history import AsOf, as_of, log_time_of, timeline
 from phaselog.adapters.serve.console import Console
 from phaselog.adapters.serve.decode import Shown, kind_of, shown
 from phaselog.adapters.serve.diff import Change, changes
-from phaselog.adapters.serve.search import KINDS, Query, topics_named
+from phaselog.adapters.serve.search import KINDS, Query, topics_named, whole_number
 from phaselog.adapters.serve.summary import Failure, StepRow, failure, plan_steps
 from phaselog.adapters.serve.svg import timeline_svg
-from phaselog.domain.errors import NotFound, ValidationFailed
+from phaselog.domain.errors import NotFound
 from phaselog.projections.base import EventData, event_data
 from phaselog.runtime.log_time import position_at
 from phaselog.runtime.ports import StreamHead
@@ -71,10 +71,7 @@ def log_page(console: Console, query: Query) -> LogPage:
     start = 1 if query.since is None else position_at(query.since, head, time_of)
     stop = None if query.until is None else position_at(query.until, head, time_of, after=True) - 1
     if query.after is not None:
-        try:
-            start = max(start, int(query.after) + 1)
-        except ValueError:
-            raise ValidationFailed(f"after must be a position, not {query.after!r}") from None
+        start = max(start, whole_number("after", query.after, "a position") + 1)
     topics = topics_named(query.topic, _known_topics(console))
     if (stop is not None and stop < start) or start > head:
         return LogPage([], start, stop, head, None)
@@ -130,15 +127,6 @@ def state_page(console: Console, stream_id: str, version: int) -> StatePage:
     state = AsOf(now.stream_id, now.version, now.timestamp, now.aggregate, _public(now.state))
     found = changes(None if before is None else _public(before), state.state)
     return StatePage(state, events[version - 1], events[-1].version, found)
-
-
-def _int(text: str | None, what: str) -> int | None:
-    if text is None or text == "":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ValidationFailed(f"{what} must be a whole number, not {text!r}") from None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from phaselog.adapters.cli.times import parse_moment
 from phaselog.domain.errors import ValidationFailed
 
-__all__ = ["KINDS", "PAGE_SIZE", "Query", "page_size", "stream_prefix", "topics_named"]
+__all__ = ["KINDS", "PAGE_SIZE", "Query", "page_size", "stream_prefix", "topics_named", "whole_number"]
 
 PAGE_SIZE = 50
 """Rows per page unless ``limit`` says otherwise (at most :data:`_MAX_PAGE`)."""
@@ -19,13 +19,17 @@ KINDS = ("plugin", "task", "plan", "state")
 """The kinds of stream a search can be narrowed to (the prefix before the first ``:``)."""
 
 
+def whole_number(name: str, text: str, meaning: str = "a whole number") -> int:
+    """Query parameter ``name`` read as an int (``ValidationFailed``: "NAME must be MEANING, not TEXT")."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be {meaning}, not {text!r}") from None
+
+
 def page_size(params: Mapping[str, str]) -> int:
     """``limit`` from the query (1..500), :data:`PAGE_SIZE` when absent."""
-    text = params.get("limit") or str(PAGE_SIZE)
-    try:
-        size = int(text)
-    except ValueError:
-        raise ValidationFailed(f"limit must be a whole number, not {text!r}") from None
+    size = whole_number("limit", params.get("limit") or str(PAGE_SIZE))
     if not 1 <= size <= _MAX_PAGE:
         raise ValidationFailed(f"limit must be between 1 and {_MAX_PAGE}, not {size}")
     return size
