@@ -26,7 +26,7 @@ from eventsourcing.persistence import StoredEvent
 
 from phaselog.adapters.audit.archive import records
 from phaselog.adapters.audit.archive_file import Archive, read_archive
-from phaselog.adapters.audit.reading import snapshot_reader
+from phaselog.adapters.audit.reading import Reader, snapshot_reader
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.postgres.schema import ARCHIVES_TABLE, TAILS_TABLE
 from phaselog.domain.errors import IntegrityViolation, NotFound
@@ -93,11 +93,13 @@ class ArchiveTier:
         self._lock = threading.Lock()
 
     # -- what the store recorded ---------------------------------------------------------------
-    def _recorded(self) -> list[tuple[int, int, int, str]]:
-        """``(id, start, before, file_digest)`` of each recorded archive, oldest first."""
-        with snapshot_reader(self.store) as read:
-            done = {r.id: r for r in records(read)}
-            digests = dict(read(f"SELECT id, file_digest FROM {read.table(ARCHIVES_TABLE)}"))
+    def _recorded(self, read: Reader | None = None) -> list[tuple[int, int, int, str]]:
+        """``(id, start, before, file_digest)`` of each recorded archive, oldest first (through ``read``)."""
+        if read is None:
+            with snapshot_reader(self.store) as own:
+                return self._recorded(own)
+        done = {r.id: r for r in records(read)}
+        digests = dict(read(f"SELECT id, file_digest FROM {read.table(ARCHIVES_TABLE)}"))
         return [(i, r.start, r.before, str(digests.get(i) or "")) for i, r in sorted(done.items())]
 
     def live_start(self) -> int:
@@ -172,6 +174,7 @@ class ArchiveTier:
                     (stream_id,),
                 )
             )
+            recorded = self._recorded(read) if tails else []
         if not tails:
             return []
         held: dict[int, tuple[int, int]] = {}
@@ -182,7 +185,7 @@ class ArchiveTier:
             previous = int(version)
         low, high = gt or 0, lte if lte is not None else 1 << 62
         out: list[tuple[int, StoredEvent]] = []
-        for archive_id, start, before, digest in self._recorded():
+        for archive_id, start, before, digest in recorded:
             span = held.get(archive_id)
             if span is None or span[1] <= low or span[0] >= high:
                 continue

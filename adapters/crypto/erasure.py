@@ -18,10 +18,10 @@ from phaselog.adapters.crypto.keyring import KeyRing
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.holds import check_not_held, requester
 from phaselog.domain.erasure import ErasureRecord, SubjectErasure, erasure_stream
-from phaselog.domain.errors import NotFound, ValidationFailed
+from phaselog.domain.errors import ValidationFailed
 from phaselog.domain.events import Aggregate
 
-__all__ = ["ErasingStore", "Erasure", "erase", "erasure_of"]
+__all__ = ["ErasingStore", "Erasure", "erase"]
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -126,12 +126,3 @@ def erase(
     return Erasure(
         done.subject, done.reason, done.requested_by, done.erased_at, done.streams, scrubbed, recorded
     )
-
-
-def erasure_of(store: ErasingStore, subject: str) -> ErasureRecord:
-    """The recorded erasure of ``subject`` (``NotFound`` when it was never erased)."""
-    stream = erasure_stream(subject)
-    if not store.exists(stream):
-        raise NotFound(f"subject {subject!r} was not erased")
-    record: ErasureRecord = store.load(stream, ErasureRecord)
-    return record
