@@ -6,8 +6,10 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +39,36 @@ def latency_summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def main_on_postgres(run: Callable[[str], dict[str, Any]]) -> None:
-    """A PostgreSQL-only benchmark's command line: print ``run``'s JSON for a database.
-
-    The database is ``argv[1]`` or ``$PHASELOG_BENCH_DSN`` when given, else a throwaway server.
-    """
+@contextmanager
+def _database() -> Iterator[str]:
+    """``argv[1]`` or ``$PHASELOG_BENCH_DSN`` when given, else a throwaway server (stopped after)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from pgserver import PostgresServer  # noqa: PLC0415 - the test suite's helper, only for the command line
 
     given = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PHASELOG_BENCH_DSN")
     server = None if given else PostgresServer.start()
     try:
-        print(json.dumps(run(given or server.dsn), indent=2))  # type: ignore[union-attr]
+        yield given or server.dsn  # type: ignore[union-attr]
     finally:
         if server is not None:
             server.stop()
+
+
+def main_on_postgres(run: Callable[[str], dict[str, Any]]) -> None:
+    """A PostgreSQL-only benchmark's command line: print ``run``'s JSON for a database.
+
+    The database is ``argv[1]`` or ``$PHASELOG_BENCH_DSN`` when given, else a throwaway server.
+    """
+    with _database() as dsn:
+        print(json.dumps(run(dsn), indent=2))
+
+
+def main_on_both(run: Callable[[str], dict[str, Any]], name: str) -> None:
+    """A benchmark's command line on PostgreSQL (schema ``bench_NAME_PID``) and a temporary SQLite file."""
+    with _database() as dsn, tempfile.TemporaryDirectory() as tmp:
+        result = {
+            "machine": {"calibration_loop_s": calibration_loop_s()},
+            "postgresql": run(f"{dsn}?schema=bench_{name}_{os.getpid()}"),
+            "sqlite": run(f"sqlite:///{tmp}/{name}.db"),
+        }
+    print(json.dumps(result, indent=2))

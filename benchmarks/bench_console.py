@@ -38,7 +38,7 @@ from phaselog.adapters import Store, open_store
 from phaselog.adapters.serve.app import ConsoleServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import calibration_loop_s
+from bench_common import main_on_both
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 REPEAT = 5
@@ -142,22 +142,4 @@ def run(url: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    import json
-    import tempfile
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from pgserver import PostgresServer
-
-    given = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PHASELOG_BENCH_DSN")
-    server = None if given else PostgresServer.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = {
-                "machine": {"calibration_loop_s": calibration_loop_s()},
-                "postgresql": run(f"{given or server.dsn}?schema=bench_console_{os.getpid()}"),  # type: ignore[union-attr]
-                "sqlite": run(f"sqlite:///{tmp}/console.db"),
-            }
-        print(json.dumps(result, indent=2))
-    finally:
-        if server is not None:
-            server.stop()
+    main_on_both(run, "console")

@@ -25,7 +25,7 @@ from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
 from phaselog.domain.personal import Personal, SubjectId
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import calibration_loop_s
+from bench_common import main_on_both
 
 
 class _Opened(CreationEvent):
@@ -137,22 +137,4 @@ def _key() -> Any:
 
 
 if __name__ == "__main__":
-    import json
-    import tempfile
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from pgserver import PostgresServer
-
-    given = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PHASELOG_BENCH_DSN")
-    server = None if given else PostgresServer.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = {
-                "machine": {"calibration_loop_s": calibration_loop_s()},
-                "postgresql": run(f"{given or server.dsn}?schema=bench_privacy_{os.getpid()}"),  # type: ignore[union-attr]
-                "sqlite": run(f"sqlite:///{tmp}/privacy.db"),
-            }
-        print(json.dumps(result, indent=2))
-    finally:
-        if server is not None:
-            server.stop()
+    main_on_both(run, "privacy")
