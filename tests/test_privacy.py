@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterator
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -221,15 +222,20 @@ def test_the_key_table_only_grows(durable_url: str, monkeypatch: pytest.MonkeyPa
         assert [r.wrapped is None for r in store.keys.table.rows()] == [True, False]
 
 
-def test_a_recoverable_state_seals_its_personal_fields_and_reads_redacted_once_erased(keyed: Store) -> None:
-    """A state model's personal field is sealed in its events and read model, then redacted after erasure."""
-    state = SyncRecoverableState(
-        default_state=Preferences(),
-        persist_state_key="prefs",
+def _state(store: Store, default: BaseModel, key: str) -> SyncRecoverableState[Any]:
+    """A persisted recoverable state of ``default``'s model under ``key``."""
+    return SyncRecoverableState(
+        default_state=default,
+        persist_state_key=key,
         persistence_enabled=True,
         logger=logging.getLogger("tests.privacy"),
-        store=keyed,
+        store=store,
     )
+
+
+def test_a_recoverable_state_seals_its_personal_fields_and_reads_redacted_once_erased(keyed: Store) -> None:
+    """A state model's personal field is sealed in its events and read model, then redacted after erasure."""
+    state = _state(keyed, Preferences(), "prefs")
     with state as prefs:
         prefs.theme = "light"
         state.persist_state()
@@ -243,13 +249,7 @@ def test_a_recoverable_state_seals_its_personal_fields_and_reads_redacted_once_e
     assert done.scrubbed["recoverable_states"] == 1
     (row,) = keyed.projections.recoverable_states.list()
     assert row["value"] == {"user": "person-7", "email": {"$redacted": "person-7"}, "theme": "light"}
-    again = SyncRecoverableState(
-        default_state=Preferences(),
-        persist_state_key="prefs",
-        persistence_enabled=True,
-        logger=logging.getLogger("tests.privacy"),
-        store=keyed,
-    )
+    again = _state(keyed, Preferences(), "prefs")
     with again as loaded:
         assert (loaded.email, loaded.theme) == (Redacted("person-7"), "light")
 
@@ -263,13 +263,7 @@ class Plain(BaseModel):
 def test_a_state_without_personal_fields_is_stored_as_before(keyed: Store) -> None:
     """A model with no personal field records no marks (its events read as they always did)."""
     keyed.save(sign("person-1"))  # the store has keys in use
-    state = SyncRecoverableState(
-        default_state=Plain(),
-        persist_state_key="plain",
-        persistence_enabled=True,
-        logger=logging.getLogger("tests.privacy"),
-        store=keyed,
-    )
+    state = _state(keyed, Plain(), "plain")
     with state:
         state.persist_state()
     (stream,) = keyed.stream_ids("state:")
