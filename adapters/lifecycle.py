@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 from phaselog.adapters.audit.tiers import ArchiveLocation, ArchiveTier, DirectoryLocation
 from phaselog.adapters.crypto.erasure import ErasingStore, Erasure, erase
 from phaselog.adapters.crypto.keyring import KeyRing
+from phaselog.adapters.crypto.keys import KeyProvider
 from phaselog.adapters.crypto.tables import key_table
 from phaselog.adapters.holds import active_holds, lift_hold, place_hold
 from phaselog.domain.holds import LegalHold
@@ -19,9 +20,9 @@ if TYPE_CHECKING:
 __all__ = ["Lifecycle", "attach_keys"]
 
 
-def attach_keys(app: Any) -> KeyRing:
-    """Give ``app``'s mapper the key ring of its store (``$PHASELOG_MASTER_KEY`` wraps the keys)."""
-    ring = KeyRing(key_table(app.recorder))
+def attach_keys(app: Any, provider: KeyProvider | None) -> KeyRing:
+    """Give ``app``'s mapper the key ring of its store, its keys wrapped by ``provider`` (if any yet)."""
+    ring = KeyRing(key_table(app.recorder), provider)
     app.mapper.keyring = ring
     return ring
 

@@ -20,6 +20,7 @@ from phaselog.adapters.application import PhaselogApplication, is_concurrent_ddl
 from phaselog.adapters.audit.autoseal import AutoSealer
 from phaselog.adapters.audit.seals import Seal, seal
 from phaselog.adapters.core.opening import decide_opening
+from phaselog.adapters.crypto.keys import master_key_from_env
 from phaselog.adapters.errors import translate_errors
 from phaselog.adapters.lifecycle import Lifecycle, attach_keys
 from phaselog.adapters.migrate import SCHEMA_VERSION, check_version, probe, record_upgrade
@@ -92,8 +93,9 @@ class Store(Lifecycle):
         # Before anything is opened (so a refused store is left untouched): its schema version.
         self.schema_version = probe(self.location, create=self.create)
         check_version(self.location, self.schema_version, create=self.create)
+        master_key = master_key_from_env()  # a malformed key is refused before anything is opened
         self.app = self._open_application(opening.application_env())
-        attach_keys(self.app)  # personal values sealed with their subject's key (adapters.crypto)
+        attach_keys(self.app, master_key)  # personal values sealed with their subject's key (adapters.crypto)
         if self.location.archive_dir:
             self.use_archives(self.location.archive_dir)
         self._closed = False

@@ -370,3 +370,17 @@ def test_the_console_and_an_archive_show_an_erased_value_redacted(
         assert EMAIL not in body.decode()
         assert "$redacted" in body.decode()
         assert EMAIL.encode() not in fetch(f"{s.base}/api/streams/customer:1")[2]
+
+
+def test_a_malformed_master_key_is_refused_before_anything_is_opened(
+    durable_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A master key that is not 32 bytes (base64 or hex) fails open_store: ValidationFailed, nothing made."""
+    monkeypatch.setenv(MASTER_KEY_ENV, "not-a-key")
+    url = f"sqlite:///{tmp_path / 'never.db'}" if durable_url.startswith("sqlite") else durable_url
+    with pytest.raises(ValidationFailed, match=MASTER_KEY_ENV):
+        open_store(url)
+    if url.startswith("sqlite"):
+        assert not (tmp_path / "never.db").exists()
+    else:
+        assert raw_execute(url, "SELECT to_regclass('phaselog_events')") == [(None,)]

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from phaselog.adapters.crypto.keys import MASTER_KEY_ENV, KeyProvider, master_key_from_env
+from phaselog.adapters.crypto.keys import MASTER_KEY_ENV, KeyProvider
 from phaselog.adapters.crypto.tables import KeyRow, KeyTable, now
 from phaselog.domain.errors import KeyUnavailable, NotFound, SubjectErased, ValidationFailed
 
@@ -31,7 +31,7 @@ class _Cached:
 
 
 class KeyRing:
-    """The data keys of one store's subjects, wrapped by ``provider`` (default: ``$PHASELOG_MASTER_KEY``)."""
+    """The data keys of one store's subjects, wrapped by ``provider`` (the store gives its master key)."""
 
     def __init__(
         self,
@@ -41,7 +41,7 @@ class KeyRing:
         cache_seconds: float = KEY_CACHE_SECONDS,
     ) -> None:
         self.table = table
-        self.provider = provider if provider is not None else master_key_from_env()
+        self.provider = provider
         self.cache_seconds = cache_seconds
         self._cache: dict[str, _Cached] = {}
         self._noted: set[tuple[str, str]] = set()
