@@ -3,8 +3,8 @@
 The decisions are :class:`phaselog.adapters.core.gather.Gathering`'s; this shell
 only waits. A thread whose append leads writes the batch itself (no extra
 thread, no hand-off for a lone writer), settles every command in it, and hands
-the lead to the first thread that queued meanwhile; the others sleep on one
-``threading.Condition`` until their command is settled.
+the lead to the first thread that queued meanwhile; the others sleep, each on a
+lock of its own, until their command is settled.
 """
 
 from __future__ import annotations
@@ -48,7 +48,12 @@ def shared_failure(exc: BaseException, batch: Sequence[Command], own: Command | 
 
 
 class ThreadGathering:
-    """Gathers the appends of concurrent threads into batches written by ``write``."""
+    """Gathers the appends of concurrent threads into batches written by ``write``.
+
+    Each waiting thread sleeps on a lock of its own, released when its command is
+    settled or made the next leader: a batch wakes exactly the threads it concerns
+    (a shared condition woke every waiter, and most went back to sleep).
+    """
 
     def __init__(
         self,
@@ -59,25 +64,55 @@ class ThreadGathering:
     ) -> None:
         self._write = write
         self._gathering = Gathering(max_commands, max_bytes)
-        self._settled = threading.Condition()
+        self._mutex = threading.Lock()
+        self._waiters: dict[int, threading.Lock] = {}  # id(command) -> the lock its thread sleeps on
         self.batches = 0  # batches written, and the commands in them (for telemetry and tests)
         self.commands = 0
 
     def append(self, events: Sequence[StoredEvent], opens: Mapping[str, bool]) -> Sequence[int]:
         """Append ``events`` with whatever other threads append meanwhile; return their positions."""
-        with self._settled:
-            command = self._gathering.arrive(Command.of(events, opens))
-            while not (command.leads or command.done):
-                self._settled.wait()
-            batch = [] if command.done else self._gathering.take()
-        if batch:
-            try:
-                outcomes = self._write(batch)
-            except BaseException as exc:
-                outcomes = shared_failure(exc, batch, command)
-            with self._settled:
-                self.batches += 1
-                self.commands += len(batch)
-                self._gathering.settle(batch, outcomes)
-                self._settled.notify_all()
+        command = Command.of(events, opens)
+        with self._mutex:
+            self._gathering.arrive(command)
+            if not command.leads:
+                waiter = self._waiters[id(command)] = threading.Lock()
+                waiter.acquire()
+        if not command.leads:
+            self._sleep(command, waiter)
+        if not command.done:
+            self._lead(command)
         return command.result()
+
+    def _sleep(self, command: Command, waiter: threading.Lock) -> None:
+        """Wait until ``command`` is settled or leads; an interrupted wait takes it back or passes the lead."""
+        try:
+            waiter.acquire()
+        except BaseException:
+            with self._mutex:
+                self._waiters.pop(id(command), None)
+                if command.done or not self._gathering.abandon(command):
+                    raise  # settled, or in a batch in flight: its outcome stands
+                if command.leads:  # made the leader as the wait ended: the next in line leads instead
+                    self._wake(self._gathering.pass_lead())
+            raise
+
+    def _lead(self, command: Command) -> None:
+        """Write the batch ``command`` leads, settle it and wake its threads and the next leader."""
+        with self._mutex:
+            batch = self._gathering.take()
+        try:
+            outcomes = self._write(batch)
+        except BaseException as exc:
+            outcomes = shared_failure(exc, batch, command)
+        with self._mutex:
+            self.batches += 1
+            self.commands += len(batch)
+            leader = self._gathering.settle(batch, outcomes)
+            for settled in batch:
+                self._wake(settled)
+            self._wake(leader)
+
+    def _wake(self, command: Command | None) -> None:
+        """Release the thread sleeping on ``command`` (called under the mutex)."""
+        if command is not None and (waiter := self._waiters.pop(id(command), None)) is not None:
+            waiter.release()

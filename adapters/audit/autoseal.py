@@ -55,6 +55,7 @@ class AutoSealer:
         with self._cond:
             if self._closed:
                 return
+            woken = not self._pending  # a thread that waits for a due seal needs no wake for a later save
             self._pending = max(self._pending, position)
             if self._thread is None:
                 self.schedule.start()  # the first seal is due one interval after the first save
@@ -65,7 +66,8 @@ class AutoSealer:
                     log.warning("cannot start the sealing thread (the store seals on close): %s", exc)
                     return
                 self._thread = thread
-            self._cond.notify_all()
+            if woken:
+                self._cond.notify_all()
 
     def covered(self, horizon: int) -> None:
         """A seal up to ``horizon`` was recorded (here or by an explicit ``store.seal()``)."""

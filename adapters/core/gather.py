@@ -103,6 +103,10 @@ class Gathering:
         for command, outcome in zip(batch, outcomes, strict=True):
             command.outcome = outcome
             command.done = True
+        return self.pass_lead()
+
+    def pass_lead(self) -> Command | None:
+        """Make the first queued command the next batch's leader and return it (None: idle)."""
         if not self.queue:
             self.writing = False
             return None

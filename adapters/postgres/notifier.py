@@ -60,7 +60,8 @@ class Notifier:
                     self._thread = threading.Thread(target=self._run, name="phaselog-notifier", daemon=True)
                     self._thread.start()
         self._due = True
-        self._poked.set()
+        if not self._poked.is_set():  # setting a set event still takes its lock and wakes nobody
+            self._poked.set()
 
     def _run(self) -> None:
         conn: psycopg.Connection[Any] | None = None
