@@ -84,7 +84,7 @@ class ThreadGathering:
         return command.result()
 
     def _sleep(self, command: Command, waiter: threading.Lock) -> None:
-        """Wait until ``command`` is settled or leads; an interrupted wait takes it back or passes the lead."""
+        """Wait until ``command`` is settled or leads; an interrupted wait withdraws it (passing its lead)."""
         try:
             waiter.acquire()
         except BaseException:
