@@ -204,7 +204,11 @@ BEGIN
     PERFORM pg_advisory_xact_lock_shared({append_lock});  -- marks this append in flight until it ends
     PERFORM pg_advisory_lock({position_lock});
     tx := pg_current_xact_id();
-    drawn := ARRAY(SELECT nextval({seq}::regclass) FROM generate_series(1, n));
+    IF n = 1 THEN  -- the usual lone event: plain expressions, no query
+        drawn := ARRAY[nextval({seq}::regclass)];
+    ELSE
+        drawn := ARRAY(SELECT nextval({seq}::regclass) FROM generate_series(1, n));
+    END IF;
     PERFORM pg_advisory_unlock({position_lock});
     threshold := coalesce(nullif(current_setting({threshold_setting}, true), ''), '0')::bigint;
     IF drawn[n] >= threshold THEN
@@ -212,7 +216,11 @@ BEGIN
         PERFORM set_config({threshold_setting}, threshold::text, false);
     END IF;
     -- Lock every stream head of the batch in one order (no deadlock between batches), creating new ones.
-    s_ids := ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(p_ids) AS x ORDER BY 1);
+    IF n = 1 THEN
+        s_ids := p_ids;
+    ELSE
+        s_ids := ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(p_ids) AS x ORDER BY 1);
+    END IF;
     FOREACH sid IN ARRAY s_ids LOOP
         SELECT h.version, h.digest INTO found_version, found_digest FROM {schema}.{heads} h
             WHERE h.stream_id = sid FOR UPDATE;
