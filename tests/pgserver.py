@@ -70,6 +70,8 @@ class PostgresServer:
             f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={datadir} "
             "-c fsync=on -c max_connections=200 -c shared_buffers=128MB -c max_prepared_transactions=10"
         )
+        if (bindir.parent / "lib" / "pg_stat_statements.so").exists():  # server time, for the benchmarks
+            opts += " -c shared_preload_libraries=pg_stat_statements"
         server._run(
             "pg_ctl", "-D", str(datadir / "data"), "-o", opts, "-l", str(datadir / "log"), "-w", "start"
         )
