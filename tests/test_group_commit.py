@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -122,6 +123,41 @@ def test_a_failed_batch_fails_each_waiting_thread_with_its_own_error() -> None:
     assert len(errors) == 3
     assert len({id(exc) for exc in errors}) == 3  # one exception object per caller, never shared
     assert all("server closed the connection" in str(exc) for exc in errors)
+
+
+def test_an_interrupted_wait_withdraws_its_append_and_the_next_append_leads() -> None:
+    """Ctrl-C while an append queues takes it back (never written) and leaves nobody stuck behind it."""
+    release = threading.Event()
+    written: list[list[str]] = []
+
+    def write(batch: list[Command]) -> list[Any]:
+        written.append([str(c.events[0].originator_id) for c in batch])
+        if len(written) == 1:
+            release.wait(10)
+        return [[n] for n, _ in enumerate(batch, 1)]
+
+    gathering = ThreadGathering(write)
+    leader = threading.Thread(target=gathering.append, args=([_event("first")], {}))
+    leader.start()
+    _wait_for(lambda: len(written) == 1)
+
+    def interrupt() -> None:
+        _wait_for(lambda: len(gathering._gathering.queue) == 1)
+        main = threading.main_thread().ident
+        assert main is not None
+        signal.pthread_kill(main, signal.SIGINT)  # Ctrl-C, delivered to the waiting main thread
+
+    threading.Thread(target=interrupt).start()
+    with pytest.raises(KeyboardInterrupt):
+        gathering.append([_event("withdrawn")], {})
+    release.set()
+    leader.join(10)
+    results: list[Sequence[int]] = []
+    following = threading.Thread(target=lambda: results.append(gathering.append([_event("next")], {})), daemon=True)
+    following.start()
+    following.join(10)
+    assert results == [[1]]  # a lone append leads at once: nobody is stuck behind the withdrawn one
+    assert written == [["first"], ["next"]]
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:

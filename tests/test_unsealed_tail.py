@@ -131,6 +131,22 @@ def test_a_failing_seal_never_fails_a_save_and_is_logged(
     assert "the seals table is gone" in warnings[0].getMessage()
 
 
+def test_saves_between_two_seals_do_not_wake_the_sealing_thread() -> None:
+    """Only the save that makes a seal due wakes the sealer: later saves before it seals leave it asleep."""
+    sealed = threading.Event()
+    sealer = AutoSealer(sealed.set, 60)
+    sealer.saved(1)  # starts the thread, which waits for the interval
+    time.sleep(0.2)
+    for position in range(2, 22):
+        sealer.saved(position)
+        time.sleep(0.005)  # time for a woken thread to wait again, so each wake would count
+    assert sealer.wakes == 0
+    assert sealer.pending == 21
+    assert not sealed.is_set()
+    sealer.close()  # seals what is left
+    assert sealed.is_set()
+
+
 def test_a_seal_never_slows_a_save() -> None:
     """The store's sealer runs on its own thread: noting a save returns while a seal is still running."""
     release, running = threading.Event(), threading.Event()

@@ -42,6 +42,8 @@ class AutoSealer:
         self._closed = False
         self.seals = 0
         """Seals this sealer recorded."""
+        self.wakes = 0
+        """Times its thread woke up (a save wakes it only when nothing was pending)."""
 
     @property
     def pending(self) -> int:
@@ -80,6 +82,7 @@ class AutoSealer:
             with self._cond:
                 while not self._closed and (not self._pending or self.schedule.remaining() > 0):
                     self._cond.wait(self.schedule.remaining() if self._pending else None)
+                    self.wakes += 1
                 if self._closed:
                     return
             self.seal_now()
