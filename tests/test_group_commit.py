@@ -153,7 +153,9 @@ def test_an_interrupted_wait_withdraws_its_append_and_the_next_append_leads() ->
     release.set()
     leader.join(10)
     results: list[Sequence[int]] = []
-    following = threading.Thread(target=lambda: results.append(gathering.append([_event("next")], {})), daemon=True)
+    following = threading.Thread(
+        target=lambda: results.append(gathering.append([_event("next")], {})), daemon=True
+    )
     following.start()
     following.join(10)
     assert results == [[1]]  # a lone append leads at once: nobody is stuck behind the withdrawn one
