@@ -17,6 +17,7 @@ from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
 from phaselog.adapters.core.gather import Command, Outcome
+from phaselog.adapters.postgres.arrays import BigintArray, BoolArray, ByteaArray, IntArray, TextArray
 from phaselog.adapters.postgres.schema import (
     CHAIN_TABLE,
     HEADS_TABLE,
@@ -86,13 +87,13 @@ class WriteStatements:
         batch of several writes each command alone, so only a bad one fails.
         """
         events = [event for command in commands for event in command.events]
-        params = (
-            [number for number, command in enumerate(commands, 1) for _ in command.events],
-            [str(e.originator_id) for e in events],
-            [e.originator_version for e in events],
-            [e.topic for e in events],
-            [e.state for e in events],
-            [bool(c.opens.get(str(e.originator_id), True)) for c in commands for e in c.events],
+        params = (  # typed arrays: dumped without psycopg inspecting each list (see arrays.py)
+            IntArray([number for number, command in enumerate(commands, 1) for _ in command.events]),
+            TextArray([str(e.originator_id) for e in events]),
+            BigintArray([e.originator_version for e in events]),
+            TextArray([e.topic for e in events]),
+            ByteaArray([e.state for e in events]),
+            BoolArray([bool(c.opens.get(str(e.originator_id), True)) for c in commands for e in c.events]),
         )
         query = Query(self.append_batch_sql, params, unlock_on_error=True)
         uncertain = False
