@@ -29,7 +29,8 @@ def test_a_single_element_and_many_elements_round_trip(pg_dsn: str) -> None:
     """The one-event append and a large batch both keep their order and length."""
     with psycopg.connect(pg_dsn) as conn:
         (one,) = conn.execute("SELECT %s::bigint[]", (BigintArray([7]),)).fetchone() or ()
-        (many,) = conn.execute("SELECT %s::text[]", (TextArray([f"s{n}" for n in range(5000)]),)).fetchone() or ()
+        ids = TextArray([f"s{n}" for n in range(5000)])
+        (many,) = conn.execute("SELECT %s::text[]", (ids,)).fetchone() or ()
     assert one == [7]
     assert many == [f"s{n}" for n in range(5000)]
 
