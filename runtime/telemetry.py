@@ -143,8 +143,9 @@ class _Observed:
 class _Instruments:
     """Every instrument, created on one meter and one tracer (rebuilt by :func:`bind`)."""
 
-    def __init__(self, tracer: Tracer, meter: Meter) -> None:
+    def __init__(self, tracer: Tracer, meter: Meter, *, on_globals: bool = False) -> None:
         self.tracer = tracer
+        self.on_globals = on_globals  # bound to the global providers (which may still be the API's proxies)
         self.appended = meter.create_counter(
             "phaselog.events.appended", unit="{event}", description="Events appended to the store"
         )
@@ -236,8 +237,24 @@ def bind(tracer_provider: TracerProvider | None = None, meter_provider: MeterPro
     global _instruments  # noqa: PLW0603 - one process-wide set of instruments
     tp = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     mp = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+    on_globals = tracer_provider is None and meter_provider is None
     with _bind_lock:
-        _instruments = _Instruments(tp.get_tracer(NAME, _version()), mp.get_meter(NAME, _version()))
+        _instruments = _Instruments(
+            tp.get_tracer(NAME, _version()), mp.get_meter(NAME, _version()), on_globals=on_globals
+        )
+
+
+def _silent(ins: _Instruments) -> bool:
+    """True while spans and metrics go nowhere: bound to the global providers and none is installed yet.
+
+    Checked on every append, so an application that installs its providers later is
+    traced from then on; until then an append skips the span and the counters.
+    """
+    return (
+        ins.on_globals
+        and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        and type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+    )
 
 
 def _get() -> _Instruments:
@@ -269,9 +286,12 @@ def in_span(fn: Callable[P, R], name: str, **attributes: str | float | bool) -> 
 @contextlib.contextmanager
 def appending(aggregates: Iterable[Any]) -> Iterator[None]:
     """Around one atomic append: a ``phaselog.append`` span; metrics once it succeeded."""
+    ins = _get()
+    if _silent(ins):  # nothing listens: the span and counters would cost ~4% of an append for nobody
+        yield
+        return
     pending = [e for agg in aggregates for e in getattr(agg, "pending_events", ())]
     streams = sorted({str(e.originator_id) for e in pending})
-    ins = _get()
     attrs: dict[str, str | int] = {"phaselog.events": len(pending), "phaselog.streams": len(streams)}
     if len(streams) == 1:
         attrs["phaselog.stream_id"] = streams[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -214,3 +215,37 @@ def test_the_library_configures_no_sdk() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120, cwd=ROOT
     )
     assert out.stdout.split() == ["ProxyTracerProvider", "_ProxyMeterProvider"]
+
+
+def test_providers_installed_after_the_first_appends_trace_the_next_ones() -> None:
+    """Appends skip telemetry while nothing listens; installed providers trace the next appends."""
+    code = (
+        "import json\n"
+        "from opentelemetry import metrics, trace\n"
+        "from opentelemetry.sdk.metrics import MeterProvider\n"
+        "from opentelemetry.sdk.metrics.export import InMemoryMetricReader\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "from phaselog.adapters import open_store\n"
+        "from phaselog.domain.plugin import PluginPhase\n"
+        "with open_store('memory://') as s:\n"
+        "    s.plugins.machine('early').transition_to(PluginPhase.INSTALLING, 'go')\n"
+        "    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()\n"
+        "    provider = TracerProvider()\n"
+        "    provider.add_span_processor(SimpleSpanProcessor(spans))\n"
+        "    trace.set_tracer_provider(provider)\n"
+        "    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))\n"
+        "    s.plugins.machine('late').transition_to(PluginPhase.INSTALLING, 'go')\n"
+        "appends = [x for x in spans.get_finished_spans() if x.name == 'phaselog.append']\n"
+        "data = reader.get_metrics_data()\n"
+        "counted = [p.value for r in data.resource_metrics for m in r.scope_metrics for x in m.metrics\n"
+        "           if x.name == 'phaselog.events.appended' for p in x.data.data_points]\n"
+        "print(json.dumps([sorted({a.attributes['phaselog.stream_id'] for a in appends}), sum(counted)]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120, cwd=ROOT
+    )
+    streams, counted = json.loads(out.stdout)
+    assert streams == ["plugin:late"]  # the early append went untraced; the late one is traced
+    assert counted >= 1
