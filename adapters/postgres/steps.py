@@ -48,7 +48,7 @@ class Query:
     params: Sequence[Any] = ()
     prepare: bool = True
     unlock_on_error: bool = False  # run UNLOCK_ALL on the same session when it fails
-    tuples: bool = False  # answer with plain tuples, in binary format (the lean log reader)
+    tuples: bool = False  # answer with plain tuples, in binary format (the log reader, the append)
 
 
 @dataclass(frozen=True)

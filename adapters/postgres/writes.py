@@ -95,12 +95,12 @@ class WriteStatements:
             ByteaArray([e.state for e in events]),
             BoolArray([bool(c.opens.get(str(e.originator_id), True)) for c in commands for e in c.events]),
         )
-        query = Query(self.append_batch_sql, params, unlock_on_error=True)
+        query = Query(self.append_batch_sql, params, unlock_on_error=True, tuples=True)
         uncertain = False
         delays = STATEMENT_RETRY.delays()
         while True:
             try:
-                rows: ResultRows = yield query
+                rows: list[tuple[Any, ...]] = yield query
                 break
             except (es.InterfaceError, es.OperationalError):
                 delay = next(delays, None)
@@ -117,11 +117,9 @@ class WriteStatements:
                 return outcomes
         return (yield from self._outcomes(commands, rows[0], uncertain=uncertain))
 
-    def _outcomes(
-        self, commands: Sequence[Command], row: Mapping[str, Any], *, uncertain: bool
-    ) -> StatementFlow:
-        """Each command's positions from the batch function's row, or its conflict."""
-        positions, conflicts = row["positions"], row["conflicts"]
+    def _outcomes(self, commands: Sequence[Command], row: Sequence[Any], *, uncertain: bool) -> StatementFlow:
+        """Each command's positions from the batch function's row (positions, conflicts), or its conflict."""
+        positions, conflicts = row
         outcomes: list[Outcome] = []
         at = 0
         for command, conflict in zip(commands, conflicts, strict=True):
