@@ -146,6 +146,7 @@ class _Instruments:
     def __init__(self, tracer: Tracer, meter: Meter, *, on_globals: bool = False) -> None:
         self.tracer = tracer
         self.on_globals = on_globals  # bound to the global providers (which may still be the API's proxies)
+        self.silent_until = 0.0  # monotonic time up to which "no provider is installed" was last seen true
         self.appended = meter.create_counter(
             "phaselog.events.appended", unit="{event}", description="Events appended to the store"
         )
@@ -244,17 +245,26 @@ def bind(tracer_provider: TracerProvider | None = None, meter_provider: MeterPro
         )
 
 
+_SILENCE_RECHECK = 0.5  # seconds: how soon an append notices providers installed after it
+
+
 def _silent(ins: _Instruments) -> bool:
     """True while spans and metrics go nowhere: bound to the global providers and none is installed yet.
 
-    Checked on every append, so an application that installs its providers later is
-    traced from then on; until then an append skips the span and the counters.
+    Looked up at most every half second (the API reads the environment on each
+    lookup), so an application that installs its providers later is traced from
+    then on; until then an append skips the span and the counters.
     """
-    return (
-        ins.on_globals
-        and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
-        and type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+    if not ins.on_globals:
+        return False
+    now = time.monotonic()
+    if now < ins.silent_until:
+        return True
+    silent = isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) and (
+        type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
     )
+    ins.silent_until = now + _SILENCE_RECHECK if silent else 0.0
+    return silent
 
 
 def _get() -> _Instruments:

@@ -220,7 +220,7 @@ def test_the_library_configures_no_sdk() -> None:
 def test_providers_installed_after_the_first_appends_trace_the_next_ones() -> None:
     """Appends skip telemetry while nothing listens; installed providers trace the next appends."""
     code = (
-        "import json\n"
+        "import json, time\n"
         "from opentelemetry import metrics, trace\n"
         "from opentelemetry.sdk.metrics import MeterProvider\n"
         "from opentelemetry.sdk.metrics.export import InMemoryMetricReader\n"
@@ -236,6 +236,7 @@ def test_providers_installed_after_the_first_appends_trace_the_next_ones() -> No
         "    provider.add_span_processor(SimpleSpanProcessor(spans))\n"
         "    trace.set_tracer_provider(provider)\n"
         "    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))\n"
+        "    time.sleep(0.6)  # an append looks for installed providers every half second\n"
         "    s.plugins.machine('late').transition_to(PluginPhase.INSTALLING, 'go')\n"
         "appends = [x for x in spans.get_finished_spans() if x.name == 'phaselog.append']\n"
         "data = reader.get_metrics_data()\n"
