@@ -201,6 +201,14 @@ def test_observed_store_reports_default_read_models(store: Store, otel: Otel) ->
         forget()
 
 
+def _in_a_fresh_process(code: str) -> str:
+    """What ``code`` prints, run by a new interpreter (OpenTelemetry's global providers are set once)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120, cwd=ROOT
+    )
+    return done.stdout
+
+
 def test_the_library_configures_no_sdk() -> None:
     """Using phaselog leaves OpenTelemetry's global providers as the API's proxies (no SDK is set up)."""
     code = (
@@ -211,10 +219,7 @@ def test_the_library_configures_no_sdk() -> None:
         "    s.plugins.machine('x').transition_to(PluginPhase.INSTALLING, 'go')\n"
         "print(type(trace.get_tracer_provider()).__name__, type(metrics.get_meter_provider()).__name__)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120, cwd=ROOT
-    )
-    assert out.stdout.split() == ["ProxyTracerProvider", "_ProxyMeterProvider"]
+    assert _in_a_fresh_process(code).split() == ["ProxyTracerProvider", "_ProxyMeterProvider"]
 
 
 def test_providers_installed_after_the_first_appends_trace_the_next_ones() -> None:
@@ -244,9 +249,6 @@ def test_providers_installed_after_the_first_appends_trace_the_next_ones() -> No
         "           if x.name == 'phaselog.events.appended' for p in x.data.data_points]\n"
         "print(json.dumps([sorted({a.attributes['phaselog.stream_id'] for a in appends}), sum(counted)]))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120, cwd=ROOT
-    )
-    streams, counted = json.loads(out.stdout)
+    streams, counted = json.loads(_in_a_fresh_process(code))
     assert streams == ["plugin:late"]  # the early append went untraced; the late one is traced
     assert counted >= 1
