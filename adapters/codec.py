@@ -97,6 +97,7 @@ class PydanticMapper(Mapper[str]):
             raise ValidationFailed(msg)
         self.max_event_bytes = max_event_bytes
         self._personal_streams: set[str] = set()
+        self._plain: set[type[Any]] = set()  # event classes with no personal fields (nothing to seal)
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         """Encode one domain event under its stable topic."""
@@ -135,15 +136,22 @@ class PydanticMapper(Mapper[str]):
 
     def _seal(self, event: DomainEvent, state: dict[str, Any]) -> None:
         """Seal ``state``'s personal values; refuse a snapshot of a stream holding personal data."""
-        stream = str(event.originator_id)
-        if isinstance(event, Snapshot) and stream in self._personal_streams:
-            raise SnapshotRefused(f"{stream!r} holds personal data: it is not snapshotted")
-        marks = getattr(event, "personal_marks", None)  # an event whose personal fields vary (a state's)
-        paths, where = (
-            marks() if marks is not None else (personal_paths(type(event)), subject_path(type(event)))
-        )
-        if not paths:
+        cls = type(event)
+        if isinstance(event, Snapshot) and str(event.originator_id) in self._personal_streams:
+            raise SnapshotRefused(f"{str(event.originator_id)!r} holds personal data: it is not snapshotted")
+        if cls in self._plain:
             return
+        marks = getattr(cls, "personal_marks", None)  # an event whose personal fields vary (a state's)
+        if marks is None:
+            paths, where = personal_paths(cls), subject_path(cls)
+            if not paths:  # a class without personal fields: remembered, never looked at again
+                self._plain.add(cls)
+                return
+        else:
+            paths, where = marks(event)
+            if not paths:
+                return
+        stream = str(event.originator_id)
         subject = stream if where is None else str(_at(state, where) or "")
         key = self._keys(subject).key_for_writing(subject, stream)
         self._personal_streams.add(stream)
