@@ -21,6 +21,7 @@ from phaselog.adapters.gathering import ThreadGathering
 from phaselog.adapters.postgres.notifier import MIN_INTERVAL
 from phaselog.adapters.postgres.steps import Pause, Query
 from phaselog.aio import open_async_store
+from phaselog.aio.gathering import AsyncGathering
 from phaselog.domain.errors import ConcurrencyConflict
 
 from support_events import Counter, open_counter
@@ -160,6 +161,35 @@ def test_an_interrupted_wait_withdraws_its_append_and_the_next_append_leads() ->
     following.join(10)
     assert results == [[1]]  # a lone append leads at once: nobody is stuck behind the withdrawn one
     assert written == [["first"], ["next"]]
+
+
+def test_a_drain_cancelled_mid_batch_cancels_the_queued_appends_and_the_next_append_leads() -> None:
+    """Cancelling the drain while it writes cancels its callers and the queued ones; later appends go on."""
+
+    async def main() -> None:
+        writing, release = asyncio.Event(), asyncio.Event()
+
+        async def write(batch: list[Command]) -> list[Any]:
+            writing.set()
+            await release.wait()
+            return [[n] for n, _ in enumerate(batch, 1)]
+
+        gathering = AsyncGathering(write)
+        first = asyncio.create_task(gathering.append([_event("first")], {}))
+        await writing.wait()  # the drain is writing the first batch
+        queued = asyncio.create_task(gathering.append([_event("queued")], {}))
+        await asyncio.sleep(0)  # the second append queues behind it
+        assert len(gathering._gathering.queue) == 1
+        assert gathering._drain_task is not None
+        gathering._drain_task.cancel()
+        for caller in (first, queued):
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+        assert not gathering._gathering.writing  # nothing in flight: the next append leads
+        release.set()
+        assert await asyncio.wait_for(gathering.append([_event("later")], {}), 5) == [1]
+
+    asyncio.run(main())
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -73,9 +73,7 @@ class AsyncGathering:
                 self._gathering.settle(batch, shared_failure(asyncio.CancelledError(), batch, None))
                 for command in batch:
                     self._futures.pop(id(command)).cancel()
-                for command in list(self._gathering.queue):
-                    self._gathering.abandon(command)
-                    self._futures.pop(id(command)).cancel()
+                self._cancel_queued()
                 raise
             except Exception as exc:  # the batch failed: every command in it fails, each with its own error
                 outcomes = shared_failure(exc, batch, None)
@@ -90,6 +88,16 @@ class AsyncGathering:
                     future.set_exception(outcome)
                 else:
                     future.set_result(outcome)
+
+    def _cancel_queued(self) -> None:
+        """Take back every queued append and cancel its caller (the drain itself was cancelled).
+
+        Nothing is in flight afterwards, so the next append leads a new drain.
+        """
+        for command in list(self._gathering.queue):
+            self._gathering.abandon(command)
+            self._futures.pop(id(command)).cancel()
+        self._gathering.pass_lead()  # nothing queued: nothing is in flight any more
 
     async def close(self) -> None:
         """Wait for the batch in flight (and what queued behind it) to be written."""
