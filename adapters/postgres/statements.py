@@ -40,6 +40,7 @@ from phaselog.adapters.postgres.steps import (
 )
 from phaselog.adapters.postgres.writes import WriteStatements
 from phaselog.adapters.recorder_protocol import ChainRow
+from phaselog.adapters.stream_index import heads_query, prefix_range
 from phaselog.runtime.ports import LogRecord, StreamHead
 
 __all__ = [
@@ -56,16 +57,6 @@ __all__ = [
     "persistence_error",
     "prefix_range",
 ]
-
-
-def prefix_range(prefix: str) -> tuple[str, str | None]:
-    """The half-open range of text (in C collation) that starts with ``prefix``."""
-    if not prefix:
-        return "", None
-    last = prefix[-1]
-    if ord(last) >= 0x10FFFF:  # pragma: no cover - no character after it
-        return prefix, None
-    return prefix, prefix[:-1] + chr(ord(last) + 1)
 
 
 def _stored_event(row: Mapping[str, Any]) -> StoredEvent:
@@ -112,21 +103,8 @@ class PostgresStatements(WriteStatements):
         self, prefix: str, *, open_only: bool = False, after: str | None = None, limit: int | None = None
     ) -> StatementFlow:
         """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
-        low, high = prefix_range(prefix)
-        text = "SELECT stream_id, version, position, open FROM {schema}.{heads} WHERE stream_id >= %s"
-        params: list[Any] = [low]
-        if high is not None:
-            text += " AND stream_id < %s"
-            params.append(high)
-        if open_only:
-            text += " AND open"
-        if after is not None:
-            text += " AND stream_id > %s"
-            params.append(after)
-        text += " ORDER BY stream_id"
-        if limit is not None:
-            text += " LIMIT %s"
-            params.append(limit)
+        where, params = heads_query(prefix, open_only=open_only, after=after, limit=limit, mark="%s")
+        text = "SELECT stream_id, version, position, open FROM {schema}.{heads} " + where
         rows: ResultRows = yield Query(self._sql(text), params)
         return [
             StreamHead(str(r["stream_id"]), int(r["version"]), int(r["position"]), bool(r["open"]))

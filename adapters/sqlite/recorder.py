@@ -21,7 +21,6 @@ from typing_extensions import override
 from phaselog.adapters.audit.chain import GENESIS_DIGEST, STREAM_LINK, chain_digest
 from phaselog.adapters.core.gather import Command, Outcome
 from phaselog.adapters.gathering import ThreadGathering
-from phaselog.adapters.postgres.recorder import prefix_range
 from phaselog.adapters.postgres.schema import (
     APPEND_ONLY_MESSAGE,
     ARCHIVES_TABLE,
@@ -34,6 +33,7 @@ from phaselog.adapters.postgres.schema import (
 )
 from phaselog.adapters.recorder_protocol import ChainRow, PhaselogRecorder
 from phaselog.adapters.single_writer import SingleWriterHorizon
+from phaselog.adapters.stream_index import heads_query
 from phaselog.runtime.ports import LogRecord, StreamHead
 
 __all__ = ["PhaselogSQLiteApplicationRecorder"]
@@ -236,21 +236,8 @@ class PhaselogSQLiteApplicationRecorder(SingleWriterHorizon, SQLiteApplicationRe
         self, prefix: str, *, open_only: bool = False, after: str | None = None, limit: int | None = None
     ) -> list[StreamHead]:
         """Heads of the streams starting with ``prefix`` (open ones only if asked), by stream id."""
-        low, high = prefix_range(prefix)  # a range the (partial) index can serve
-        sql = f"SELECT stream_id, version, position, open FROM {HEADS_TABLE} WHERE stream_id >= ?"
-        params: list[Any] = [low]
-        if high is not None:
-            sql += " AND stream_id < ?"
-            params.append(high)
-        if open_only:
-            sql += " AND open"
-        if after is not None:
-            sql += " AND stream_id > ?"
-            params.append(after)
-        sql += " ORDER BY stream_id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        where, params = heads_query(prefix, open_only=open_only, after=after, limit=limit, mark="?")
+        sql = f"SELECT stream_id, version, position, open FROM {HEADS_TABLE} {where}"
         with self.datastore.transaction(commit=False) as c:
             c.execute(sql, params)
             return [
