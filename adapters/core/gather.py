@@ -11,7 +11,7 @@ batch is written in one transaction (one WAL flush on PostgreSQL) and each of it
 it alone (a stale expected version), or the batch's failure.
 
 This module does no I/O and takes no lock: the sync shell
-(:mod:`phaselog.adapters.gathering`) calls it under a ``threading.Condition``, the
+(:mod:`phaselog.adapters.gathering`) calls it under a lock, the
 async shell (:mod:`phaselog.aio.gathering`) from its event loop.
 """
 

@@ -15,6 +15,7 @@ They apply only to these private types, never to a user's lists.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import psycopg
@@ -56,6 +57,13 @@ class _ArrayDumper(Dumper):
     def _header(self, length: int) -> bytes:
         return _HEADER.pack(1, 0, self.element_oid, length, 1)
 
+    def _framed(self, elements: Sequence[bytes]) -> bytes:
+        """The array of variable-length ``elements``: the header, then each one's length and bytes."""
+        parts = [self._header(len(elements))]
+        for element in elements:
+            parts += (_LENGTH.pack(len(element)), element)
+        return b"".join(parts)
+
 
 class _IntArrayDumper(_ArrayDumper):
     oid = 1007
@@ -86,10 +94,7 @@ class _ByteaArrayDumper(_ArrayDumper):
     element_oid = 17
 
     def dump(self, obj: Any) -> bytes:
-        parts = [self._header(len(obj))]
-        for value in obj:
-            parts += (_LENGTH.pack(len(value)), value)
-        return b"".join(parts)
+        return self._framed(obj)
 
 
 class _TextArrayDumper(_ArrayDumper):
@@ -101,12 +106,8 @@ class _TextArrayDumper(_ArrayDumper):
         self._encoding = self.connection.info.encoding if self.connection is not None else "utf-8"
 
     def dump(self, obj: Any) -> bytes:
-        parts = [self._header(len(obj))]
         encoding = self._encoding
-        for value in obj:
-            encoded = value.encode(encoding)
-            parts += (_LENGTH.pack(len(encoded)), encoded)
-        return b"".join(parts)
+        return self._framed([value.encode(encoding) for value in obj])
 
 
 for _type, _dumper in (
