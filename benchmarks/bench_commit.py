@@ -16,8 +16,10 @@ For each cell: commands/s (best and median over the repetitions) and p50/p99 per
 command in ms over all repetitions. Ratios, computed from the medians of the same
 run: ``vs_bare`` = phaselog / bare INSERT, ``vs_floor`` = phaselog / same-work floor,
 ``vs_eventsourcing``; ``commands_per_commit`` says how many commands group commit
-put in each transaction. ``goals`` judges each goal (PostgreSQL, fsync on) by this
-run's medians: 1 writer ≥ 0.8x the floor; 8 threads ≥ 1.0x and 16 asyncio tasks
+put in each transaction. ``cpu_us_per_command`` (threads and asyncio cells) splits the
+machine's core time per command into the writers' process (``client``), every other
+process (``rest``: the database) and ``idle`` (``cpu_split.py``). ``goals`` judges each goal
+(PostgreSQL, fsync on) by this run's medians: 1 writer ≥ 0.8x the floor; 8 threads ≥ 1.0x and 16 asyncio tasks
 ≥ 1.5x the bare INSERT at the same concurrency; 8 processes ≥ 4 ≥ 1; p99 at 1
 writer within 1.25x the floor's; the batch append's server time for one event at most
 200 µs (``server_time``: ``pg_stat_statements``, see ``server_time.py``).
@@ -44,6 +46,7 @@ from phaselog.aio import open_async_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import commit_workers as w
+from cpu_split import CpuSplit
 from server_time import append_server_time
 from wait_sampler import sampling
 
@@ -56,8 +59,12 @@ PROCESSES = (1, 4, 8)
 KINDS = ("bare", "floor", "eventsourcing", "phaselog")
 
 
-def _threads(writers: int, work: Callable[[], list[float]]) -> tuple[float, list[float]]:
-    """Run ``work`` on ``writers`` threads started together; wall seconds and every sample."""
+Run = tuple[float, list[float], CpuSplit | None]
+"""One repetition of a cell: wall seconds, every command's seconds, where the core time went."""
+
+
+def _threads(writers: int, work: Callable[[], list[float]]) -> Run:
+    """Run ``work`` on ``writers`` threads started together; wall seconds, every sample, the CPU split."""
     samples: list[float] = []
     lock, barrier = threading.Lock(), threading.Barrier(writers + 1)
 
@@ -71,19 +78,19 @@ def _threads(writers: int, work: Callable[[], list[float]]) -> tuple[float, list
     for t in threads:
         t.start()
     barrier.wait()
-    started = time.perf_counter()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - started, samples
+    with CpuSplit() as split:
+        for t in threads:
+            t.join()
+    return split.wall, samples, split
 
 
-def _tasks(writers: int, make: Callable[[], Any]) -> tuple[float, list[float]]:
-    """Run ``writers`` coroutines made by ``make`` on one event loop; wall seconds and every sample."""
+def _tasks(writers: int, make: Callable[[], Any]) -> Run:
+    """Run ``writers`` coroutines made by ``make`` on one event loop; wall seconds, samples, CPU split."""
 
-    async def main() -> tuple[float, list[float]]:
-        started = time.perf_counter()
-        results = await asyncio.gather(*(make() for _ in range(writers)))
-        return time.perf_counter() - started, [s for r in results for s in r]
+    async def main() -> Run:
+        with CpuSplit() as split:
+            results = await asyncio.gather(*(make() for _ in range(writers)))
+        return split.wall, [s for r in results for s in r], split
 
     return asyncio.run(main())
 
@@ -97,7 +104,7 @@ def _process_main(kind: str, target: w.Target, per_writer: int, barrier: Any, re
     close()
 
 
-def _processes(kind: str, target: w.Target, writers: int, per_writer: int) -> tuple[float, list[float]]:
+def _processes(kind: str, target: w.Target, writers: int, per_writer: int) -> Run:
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(writers), ctx.Queue()
     procs = [
@@ -121,18 +128,29 @@ def _processes(kind: str, target: w.Target, writers: int, per_writer: int) -> tu
     for proc in procs:
         proc.join(timeout=60)
     wall = max(end for _, end, _ in spans) - min(start for start, _, _ in spans)
-    return wall, [s for *_, samples in spans for s in samples]
+    return wall, [s for *_, samples in spans for s in samples], None  # writers' CPU is not theirs alone
 
 
-def _cell(runs: list[tuple[float, list[float]]], commands: int) -> dict[str, float]:
-    rates = [commands / wall for wall, _ in runs]
-    samples = sorted(s for _, ss in runs for s in ss)
-    return {
+def _cell(runs: list[Run], commands: int) -> dict[str, Any]:
+    rates = [commands / wall for wall, _, _ in runs]
+    samples = sorted(s for _, ss, _ in runs for s in ss)
+    cell: dict[str, Any] = {
         "commands_per_s_best": round(max(rates), 1),
         "commands_per_s_median": round(statistics.median(rates), 1),
         "p50_ms": round(samples[len(samples) // 2] * 1000, 3),
         "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000, 3),
     }
+    splits = [split.per_command(commands) for _, _, split in runs if split is not None]
+    if splits:  # median per share over the repetitions, in µs of core time per command
+        cell["cpu_us_per_command"] = {
+            share: _median([split[share] for split in splits]) for share in ("client", "rest", "idle")
+        }
+    return cell
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known and len(known) == len(values) else None
 
 
 def _ratios(row: dict[str, Any]) -> None:
@@ -221,13 +239,13 @@ def _goals(report: dict[str, Any]) -> dict[str, Any]:
     return {name: {"figure": figure, "met": met} for name, (figure, met) in figures.items()}
 
 
-def _async_phaselog(target: w.Target, writers: int, per_writer: int) -> tuple[float, list[float]]:
-    async def main() -> tuple[float, list[float]]:
+def _async_phaselog(target: w.Target, writers: int, per_writer: int) -> Run:
+    async def main() -> Run:
         async with open_async_store(target.url) as store:
             await w.phaselog_async(store, w.WARM_UP)
-            started = time.perf_counter()
-            results = await asyncio.gather(*(w.phaselog_async(store, per_writer) for _ in range(writers)))
-            return time.perf_counter() - started, [s for r in results for s in r]
+            with CpuSplit() as split:
+                results = await asyncio.gather(*(w.phaselog_async(store, per_writer) for _ in range(writers)))
+            return split.wall, [s for r in results for s in r], split
 
     return asyncio.run(main())
 

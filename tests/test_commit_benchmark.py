@@ -1,8 +1,11 @@
-"""The commit benchmark's server-time figure: the batch append function's own time per call."""
+"""The commit benchmark's own figures: the batch append's server time per call, the CPU split per command."""
 
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,3 +35,44 @@ def test_server_time_reports_the_batch_append_and_the_floor_per_call(
     assert 0 < figures["phaselog_us"] < 100_000
     assert 0 < figures["floor_us"] < 100_000
     assert figures["met"] == (figures["phaselog_us"] <= server_time.GOAL_US)
+
+
+def _benchmark_module(monkeypatch: pytest.MonkeyPatch, name: str) -> Any:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    return importlib.import_module(name)
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="the machine's shares are read from /proc/stat")
+def test_the_cpu_split_counts_this_process_busy_and_sleep_as_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CpuSplit: a busy loop is the client's time, and the three shares add up to the cores' time."""
+    cpu_split = _benchmark_module(monkeypatch, "cpu_split")
+    with cpu_split.CpuSplit() as busy:
+        started = os.times()
+        while os.times().user + os.times().system - started.user - started.system < 0.3:
+            pass
+    assert busy.client >= 0.3
+    cores = os.cpu_count() or 1
+    total = busy.client + busy.rest + busy.idle
+    assert total == pytest.approx(busy.wall * cores, rel=0.25, abs=0.05)
+    shares = busy.per_command(1000)
+    assert shares["client"] == pytest.approx(busy.client * 1000, rel=0.01)  # µs per command
+    assert set(shares) == {"client", "rest", "idle"}
+
+
+def test_a_cell_reports_the_median_cpu_split_only_where_it_was_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """_cell: medians of each share over the repetitions; no split for runs that measured none."""
+    bench = _benchmark_module(monkeypatch, "bench_commit")
+    cpu_split = _benchmark_module(monkeypatch, "cpu_split")
+
+    def split(client: float, rest: float, idle: float) -> Any:
+        made = cpu_split.CpuSplit()
+        made.wall, made.client, made.rest, made.idle = 1.0, client, rest, idle
+        return made
+
+    runs = [(1.0, [0.001] * 10, split(c, 0.2, 0.3)) for c in (0.1, 0.5, 0.3)]
+    cell = bench._cell(runs, 1000)
+    assert cell["cpu_us_per_command"] == {"client": 300.0, "rest": 200.0, "idle": 300.0}
+    assert cell["commands_per_s_median"] == 1000.0
+    assert "cpu_us_per_command" not in bench._cell([(1.0, [0.001], None)], 1000)
