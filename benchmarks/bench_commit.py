@@ -16,9 +16,9 @@ For each cell: commands/s (best and median over the repetitions) and p50/p99 per
 command in ms over all repetitions. Ratios, computed from the medians of the same
 run: ``vs_bare`` = phaselog / bare INSERT, ``vs_floor`` = phaselog / same-work floor,
 ``vs_eventsourcing``; ``commands_per_commit`` says how many commands group commit
-put in each transaction. ``cpu_us_per_command`` (threads and asyncio cells) splits the
-machine's core time per command into the writers' process (``client``), every other
-process (``rest``: the database) and ``idle`` (``cpu_split.py``). ``goals`` judges each goal
+put in each transaction. ``cpu_us_per_command`` splits the machine's core time per
+command into the writers' own CPU (``client``: their process, or the writer processes'
+sum), everything else (``rest``: the database) and ``idle`` (``cpu_split.py``). ``goals`` judges each goal
 (PostgreSQL, fsync on) by this run's medians: 1 writer ≥ 0.8x the floor; 8 threads ≥ 1.0x and 16 asyncio tasks
 ≥ 1.5x the bare INSERT at the same concurrency; 8 processes ≥ 4 ≥ 1; p99 at 1
 writer within 1.25x the floor's; the batch append's server time for one event at most
@@ -46,7 +46,7 @@ from phaselog.aio import open_async_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import commit_workers as w
-from cpu_split import CpuSplit
+from cpu_split import CpuSplit, own_cpu
 from server_time import append_server_time
 from wait_sampler import sampling
 
@@ -98,37 +98,40 @@ def _tasks(writers: int, make: Callable[[], Any]) -> Run:
 def _process_main(kind: str, target: w.Target, per_writer: int, barrier: Any, results: Any) -> None:
     work, close = w.in_process(kind, target, per_writer)
     barrier.wait()
-    started = time.time()
+    started, cpu = time.time(), own_cpu()
     samples = work()
-    results.put((started, time.time(), samples))
+    results.put((started, time.time(), samples, own_cpu() - cpu))
     close()
 
 
 def _processes(kind: str, target: w.Target, writers: int, per_writer: int) -> Run:
     ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(writers), ctx.Queue()
+    barrier, results = ctx.Barrier(writers + 1), ctx.Queue()  # the parent starts the CPU split with them
     procs = [
         ctx.Process(target=_process_main, args=(kind, target, per_writer, barrier, results))
         for _ in range(writers)
     ]
     for proc in procs:
         proc.start()
-    spans: list[tuple[float, float, list[float]]] = []
+    spans: list[tuple[float, float, list[float], float]] = []
     deadline = time.monotonic() + 900
-    while len(spans) < writers:
-        try:
-            spans.append(results.get(timeout=1))
-        except queue.Empty:
-            failed = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
-            if failed or time.monotonic() > deadline:
-                for proc in procs:
-                    proc.kill()
-                msg = f"commit benchmark workers failed (exit codes {failed})"
-                raise RuntimeError(msg) from None
+    barrier.wait(timeout=900)
+    with CpuSplit() as split:
+        while len(spans) < writers:
+            try:
+                spans.append(results.get(timeout=1))
+            except queue.Empty:
+                failed = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
+                if failed or time.monotonic() > deadline:
+                    for proc in procs:
+                        proc.kill()
+                    msg = f"commit benchmark workers failed (exit codes {failed})"
+                    raise RuntimeError(msg) from None
+    split.client = sum(cpu for *_, cpu in spans)  # the writers' own CPU, each measured by itself
     for proc in procs:
         proc.join(timeout=60)
-    wall = max(end for _, end, _ in spans) - min(start for start, _, _ in spans)
-    return wall, [s for *_, samples in spans for s in samples], None  # writers' CPU is not theirs alone
+    wall = max(end for _, end, _, _ in spans) - min(start for start, _, _, _ in spans)
+    return wall, [s for _, _, samples, _ in spans for s in samples], split
 
 
 def _cell(runs: list[Run], commands: int) -> dict[str, Any]:

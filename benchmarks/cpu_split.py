@@ -1,6 +1,6 @@
 """Where a timed block's core time went: this process, everything else, or nowhere (idle).
 
-``with CpuSplit() as split:`` reads this process's CPU time (``os.times``) and the
+``with CpuSplit() as split:`` reads this process's CPU time (``getrusage``) and the
 machine's busy and total time (``/proc/stat``, all cores) before and after the
 block. :meth:`CpuSplit.per_command` divides each share by the commands the block
 ran: ``client`` (this process: the writers), ``rest`` (every other process, on a
@@ -13,12 +13,13 @@ while the server waits for the client. Off Linux the machine's shares are None.
 from __future__ import annotations
 
 import os
+import resource
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["CpuSplit"]
+__all__ = ["CpuSplit", "own_cpu"]
 
 _STAT = Path("/proc/stat")
 
@@ -35,19 +36,25 @@ def _machine() -> tuple[float, float] | None:
     return (sum(ticks) - idle) / hz, sum(ticks) / hz
 
 
-def _own() -> float:
-    times = os.times()
-    return times.user + times.system
+def own_cpu() -> float:
+    """Seconds of CPU this process has used (user and system, microsecond resolution)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class CpuSplit:
-    """A timed block's core time: this process's, the rest's and the idle share (see the module)."""
+    """A timed block's core time: this process's, the rest's and the idle share (see the module).
+
+    Where the writers are other processes (each measuring :func:`own_cpu` around its
+    work), set :attr:`client` to their sum after the block: ``rest`` is then the
+    database and whatever else ran.
+    """
 
     def __enter__(self) -> Self:
-        self._machine, self._own = _machine(), _own()
+        self._machine, self._own = _machine(), own_cpu()
         self._started = time.perf_counter()
         self.wall = self.client = 0.0
-        self.rest: float | None = None
+        self.busy: float | None = None
         self.idle: float | None = None
         return self
 
@@ -55,12 +62,16 @@ class CpuSplit:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.wall = time.perf_counter() - self._started
-        self.client = _own() - self._own
+        self.client = own_cpu() - self._own
         after = _machine()
         if self._machine is not None and after is not None:
-            busy, total = after[0] - self._machine[0], after[1] - self._machine[1]
-            self.rest = max(0.0, busy - self.client)
-            self.idle = max(0.0, total - busy)
+            self.busy = after[0] - self._machine[0]
+            self.idle = max(0.0, after[1] - self._machine[1] - self.busy)
+
+    @property
+    def rest(self) -> float | None:
+        """Busy core time not the client's (None off Linux)."""
+        return None if self.busy is None else max(0.0, self.busy - self.client)
 
     def per_command(self, commands: int) -> dict[str, float | None]:
         """Microseconds of core time per command: ``client``, ``rest`` and ``idle``."""
