@@ -17,7 +17,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from typing_extensions import override
 
-from phaselog.domain.encoding import dump_json, load_json
+from phaselog.domain.encoding import dump_json, load_json, parse_json_bytes
 from phaselog.domain.errors import UnknownEventType
 from phaselog.domain.events import resolve_topic, upcast
 from phaselog.projections.errors import ProjectionHalted, ProjectionTimeout
@@ -114,8 +114,12 @@ class EventDecoder:
                 wanted = memo[topic] = folds(topic)
             if wanted and record.id > after:
                 try:
-                    if plain and (topic in simple or self._is_simple(topic)) and _SEALED not in record.state:
-                        data = load_json(record.state)
+                    state = record.state
+                    if plain and (topic in simple or self._is_simple(topic)) and _SEALED not in state:
+                        try:
+                            data = parse_json_bytes(state) if state.__class__ is bytes else None
+                        except ValueError:  # not JSON: decoded below, for its typed error
+                            data = None
                         if data.__class__ is dict and "class_version" not in data:
                             event = (
                                 record.id,

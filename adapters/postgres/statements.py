@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from eventsourcing.persistence import Notification, StoredEvent
@@ -57,6 +58,8 @@ __all__ = [
     "persistence_error",
     "prefix_range",
 ]
+
+_log_record = partial(tuple.__new__, LogRecord)  # LogRecord._make without its Python frame (per row read)
 
 
 def _stored_event(row: Mapping[str, Any]) -> StoredEvent:
@@ -195,7 +198,7 @@ class PostgresStatements(WriteStatements):
         """
         horizon = (yield from self.horizon()) if final else None
         rows = yield from retrying(self._log_query(horizon, start, limit, stop, topics, tuples=True))
-        return list(map(LogRecord._make, rows))
+        return list(map(_log_record, rows))
 
     def horizon_position(self) -> StatementFlow:
         """The newest final position: every position up to it has committed or never will."""
