@@ -25,9 +25,12 @@ _STAT = Path("/proc/stat")
 
 
 def _machine() -> tuple[float, float] | None:
-    """Seconds of core time since boot: (busy, total), every core summed; None without /proc."""
+    """Seconds of core time since boot: (busy, total), every core summed; None without /proc.
+
+    Time a hypervisor gave to other guests (``steal``) is neither: it was nobody's here.
+    """
     try:
-        fields = _STAT.read_text().split("\n", 1)[0].split()[1:9]
+        fields = _STAT.read_text().split("\n", 1)[0].split()[1:8]  # user .. softirq, not steal
     except OSError:
         return None
     ticks = [int(f) for f in fields]
