@@ -15,7 +15,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from phaselog.domain.errors import StoreUnavailable
 from phaselog.projections.base import ProjectionHalted
-from phaselog.projections.batch import read_page
 from phaselog.projections.engine import Engine, Target
 from phaselog.projections.errors import ProjectionBusy
 from phaselog.runtime.ports import LogRecord
@@ -52,14 +51,14 @@ class CatchUp:
             if target.known < 0:
                 target.known = engine.position(target.table)
         start = min((t.known for t in self.active), default=0)
-        page = read_page(engine.reader, start, engine.batch_size, [], until)
+        page = engine.read(start, until=until)
         threads = engine.views.concurrent and len(page[0]) >= engine.batch_size
         pool = ThreadPoolExecutor(len(self.active) + 1, "phaselog-catch-up") if threads else None
         try:
             while self.active and page[1] > start:
                 ahead: Future[Page] | None = None
                 if pool is not None:  # read the next page while this one is folded
-                    ahead = pool.submit(read_page, engine.reader, page[1], engine.batch_size, [], until)
+                    ahead = pool.submit(engine.read, page[1], None, (), until)
                 todo = [t for t in self.active if t.known < page[1]]
                 if pool is None:
                     for target in todo:
@@ -80,7 +79,7 @@ class CatchUp:
 
     def _next(self, start: int, until: int | None) -> Page:
         after = min((t.known for t in self.active), default=start)
-        return read_page(self.engine.reader, after, self.engine.batch_size, [], until)
+        return self.engine.read(after, until=until)
 
     def _one(self, target: Target, page: Page, until: int | None, lock_timeout: float) -> None:
         name = target.projection.name

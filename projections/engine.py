@@ -88,6 +88,17 @@ class Engine:
         """The JSON state of a stored event (upcast when its class is known)."""
         self._handled: dict[str, dict[str, bool]] = {}
 
+    def read(
+        self, after: int, limit: int | None = None, topics: Sequence[str] = (), until: int | None = None
+    ) -> tuple[list[LogRecord], int]:
+        """The next page of the log after ``after`` (see :func:`read_page`), the collector paused meanwhile.
+
+        A page is thousands of new tuples at once: left on, the cyclic collector ran several
+        times per page and walked what the folds still held, about 1.4 µs per event read.
+        """
+        with paused_gc(enabled=self.pause_gc):
+            return read_page(self.reader, after, limit or self.batch_size, list(topics), until)
+
     def position(self, table: str) -> int:
         """The committed position of ``table``."""
         with self.views.translate_errors("reading read-model positions"), self.views.read() as session:
@@ -114,7 +125,7 @@ class Engine:
             return 0
         if page is None:
             topics = sorted(p.topics) if p.topics is not None else []
-            page = read_page(self.reader, after, limit or self.batch_size, topics, until)
+            page = self.read(after, limit, topics, until)
         events, end = page
         if end <= after:
             target.known = after

@@ -17,7 +17,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from phaselog.projections.base import Projection
-from phaselog.projections.batch import BatchRows, RowCache, fold_events, read_page
+from phaselog.projections.batch import BatchRows, RowCache, fold_events
 from phaselog.projections.engine import Engine, ProgressCallback, Target
 from phaselog.projections.ports import ViewSession
 from phaselog.runtime.ports import LogRecord
@@ -66,12 +66,12 @@ def _replay(engine: Engine, shadow: Target, total: int, size: int, progress: Pro
     topics = sorted(p.topics) if p.topics is not None else []
     after = 0
     with ThreadPoolExecutor(1, "phaselog-rebuild-read") as pool:
-        ahead = pool.submit(read_page, engine.reader, after, size, topics, total)
+        ahead = pool.submit(engine.read, after, size, topics, total)
         while True:
             events, end = ahead.result()
             if end <= after:
                 return
-            ahead = pool.submit(read_page, engine.reader, end, size, topics, total)
+            ahead = pool.submit(engine.read, end, size, topics, total)
             engine.batch(shadow, until=total, page=(events, end))
             after = end
             if progress:

@@ -148,6 +148,32 @@ def test_the_collector_is_paused_across_threads_and_restored_once() -> None:
         assert gc.isenabled()
 
 
+@pytest.mark.parametrize("pause", [True, False])
+def test_pages_of_the_log_are_read_with_the_collector_paused_unless_told_not_to(
+    store: Store, *, pause: bool
+) -> None:
+    """Every page a runner reads is read with gc off (pause_gc=True), and gc is back on afterwards."""
+    _interleaved(store, counters=4, rounds=3)
+    views = Projections(store, [Tally()], batch_size=5, pause_gc=pause)
+    reader = views.engine.reader
+    original = reader.records
+    seen: list[bool] = []
+
+    def records(*args: object, **kwargs: object) -> object:
+        seen.append(gc.isenabled())
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    reader.records = records  # type: ignore[method-assign,assignment]
+    try:
+        views.catch_up()
+        views.rebuild("pos_tally")
+    finally:
+        views.close()
+    assert len(seen) > 4  # many pages
+    assert not any(seen) if pause else all(seen)
+    assert gc.isenabled()
+
+
 def test_event_data_is_immutable() -> None:
     """EventData is a read-only record: a fold cannot rebind its fields."""
     event = EventData(1, Opened.TOPIC, "counter:1", 1, {"label": "c"})
