@@ -18,11 +18,12 @@ run: ``vs_bare`` = phaselog / bare INSERT, ``vs_floor`` = phaselog / same-work f
 ``vs_eventsourcing``; ``commands_per_commit`` says how many commands group commit
 put in each transaction. ``cpu_us_per_command`` splits the machine's core time per
 command into the writers' own CPU (``client``: their process, or the writer processes'
-sum), everything else (``rest``: the database) and ``idle`` (``cpu_split.py``). ``goals`` judges each goal
-(PostgreSQL, fsync on) by this run's medians: 1 writer ≥ 0.8x the floor; 8 threads ≥ 1.0x and 16 asyncio tasks
-≥ 1.5x the bare INSERT at the same concurrency; 8 processes ≥ 4 ≥ 1; p99 at 1
-writer within 1.25x the floor's; the batch append's server time for one event at most
-200 µs (``server_time``: ``pg_stat_statements``, see ``server_time.py``).
+sum), everything else (``rest``: the database) and ``idle`` (``cpu_split.py``).
+``goals`` judges each goal (PostgreSQL, fsync on) by this run's medians: 1 writer
+≥ 0.8x the floor; 8 threads ≥ 1.0x and 16 asyncio tasks ≥ 1.5x the bare INSERT at
+the same concurrency; 8 processes ≥ 4 ≥ 1; p99 at 1 writer within 1.25x the floor's;
+the batch append's server time for one event at most 200 µs (``server_time``:
+``pg_stat_statements``, see ``server_time.py``).
 """
 
 from __future__ import annotations
@@ -115,18 +116,25 @@ def _processes(kind: str, target: w.Target, writers: int, per_writer: int) -> Ru
         proc.start()
     spans: list[tuple[float, float, list[float], float]] = []
     deadline = time.monotonic() + 900
-    barrier.wait(timeout=900)
+
+    def check() -> None:  # a writer that died, or a run past its deadline, fails the cell at once
+        failed = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
+        if failed or time.monotonic() > deadline:
+            for proc in procs:
+                proc.kill()
+            msg = f"commit benchmark workers failed (exit codes {failed})"
+            raise RuntimeError(msg) from None
+
+    while barrier.n_waiting < writers:  # every writer is set up and waits for the start
+        check()
+        time.sleep(0.01)
+    barrier.wait(timeout=60)
     with CpuSplit() as split:
         while len(spans) < writers:
             try:
                 spans.append(results.get(timeout=1))
             except queue.Empty:
-                failed = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
-                if failed or time.monotonic() > deadline:
-                    for proc in procs:
-                        proc.kill()
-                    msg = f"commit benchmark workers failed (exit codes {failed})"
-                    raise RuntimeError(msg) from None
+                check()
     split.client = sum(cpu for *_, cpu in spans)  # the writers' own CPU, each measured by itself
     for proc in procs:
         proc.join(timeout=60)
@@ -152,8 +160,9 @@ def _cell(runs: list[Run], commands: int) -> dict[str, Any]:
 
 
 def _median(values: list[float | None]) -> float | None:
+    """The median, or None when any repetition could not measure the share."""
     known = [v for v in values if v is not None]
-    return statistics.median(known) if known and len(known) == len(values) else None
+    return statistics.median(known) if len(known) == len(values) else None
 
 
 def _ratios(row: dict[str, Any]) -> None:
