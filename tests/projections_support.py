@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -10,6 +10,7 @@ from phaselog.adapters import Store
 from phaselog.domain.events import Aggregate, CreationEvent, DomainEvent
 from phaselog.projections.base import EventData, Projection, Rows, event_data
 from phaselog.projections.ports import TableSpec
+from phaselog.projections.runner import Projections
 
 
 class AccountOpened(CreationEvent):
@@ -126,3 +127,15 @@ class CheckedLedger(Ledger):
 
     def table_spec(self, table: str) -> TableSpec:
         return replace(super().table_spec(table), checks=("balance >= 0",))
+
+
+def watch_reads(views: Projections, note: Callable[..., None]) -> None:
+    """Call ``note`` with the arguments of each read of the log by ``views``, just before it reads."""
+    reader = views.engine.reader
+    original = reader.records
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        note(*args, **kwargs)
+        return original(*args, **kwargs)
+
+    reader.records = watched  # type: ignore[method-assign]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pytest
-from projections_support import Deposited, Ledger, Picky, expected_ledger, open_account
+from projections_support import Deposited, Ledger, Picky, expected_ledger, open_account, watch_reads
 
 from phaselog.adapters import Store
 from phaselog.projections.base import EventData, Rows
@@ -95,12 +95,5 @@ def test_an_exception_no_fold_may_swallow_reaches_the_caller(store: Store) -> No
 def _count_reads(views: Projections) -> list[Any]:
     """Record each read of the log by ``views`` (where each page read starts)."""
     reads: list[Any] = []
-    reader = views.engine.reader
-    original = reader.records
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        reads.append(args[0] if args else kwargs.get("start"))  # where the page starts
-        return original(*args, **kwargs)
-
-    reader.records = counted  # type: ignore[method-assign]
+    watch_reads(views, lambda *args, **kwargs: reads.append(args[0] if args else kwargs.get("start")))
     return reads

@@ -6,6 +6,7 @@ import gc
 import threading
 
 import pytest
+from projections_support import watch_reads
 from test_projections_positions import Tally, _table, _truth
 
 from phaselog.adapters import Store
@@ -155,15 +156,8 @@ def test_pages_of_the_log_are_read_with_the_collector_paused_unless_told_not_to(
     """Every page a runner reads is read with gc off (pause_gc=True), and gc is back on afterwards."""
     _interleaved(store, counters=4, rounds=3)
     views = Projections(store, [Tally()], batch_size=5, pause_gc=pause)
-    reader = views.engine.reader
-    original = reader.records
     seen: list[bool] = []
-
-    def records(*args: object, **kwargs: object) -> object:
-        seen.append(gc.isenabled())
-        return original(*args, **kwargs)  # type: ignore[arg-type]
-
-    reader.records = records  # type: ignore[method-assign,assignment]
+    watch_reads(views, lambda *_, **__: seen.append(gc.isenabled()))
     try:
         views.catch_up()
         views.rebuild("pos_tally")
