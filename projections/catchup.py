@@ -58,7 +58,7 @@ class CatchUp:
             while self.active and page[1] > start:
                 ahead: Future[Page] | None = None
                 if pool is not None:  # read the next page while this one is folded
-                    ahead = pool.submit(engine.read, page[1], None, (), until)
+                    ahead = pool.submit(engine.read, page[1], until=until)
                 todo = [t for t in self.active if t.known < page[1]]
                 if pool is None:
                     for target in todo:
