@@ -16,6 +16,7 @@ from eventsourcing import persistence as es
 from eventsourcing.persistence import StoredEvent
 
 from phaselog.adapters.core.gather import (
+    DEFAULT_LANE_AT,
     DEFAULT_MAX_BATCH_BYTES,
     DEFAULT_MAX_BATCH_COMMANDS,
     Command,
@@ -61,9 +62,11 @@ class ThreadGathering:
         *,
         max_commands: int = DEFAULT_MAX_BATCH_COMMANDS,
         max_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        lanes: int = 1,
+        lane_at: int = DEFAULT_LANE_AT,
     ) -> None:
         self._write = write
-        self._gathering = Gathering(max_commands, max_bytes)
+        self._gathering = Gathering(max_commands, max_bytes, lanes, lane_at)
         self._mutex = threading.Lock()
         self._waiters: dict[int, threading.Lock] = {}  # id(command) -> the lock its thread sleeps on
         self.batches = 0  # batches written, and the commands in them (for telemetry and tests)
@@ -92,14 +95,13 @@ class ThreadGathering:
                 self._waiters.pop(id(command), None)
                 if command.done or not self._gathering.abandon(command):
                     raise  # settled, or in a batch in flight: its outcome stands
-                if command.leads:  # made the leader as the wait ended: the next in line leads instead
-                    self._wake(self._gathering.pass_lead())
+                self._wake(self._gathering.next_leader())  # made a leader as the wait ended: another leads
             raise
 
     def _lead(self, command: Command) -> None:
         """Write the batch ``command`` leads, settle it and wake its threads and the next leader."""
         with self._mutex:
-            batch = self._gathering.take()
+            batch = self._gathering.take(command)
         try:
             outcomes = self._write(batch)
         except BaseException as exc:

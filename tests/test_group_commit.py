@@ -62,16 +62,16 @@ def test_appends_arriving_during_a_commit_queue_and_the_first_leads_the_next_bat
 def test_a_batch_is_bounded_by_its_count_and_its_bytes() -> None:
     """A batch takes queued appends up to max_commands and max_bytes of state, at least one."""
     gathering = Gathering(max_commands=3, max_bytes=100)
-    gathering.writing = True  # a commit in flight: everything queues
+    gathering.in_flight = 1  # a commit in flight: everything queues
     commands = [gathering.arrive(Command.of([_event(f"s{n}", size=40)], {})) for n in range(5)]
     assert gathering.take() == commands[:2]  # 80 bytes; a third would make 120
     assert gathering.take() == commands[2:4]
     big = Gathering(max_commands=3, max_bytes=10)
-    big.writing = True
+    big.in_flight = 1
     huge = big.arrive(Command.of([_event("h", size=1000)], {}))
     assert big.take() == [huge]  # larger than the bound alone: still written, alone
     many = Gathering(max_commands=3)
-    many.writing = True
+    many.in_flight = 1
     queued = [many.arrive(Command.of([_event(f"m{n}")], {})) for n in range(5)]
     assert many.take() == queued[:3]
 
@@ -79,7 +79,7 @@ def test_a_batch_is_bounded_by_its_count_and_its_bytes() -> None:
 def test_an_abandoned_append_is_taken_back_only_while_it_still_queues() -> None:
     """A caller giving up removes its queued append; one already in a batch in flight stays written."""
     gathering = Gathering()
-    gathering.writing = True
+    gathering.in_flight = 1
     kept, dropped = (gathering.arrive(Command.of([_event(s)], {})) for s in "ab")
     assert gathering.abandon(dropped)
     batch = gathering.take()
@@ -180,8 +180,8 @@ def test_a_drain_cancelled_mid_batch_cancels_the_queued_appends_and_the_next_app
         queued = asyncio.create_task(gathering.append([_event("queued")], {}))
         await asyncio.sleep(0)  # the second append queues behind it
         assert len(gathering._gathering.queue) == 1
-        assert gathering._drain_task is not None
-        gathering._drain_task.cancel()
+        (drain,) = gathering._drains
+        drain.cancel()
         for caller in (first, queued):
             with pytest.raises(asyncio.CancelledError):
                 await caller
@@ -208,8 +208,13 @@ def durable(request: pytest.FixtureRequest, make_url: Callable[[str], str]) -> I
 
 
 def _hold_first_batch(store: Store, queued: int) -> tuple[ThreadGathering, threading.Event]:
-    """Make the store's first batch wait until ``queued`` appends queue behind it (or the event is set)."""
+    """Make the store's first batch wait until ``queued`` appends queue behind it (or the event is set).
+
+    The store writes on one lane here, so that everything queues behind the held batch
+    (a second lane would take the queue meanwhile: see test_group_commit_lanes.py).
+    """
     gathering: ThreadGathering = store.app.recorder.gathering  # type: ignore[attr-defined]
+    gathering._gathering.lanes = 1
     real = gathering._write
     held = threading.Event()
 

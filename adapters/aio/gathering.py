@@ -1,9 +1,10 @@
 """Group commit's async shell: the tasks of one event loop share their appends' commits.
 
 The decisions are :class:`phaselog.adapters.core.gather.Gathering`'s, as in the
-sync shell (:mod:`phaselog.adapters.gathering`). An append that finds no commit in
-flight starts a *drain* task, which writes batch after batch until nothing is
-queued; each caller awaits its own command's future. A caller cancelled while
+sync shell (:mod:`phaselog.adapters.gathering`). An append that leads (it found no
+commit in flight, or it opened another lane) starts a *drain* task for its lane,
+which writes batch after batch until the gathering gives the lane nothing more;
+each caller awaits its own command's future. A caller cancelled while
 its command still queues takes it back (nothing written); once its batch is in
 flight the cancellation waits for the batch to end (it commits or fails for
 every command in it), so whatever the caller reads next already shows it.
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from eventsourcing.persistence import StoredEvent
 
 from phaselog.adapters.core.gather import (
+    DEFAULT_LANE_AT,
     DEFAULT_MAX_BATCH_BYTES,
     DEFAULT_MAX_BATCH_COMMANDS,
     Command,
@@ -40,11 +42,13 @@ class AsyncGathering:
         *,
         max_commands: int = DEFAULT_MAX_BATCH_COMMANDS,
         max_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        lanes: int = 1,
+        lane_at: int = DEFAULT_LANE_AT,
     ) -> None:
         self._write = write
-        self._gathering = Gathering(max_commands, max_bytes)
+        self._gathering = Gathering(max_commands, max_bytes, lanes, lane_at)
         self._futures: dict[int, asyncio.Future[Sequence[int]]] = {}
-        self._drain_task: asyncio.Task[None] | None = None
+        self._drains: set[asyncio.Task[None]] = set()
         self.batches = 0  # batches written, and the commands in them (for telemetry and tests)
         self.commands = 0
 
@@ -54,7 +58,10 @@ class AsyncGathering:
         future: asyncio.Future[Sequence[int]] = asyncio.get_running_loop().create_future()
         self._futures[id(command)] = future
         if command.leads:
-            self._drain_task = asyncio.create_task(self._drain(), name="phaselog-group-commit")
+            command.leads = False  # the lane is its drain's: the command waits like any other
+            drain = asyncio.create_task(self._drain(), name="phaselog-group-commit")
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -65,7 +72,7 @@ class AsyncGathering:
             raise
 
     async def _drain(self) -> None:
-        """Write batches until nothing is queued."""
+        """Write batches on one lane until the gathering gives it none (nothing queued, or it closed)."""
         while batch := self._gathering.take():
             try:
                 outcomes = await self._write(batch)
@@ -79,7 +86,7 @@ class AsyncGathering:
                 outcomes = shared_failure(exc, batch, None)
             self.batches += 1
             self.commands += len(batch)
-            self._gathering.settle(batch, outcomes)
+            following = self._gathering.settle(batch, outcomes)
             for command, outcome in zip(batch, outcomes, strict=True):
                 future = self._futures.pop(id(command))
                 if future.done():  # its caller was cancelled while the batch was in flight
@@ -88,19 +95,20 @@ class AsyncGathering:
                     future.set_exception(outcome)
                 else:
                     future.set_result(outcome)
+            if following is None:
+                return  # the lane closed: what still queues waits for another lane
+            following.leads = False  # the lane stays this drain's
 
     def _cancel_queued(self) -> None:
         """Take back every queued append and cancel its caller (the drain itself was cancelled).
 
-        Nothing is in flight afterwards, so the next append leads a new drain.
+        Its lane is free afterwards (a queued command made its next leader gives it up).
         """
         for command in list(self._gathering.queue):
             self._gathering.abandon(command)
             self._futures.pop(id(command)).cancel()
-        self._gathering.pass_lead()  # nothing queued: nothing is in flight any more
 
     async def close(self) -> None:
-        """Wait for the batch in flight (and what queued behind it) to be written."""
-        task = self._drain_task
-        if task is not None and not task.done():
-            await asyncio.wait([task])
+        """Wait for the batches in flight (and what queued behind them) to be written."""
+        while self._drains:
+            await asyncio.wait(list(self._drains))

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Generator
+from functools import partial
 from typing import Any, TypeVar
 
 import psycopg
@@ -42,6 +43,7 @@ from phaselog.adapters.postgres.notifier import Notifier
 from phaselog.adapters.postgres.recorder import (
     APPEND_SESSION_MIN_POOL,
     PhaselogPostgresApplicationRecorder,
+    append_lanes,
 )
 from phaselog.adapters.postgres.statements import (
     UNLOCK_ALL,
@@ -81,8 +83,8 @@ class PostgresAsyncStore(AsyncStore):
         self._pool_min, self.pool_size = async_pool_bounds(self.location, pool_size)
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._notifier: Notifier | None = None
-        self._gathering = AsyncGathering(self._write_batch)
-        self._appender: Connection | None = None  # the append session (see _append_step)
+        self._gathering = AsyncGathering(self._write_batch, lanes=append_lanes(self.pool_size))
+        self._appenders: list[Connection] = []  # idle append sessions (see _append_step)
 
     async def _opened(self) -> None:
         recorder = self.sync.app.recorder
@@ -116,7 +118,7 @@ class PostgresAsyncStore(AsyncStore):
 
     async def _closing(self) -> None:
         await self._gathering.close()
-        await self._release_appender()
+        await self._release_appenders()
         if self._pool is not None:
             await self._pool.close()
 
@@ -140,17 +142,20 @@ class PostgresAsyncStore(AsyncStore):
         except psycopg.Error as exc:
             raise persistence_error(exc) from exc
 
-    async def _append_step(self, step: Query | Pause) -> ResultRows | list[tuple[Any, ...]] | None:
-        """A step of a batch append on the store's append session (as the sync recorder's)."""
+    async def _append_step(
+        self, held: list[Connection], step: Query | Pause
+    ) -> ResultRows | list[tuple[Any, ...]] | None:
+        """A step of a batch append on its lane's append session ``held`` (as the sync recorder's)."""
         if isinstance(step, Pause) or self._pool is None:
             return await self._do(step)
         pool = self._pool
         try:
-            if self._appender is None:
-                self._appender = await pool.getconn()
-            return await _execute(self._appender, step)
+            if not held:
+                held.append(self._appenders.pop() if self._appenders else await pool.getconn())
+            return await _execute(held[0], step)
         except BaseException as exc:
-            await self._release_appender()
+            if held:
+                await pool.putconn(held.pop())
             if connection_lost(exc):  # a restart drops every session: test the idle ones before the retry
                 with contextlib.suppress(psycopg.Error):
                     await pool.check()
@@ -158,10 +163,9 @@ class PostgresAsyncStore(AsyncStore):
                 raise persistence_error(exc) from exc
             raise
 
-    async def _release_appender(self) -> None:
-        conn, self._appender = self._appender, None
-        if conn is not None and self._pool is not None:
-            await self._pool.putconn(conn)
+    async def _release_appenders(self) -> None:
+        while self._appenders and self._pool is not None:
+            await self._pool.putconn(self._appenders.pop())
 
     # -- writing and reading aggregates: the store core's protocols, answered on the pool -------------
     async def drive(self, protocol: Steps[CoreStep, T]) -> T:
@@ -200,8 +204,15 @@ class PostgresAsyncStore(AsyncStore):
 
     async def _write_batch(self, batch: list[Command]) -> list[Outcome]:
         """Write one gathered batch in one call, then wake followers (after the commit, not in it)."""
-        step = self._append_step if self.pool_size >= APPEND_SESSION_MIN_POOL else self._do
-        outcomes: list[Outcome] = await drive_async(self.statements.append_batch(batch), step)
+        flow = self.statements.append_batch(batch)
+        if self.pool_size < APPEND_SESSION_MIN_POOL:
+            outcomes: list[Outcome] = await drive_async(flow, self._do)
+        else:
+            held: list[Connection] = []
+            try:
+                outcomes = await drive_async(flow, partial(self._append_step, held))
+            finally:
+                self._appenders.extend(held)  # the lane's session, for the next batch
         if self._notifier is not None:
             self._notifier.poke()
         return outcomes

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Generator, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import psycopg
@@ -73,6 +74,14 @@ T = TypeVar("T")
 APPEND_SESSION_MIN_POOL = 3
 """The smallest pool that keeps one of its connections for appends (smaller ones keep all for reads)."""
 
+APPEND_LANES = 2
+"""Batches a store writes side by side (see :mod:`phaselog.adapters.core.gather`), each on its session."""
+
+
+def append_lanes(pool_size: int) -> int:
+    """The lanes of a store pooling ``pool_size`` connections: one where the pool cannot spare two."""
+    return APPEND_LANES if pool_size >= APPEND_SESSION_MIN_POOL + APPEND_LANES else 1
+
 
 class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
     """The PostgreSQL application recorder behind every phaselog store."""
@@ -84,9 +93,9 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
         self._ddl_lock = lock_key(schema, self.events_table_name, "ddl")
         self.statements = PostgresStatements(schema, self.events_table_name)
         self.names = self.statements.names
-        self.gathering = ThreadGathering(self._write_batch)
+        self.gathering = ThreadGathering(self._write_batch, lanes=append_lanes(self.datastore.pool.max_size))
         self.notifier = Notifier(self._notifier_connection, self.channel_name)
-        self._appender: psycopg.Connection[DictRow] | None = None  # the append session, see _append_step
+        self._appenders: list[psycopg.Connection[DictRow]] = []  # idle append sessions, see _append_step
 
     # -- the sync shell ----------------------------------------------------------------------------
     def run(self, protocol: Generator[Query | Pause, Any, T]) -> T:
@@ -114,25 +123,29 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
                 self._release_position_lock(conn)
             raise
 
-    def _append_step(self, step: Query | Pause) -> ResultRows | list[tuple[Any, ...]] | None:
-        """A step of a batch append, on the store's append session rather than the next pooled one.
+    def _append_step(
+        self, held: list[psycopg.Connection[DictRow]], step: Query | Pause
+    ) -> ResultRows | list[tuple[Any, ...]] | None:
+        """A step of a batch append, on the append session ``held`` rather than the next pooled one.
 
-        One batch is in flight at a time (the gathering's leader writes it), so every append
-        keeps one pooled connection: its backend's caches stay warm, where rotating through the
-        pool cost 60-140 µs of server time per append. After an error the session goes back to
-        the pool (which replaces it if it broke), the pool tests its idle sessions when the
-        error was the connection's, and the next step takes one afresh.
+        Each lane of the gathering writes on an append session of its own, kept
+        from batch to batch: its backend's caches stay warm, where rotating through
+        the pool cost 60-140 µs of server time per append. After an error the
+        session goes back to the pool (which replaces it if it broke), the pool
+        tests its idle sessions when the error was the connection's, and the next
+        step takes one afresh.
         """
         if isinstance(step, Pause):
             time.sleep(step.seconds)
             return None
         pool = self.datastore.pool
         try:
-            if self._appender is None:
-                self._appender = pool.getconn()
-            return self._execute(self._appender, step)
+            if not held:
+                held.append(self._appenders.pop() if self._appenders else pool.getconn())
+            return self._execute(held[0], step)
         except BaseException as exc:
-            self._release_appender()
+            if held:
+                pool.putconn(held.pop())
             if connection_lost(exc):  # a restart drops every session: test the idle ones before the retry
                 with contextlib.suppress(psycopg.Error):
                     pool.check()
@@ -140,10 +153,9 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
                 raise persistence_error(exc) from exc
             raise
 
-    def _release_appender(self) -> None:
-        conn, self._appender = self._appender, None
-        if conn is not None:
-            self.datastore.pool.putconn(conn)
+    def _release_appenders(self) -> None:
+        while self._appenders:
+            self.datastore.pool.putconn(self._appenders.pop())
 
     def _release_position_lock(self, conn: psycopg.Connection[DictRow]) -> None:
         """Make sure a failed append never leaves the positions lock held by a pooled session."""
@@ -182,8 +194,15 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
 
     def _write_batch(self, batch: list[Command]) -> list[Outcome]:
         """Write one gathered batch in one call, then wake followers (after the commit, not in it)."""
-        step = self._append_step if self.datastore.pool.max_size >= APPEND_SESSION_MIN_POOL else self._do
-        outcomes: list[Outcome] = drive(self.statements.append_batch(batch), step)
+        flow = self.statements.append_batch(batch)
+        if self.datastore.pool.max_size < APPEND_SESSION_MIN_POOL:
+            outcomes: list[Outcome] = drive(flow, self._do)
+        else:
+            held: list[psycopg.Connection[DictRow]] = []
+            try:
+                outcomes = drive(flow, partial(self._append_step, held))
+            finally:
+                self._appenders.extend(held)  # the lane's session, for the next batch
         self.notifier.poke()
         return outcomes
 
@@ -196,7 +215,7 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
     def close(self) -> None:
         """Stop waking followers and give the append session back (the pool is the datastore's to close)."""
         self.notifier.close()
-        self._release_appender()
+        self._release_appenders()
 
     # -- the global order -------------------------------------------------------------------------
     @override
