@@ -23,7 +23,9 @@ sum), everything else (``rest``: the database) and ``idle`` (``cpu_split.py``).
 ≥ 0.8x the floor; 8 threads ≥ 1.0x and 16 asyncio tasks ≥ 1.5x the bare INSERT at
 the same concurrency; 8 processes ≥ 4 ≥ 1; p99 at 1 writer within 1.25x the floor's;
 the batch append's server time for one event at most 200 µs (``server_time``:
-``pg_stat_statements``, see ``server_time.py``).
+``pg_stat_statements``, see ``server_time.py``). ``lane_ceiling`` is what the batch
+append function does with no Python around it, by lanes and commands per batch, beside
+the bare INSERT at as many writers (``lane_ceiling.py``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from phaselog.aio import open_async_store
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import commit_workers as w
 from cpu_split import CpuSplit, own_cpu
+from lane_ceiling import lane_ceiling
 from server_time import append_server_time
 from wait_sampler import sampling
 
@@ -183,6 +186,7 @@ def run(dsn: str, *, per_writer: int | None = None, repeats: int | None = None) 
     w.eventsourcing(app, w.WARM_UP)
     report: dict[str, Any] = {"per_writer": per_writer, "repeats": repeats}
     report["server_time"] = append_server_time(target, store, 10 * per_writer)
+    report["lane_ceiling"] = lane_ceiling(target, store, 8 * per_writer)  # the batch shapes, no Python
     thread_work: dict[str, Callable[[], list[float]]] = {
         "bare": lambda: w.bare(target, per_writer),
         "floor": lambda: w.floor(target, per_writer),

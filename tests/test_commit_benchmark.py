@@ -78,3 +78,25 @@ def test_a_cell_reports_the_median_cpu_split_only_where_it_was_measured(
     assert cell["cpu_us_per_command"] == {"client": 300.0, "rest": 200.0, "idle": 300.0}
     assert cell["commands_per_s_median"] == 1000.0
     assert "cpu_us_per_command" not in bench._cell([(1.0, [0.001], None)], 1000)
+
+
+def test_the_lane_ceiling_writes_every_shape_and_compares_it_with_as_many_bare_writers(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lane_ceiling: every (lanes, size) shape commits all its batches, compared with the bare INSERT."""
+    workers = _benchmark_module(monkeypatch, "commit_workers")
+    ceiling = _benchmark_module(monkeypatch, "lane_ceiling")
+    target = workers.prepare(pg_dsn)
+    with open_store(target.url) as store:
+        cells = ceiling.lane_ceiling(target, store, 16)
+        heads = store.stream_heads("ceiling:")
+    assert set(cells) == {f"{lanes}x{size}" for lanes, size in ceiling.SHAPES}
+    for cell in cells.values():
+        assert cell["bare_insert_per_s"] > 0
+        assert cell["vs_bare"] == pytest.approx(cell["commands_per_s"] / cell["bare_insert_per_s"], abs=0.011)
+    expected = [
+        max(1, 16 // (lanes * size)) + workers.WARM_UP  # each lane's stream: one event per batch
+        for lanes, size in ceiling.SHAPES
+        for _ in range(lanes * size)
+    ]
+    assert sorted(head.version for head in heads) == sorted(expected)
