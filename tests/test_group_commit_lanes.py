@@ -27,6 +27,17 @@ def _arrive(gathering: Gathering, name: str) -> Command:
     return gathering.arrive(Command.of([_event(name)], {}))
 
 
+def _second_lane_opened() -> tuple[Gathering, Command, Command, Command]:
+    """Two lanes opening at two queued: ``first`` in flight, ``a`` waiting, ``b`` leading the second lane."""
+    gathering = Gathering(lanes=2, lane_at=2)
+    first = _arrive(gathering, "first")
+    gathering.take(first)
+    a, b = _arrive(gathering, "a"), _arrive(gathering, "b")
+    assert not a.leads
+    assert b.leads
+    return gathering, first, a, b
+
+
 # -- the decisions, without I/O -------------------------------------------------------------------
 def test_a_second_lane_opens_once_enough_appends_queue_behind_the_batch_in_flight() -> None:
     """With two lanes, the lane_at-th queued append leads a batch of the queue while the first is written."""
@@ -59,11 +70,7 @@ def test_one_lane_never_opens_another_however_long_the_queue() -> None:
 
 def test_a_batch_leaves_the_commands_that_lead_batches_of_their_own() -> None:
     """A leader's batch never takes a command that leads another lane: each leader writes its own."""
-    gathering = Gathering(lanes=2, lane_at=2)
-    first = _arrive(gathering, "first")
-    gathering.take(first)
-    a, b = _arrive(gathering, "a"), _arrive(gathering, "b")
-    assert b.leads
+    gathering, first, a, b = _second_lane_opened()
     assert gathering.settle([first], [[1]]) is a  # a lane came free before b took its batch
     assert gathering.take(b) == [b]
     assert gathering.take(a) == [a]
@@ -72,10 +79,7 @@ def test_a_batch_leaves_the_commands_that_lead_batches_of_their_own() -> None:
 
 def test_a_leader_that_gives_up_frees_its_lane() -> None:
     """An abandoned leader gives its lane back; the queue then waits for a lane as the rule says."""
-    gathering = Gathering(lanes=2, lane_at=2)
-    first = _arrive(gathering, "first")
-    gathering.take(first)
-    a, b = _arrive(gathering, "a"), _arrive(gathering, "b")
+    gathering, first, a, b = _second_lane_opened()
     assert gathering.abandon(b)
     assert gathering.in_flight == 1
     assert gathering.next_leader() is None  # one waits behind the batch in flight: no second lane
