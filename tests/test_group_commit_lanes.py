@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from phaselog.adapters.gathering import ThreadGathering
 from phaselog.adapters.postgres.schema import HEADS_TABLE
 from phaselog.aio import open_async_store
 from phaselog.aio.gathering import AsyncGathering
+from phaselog.domain.errors import ConcurrencyConflict
 
 from support_events import Counter, open_counter
 
@@ -204,4 +206,68 @@ def test_a_batch_waiting_on_a_stream_lock_holds_up_neither_the_next_lane_nor_the
         assert len(store.notifications(1, 100)) == 6
         assert len(store.stream("counter:held")) == 2
         assert store.load("counter:held", Counter).version == 2
+        assert verify(store).ok
+
+
+class _LaneWatch:
+    """Wraps a store's batch writer to count the most batches it had in flight at once."""
+
+    def __init__(self, gathering: ThreadGathering) -> None:
+        self._real, self._lock = gathering._write, threading.Lock()
+        self.in_flight = self.most = 0
+        gathering._write = self.write
+
+    def write(self, batch: list[Command]) -> list[Any]:
+        with self._lock:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        try:
+            return self._real(batch)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+def test_a_follower_never_skips_while_two_lanes_commit_out_of_position_order(
+    make_url: Callable[[str], str],
+) -> None:
+    """Ten writers on two lanes, racing on shared streams: a follower reads every event once, in order."""
+    with open_store(make_url("postgresql")) as store:
+        store.save(open_counter("counter:first"))  # the first append makes the partitions
+        watch = _LaneWatch(store.app.recorder.gathering)  # type: ignore[attr-defined]
+        done, errors, seen = threading.Event(), list[BaseException](), list[int]()
+
+        def follow() -> None:
+            cursor = 0
+            while not done.is_set() or cursor < store.horizon().position:
+                page = store.records(cursor + 1, 50)
+                seen.extend(r.id for r in page)
+                cursor = page[-1].id if page else cursor
+
+        def writer(n: int) -> None:
+            try:
+                for i in range(30):
+                    if (
+                        i % 5 == 0
+                    ):  # every writer creates the same stream: one wins, the others conflict alone
+                        with contextlib.suppress(ConcurrencyConflict):
+                            store.save(open_counter(f"counter:shared-{i}"))
+                    store.save(open_counter(f"counter:w{n}-{i}"))
+            except BaseException as exc:
+                errors.append(exc)
+
+        follower = threading.Thread(target=follow)
+        writers = [threading.Thread(target=writer, args=(n,)) for n in range(10)]
+        follower.start()
+        for thread in writers:
+            thread.start()
+        for thread in writers:
+            thread.join(60)
+        done.set()
+        follower.join(60)
+        assert errors == []
+        final = [r.id for r in store.records(1, 10_000)]
+        assert seen == final
+        assert len(final) == 1 + 10 * 30 + 6  # each shared stream written once
+        assert watch.most == 2
         assert verify(store).ok
