@@ -13,7 +13,8 @@ For the processes, ``waits`` says what each kind's backends waited
 on meanwhile (``wait_sampler``: mean active backends per wait event, ungranted locks).
 
 For each cell: commands/s (best and median over the repetitions) and p50/p99 per
-command in ms over all repetitions. Ratios, computed from the medians of the same
+command in ms over all repetitions. Thread and asyncio cells take turns: each repetition
+runs every kind once, so a slow spell of a shared machine hits them all alike. Ratios, computed from the medians of the same
 run: ``vs_bare`` = phaselog / bare INSERT, ``vs_floor`` = phaselog / same-work floor,
 ``vs_eventsourcing``; ``commands_per_commit`` says how many commands group commit
 put in each transaction. ``cpu_us_per_command`` splits the machine's core time per
@@ -39,6 +40,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +147,15 @@ def _processes(kind: str, target: w.Target, writers: int, per_writer: int) -> Ru
     return wall, [s for _, _, samples, _ in spans for s in samples], split
 
 
+def _interleaved(kinds: dict[str, Callable[[], Run]], repeats: int) -> dict[str, list[Run]]:
+    """Each kind's runs, the kinds taking turns in every repetition (a slow spell then hits them all)."""
+    runs: dict[str, list[Run]] = {kind: [] for kind in kinds}
+    for _ in range(repeats):
+        for kind, once in kinds.items():
+            runs[kind].append(once())
+    return runs
+
+
 def _cell(runs: list[Run], commands: int) -> dict[str, Any]:
     rates = [commands / wall for wall, _, _ in runs]
     samples = sorted(s for _, ss, _ in runs for s in ss)
@@ -193,31 +204,27 @@ def run(dsn: str, *, per_writer: int | None = None, repeats: int | None = None) 
         "eventsourcing": lambda: w.eventsourcing(app, per_writer),
         "phaselog": lambda: w.phaselog(store, per_writer),
     }
+    gathered = store.app.recorder.gathering  # type: ignore[attr-defined]
     report["threads"] = {}
     for writers in THREADS:
-        row: dict[str, Any] = {}
-        for kind in KINDS:
-            gathered = store.app.recorder.gathering  # type: ignore[attr-defined]
-            batches, commands = gathered.batches, gathered.commands
-            runs = [_threads(writers, thread_work[kind]) for _ in range(repeats)]
-            row[kind] = _cell(runs, writers * per_writer)
-            if kind == "phaselog":  # how many commands shared each commit
-                row[kind]["commands_per_commit"] = round(
-                    (gathered.commands - commands) / max(1, gathered.batches - batches), 2
-                )
+        batches, commands = gathered.batches, gathered.commands
+        cells = _interleaved({kind: partial(_threads, writers, thread_work[kind]) for kind in KINDS}, repeats)
+        row: dict[str, Any] = {kind: _cell(runs, writers * per_writer) for kind, runs in cells.items()}
+        row["phaselog"]["commands_per_commit"] = round(  # how many commands shared each commit
+            (gathered.commands - commands) / max(1, gathered.batches - batches), 2
+        )
         _ratios(row)
         report["threads"][str(writers)] = row
     store.close()
     app.close()
     report["asyncio"] = {}
     for writers in TASKS:
-        row = {}
-        for kind in ("bare", "floor"):
-            make = lambda k=kind: getattr(w, f"{k}_async")(target, per_writer)  # noqa: E731
-            row[kind] = _cell([_tasks(writers, make) for _ in range(repeats)], writers * per_writer)
-        row["phaselog"] = _cell(
-            [_async_phaselog(target, writers, per_writer) for _ in range(repeats)], writers * per_writer
-        )
+        tasks: dict[str, Callable[[], Run]] = {
+            kind: partial(_tasks, writers, partial(getattr(w, f"{kind}_async"), target, per_writer))
+            for kind in ("bare", "floor")
+        }
+        tasks["phaselog"] = partial(_async_phaselog, target, writers, per_writer)
+        row = {kind: _cell(runs, writers * per_writer) for kind, runs in _interleaved(tasks, repeats).items()}
         _ratios(row)
         report["asyncio"][str(writers)] = row
     report["processes"] = {}

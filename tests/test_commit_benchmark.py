@@ -100,3 +100,18 @@ def test_the_lane_ceiling_writes_every_shape_and_compares_it_with_as_many_bare_w
         for _ in range(lanes * size)
     ]
     assert sorted(head.version for head in heads) == sorted(expected)
+
+
+def test_the_kinds_of_a_cell_take_turns_in_every_repetition(monkeypatch: pytest.MonkeyPatch) -> None:
+    """_interleaved runs each kind once per repetition, in turn, and keeps each kind's runs apart."""
+    bench = _benchmark_module(monkeypatch, "bench_commit")
+    order: list[str] = []
+
+    def once(kind: str) -> Any:
+        order.append(kind)
+        return (float(len(order)), [], None)
+
+    runs = bench._interleaved({kind: (lambda k=kind: once(k)) for kind in ("bare", "phaselog")}, 3)
+    assert order == ["bare", "phaselog"] * 3
+    assert [run[0] for run in runs["bare"]] == [1.0, 3.0, 5.0]
+    assert [run[0] for run in runs["phaselog"]] == [2.0, 4.0, 6.0]
