@@ -6,6 +6,11 @@ for an index or a field, and the ``OverflowError`` sqlite3 raises for an integer
 beyond 64 bits) is a :class:`ValidationFailed`, also when eventsourcing wrapped it
 in an error class of its own; one caused by the database being unreachable or
 failing is a :class:`StoreUnavailable`.
+
+:func:`translate_view_errors` is the same policy for read-model work, with two
+additions: a lock another runner holds (a lock timeout, a cancelled statement)
+is a :class:`ProjectionBusy`, and an ``OSError`` (a read-model file that cannot
+be opened) a :class:`StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ from phaselog.domain.errors import (
     StoreUnavailable,
     ValidationFailed,
 )
+from phaselog.projections.errors import ProjectionBusy
 
-__all__ = ["translate_errors"]
+__all__ = ["first_line", "translate_errors", "translate_view_errors"]
 
 # Errors caused by the data written or asked for, not by the database: bad input on every store.
 _DATA_ERRORS: tuple[type[BaseException], ...] = (
@@ -55,27 +61,42 @@ def translate_errors(what: str) -> Iterator[None]:
     except PhaselogError:
         raise
     except RecordConflictError as exc:
-        msg = f"{what}: another writer recorded first ({_first_line(exc)}); reload and retry"
+        msg = f"{what}: another writer recorded first ({first_line(exc)}); reload and retry"
         raise ConcurrencyConflict(msg) from exc
     except AggregateNotFoundError as exc:
         raise NotFound(f"{what}: not found") from exc
     except _DATA_ERRORS as exc:
         # Caused by the data, not the database: bad input, whatever the store.
-        raise ValidationFailed(f"{what}: the store cannot hold this data: {_first_line(exc)}") from exc
+        raise ValidationFailed(f"{what}: the store cannot hold this data: {first_line(exc)}") from exc
     except (PersistenceError, ConnectionPoolClosedError, psycopg.Error, sqlite3.Error) as exc:
         raise _translated(what, exc) from exc
+
+
+_BUSY = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
+
+
+@contextmanager
+def translate_view_errors(what: str) -> Iterator[None]:
+    """:func:`translate_errors` for read-model work: a held lock is busy, an ``OSError`` unavailable."""
+    with translate_errors(what):
+        try:
+            yield
+        except _BUSY as exc:
+            raise ProjectionBusy(f"{what}: another runner holds the lock") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"{what}: {first_line(exc)}") from exc
 
 
 def _translated(what: str, exc: Exception) -> PhaselogError:
     """The phaselog error for a driver or eventsourcing error (the data's fault, or the database's)."""
     if _caused_by_data(exc):  # e.g. eventsourcing's OperationalError around ProgramLimitExceeded
-        return ValidationFailed(f"{what}: the store cannot hold this data: {_first_line(exc)}")
+        return ValidationFailed(f"{what}: the store cannot hold this data: {first_line(exc)}")
     unreachable = InterfaceError | OperationalError | psycopg.OperationalError | sqlite3.OperationalError
     if isinstance(exc, unreachable):
-        return StoreUnavailable(f"{what}: store unavailable: {_first_line(exc)}")
+        return StoreUnavailable(f"{what}: store unavailable: {first_line(exc)}")
     if isinstance(exc, ConnectionPoolClosedError | psycopg_pool.PoolClosed):
         return StoreClosed(f"{what}: the store is closed")
-    return StoreUnavailable(f"{what}: database error: {_first_line(exc)}")
+    return StoreUnavailable(f"{what}: database error: {first_line(exc)}")
 
 
 def _caused_by_data(exc: BaseException) -> bool:
@@ -90,6 +111,7 @@ def _caused_by_data(exc: BaseException) -> bool:
     return False
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when it has none)."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]

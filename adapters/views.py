@@ -19,8 +19,9 @@ from typing import Any
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteDatastore
 
+from phaselog.adapters.errors import translate_view_errors
 from phaselog.adapters.postgres.views import PostgresListener, PostgresViewStore
-from phaselog.adapters.sqlite.views import SQLiteViewStore, translate_errors
+from phaselog.adapters.sqlite.views import SQLiteViewStore
 from phaselog.domain.errors import StoreUnavailable
 from phaselog.projections.base import Projection
 from phaselog.projections.ports import HorizonView, StateCodec, ViewPorts, ViewStore
@@ -87,7 +88,7 @@ def _memory_views(store: Any) -> SQLiteDatastore:
     datastore = _MEMORY_VIEWS.get(store)
     if datastore is None:
         name = f"file:phaselog-views-{uuid.uuid4().hex}?mode=memory&cache=shared"
-        with translate_errors("opening in-memory read models"):
+        with translate_view_errors("opening in-memory read models"):
             datastore = _MEMORY_VIEWS[store] = SQLiteDatastore(name, pool_size=4, max_overflow=4)
     return datastore
 

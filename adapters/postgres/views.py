@@ -5,9 +5,10 @@ A write transaction locks the tracking rows of the read models it writes
 so the writers of one read model serialise while the others never wait, and
 commits with ``synchronous_commit`` off: a read model is derived data, and a
 crash loses whole batches only (rows and position commit together), which the
-runner folds again. Driver errors are translated here (:func:`translate_errors`,
-:func:`poison`). :class:`PostgresListener` wakes followers on the recorder's
-notification channel.
+runner folds again. Driver errors are translated by the adapters' one policy
+(:func:`phaselog.adapters.errors.translate_view_errors`); :func:`poison` tells
+the errors of a row's own values. :class:`PostgresListener` wakes followers on
+the recorder's notification channel.
 """
 
 from __future__ import annotations
@@ -24,20 +25,15 @@ from eventsourcing import persistence as es
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Composable, Identifier, Literal
 
+from phaselog.adapters.errors import translate_view_errors
 from phaselog.adapters.postgres.views_sql import TRACKING_TABLE, PostgresViewSession
-from phaselog.domain.errors import PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.retry import Backoff
 from phaselog.projections.errors import ProjectionBusy, is_poison
 from phaselog.runtime.retry import retry
 
-__all__ = ["PostgresListener", "PostgresViewStore", "poison", "translate_errors"]
+__all__ = ["PostgresListener", "PostgresViewStore", "poison"]
 
 _POISON = (es.DataError, es.IntegrityError, psycopg.DataError, psycopg.IntegrityError)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def poison(exc: BaseException) -> bool | None:
@@ -49,23 +45,6 @@ def poison(exc: BaseException) -> bool | None:
     if type(exc).__module__.startswith(("psycopg", "eventsourcing")):
         return is_poison(exc)
     return None
-
-
-@contextmanager
-def translate_errors(what: str) -> Iterator[None]:
-    """Re-raise psycopg and eventsourcing errors met while doing ``what`` as phaselog errors."""
-    try:
-        yield
-    except PhaselogError:
-        raise
-    except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
-        raise ProjectionBusy(f"{what}: another runner holds the lock") from exc
-    except (es.DataError, psycopg.DataError) as exc:
-        raise ValidationFailed(f"{what}: the store cannot hold this data: {_first_line(exc)}") from exc
-    except (es.PersistenceError, psycopg.Error) as exc:
-        raise StoreUnavailable(f"{what}: store unavailable: {_first_line(exc)}") from exc
-    except (es.ConnectionPoolClosedError, OSError) as exc:
-        raise StoreUnavailable(f"{what}: {_first_line(exc)}") from exc
 
 
 def _create_retrying(create: Callable[[], object]) -> None:
@@ -82,7 +61,7 @@ class PostgresViewStore:
     def __init__(self, datastore: PostgresDatastore, *, create: bool = True) -> None:
         self.datastore = datastore
         self.schema = datastore.schema
-        with translate_errors("creating projection tracking"):
+        with translate_view_errors("creating projection tracking"):
             self._tracking = PostgresTrackingRecorder(datastore, tracking_table_name=TRACKING_TABLE)
             if create:  # a read-only store creates nothing
                 _create_retrying(self._tracking.create_table)
@@ -135,7 +114,7 @@ class PostgresViewStore:
 
     def translate_errors(self, what: str) -> AbstractContextManager[None]:
         """Re-raise driver errors met while doing ``what`` as phaselog errors."""
-        return translate_errors(what)
+        return translate_view_errors(what)
 
     def poison(self, exc: BaseException) -> bool | None:
         """Whether the driver error ``exc`` was caused by the row's values (None: not a driver error)."""

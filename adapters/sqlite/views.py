@@ -3,8 +3,9 @@
 A write transaction is ``BEGIN IMMEDIATE``: one writer per file, so it also
 serialises the runners of every read model; positions go to eventsourcing's
 tracking table through its tracking recorder, in the same transaction as the
-rows. Driver errors are translated here (:func:`translate_errors`): errors
-caused by one row's data are *poison* (:func:`poison`), the others transient.
+rows. Driver errors are translated by the adapters' one policy
+(:func:`phaselog.adapters.errors.translate_view_errors`); errors caused by one
+row's data are *poison* (:func:`poison`), the others transient.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from contextlib import AbstractContextManager, contextmanager
 from eventsourcing import persistence as es
 from eventsourcing.sqlite import SQLITE3_DEFAULT_LOCK_TIMEOUT, SQLiteDatastore, SQLiteTrackingRecorder
 
+from phaselog.adapters.errors import translate_view_errors
 from phaselog.adapters.sqlite.views_sql import SQLiteViewSession
-from phaselog.domain.errors import PhaselogError, StoreUnavailable, ValidationFailed
 from phaselog.domain.retry import Backoff
 from phaselog.projections.errors import ProjectionBusy, is_poison
 from phaselog.runtime.retry import retry
 
-__all__ = ["SQLiteViewStore", "first_line", "poison", "translate_errors"]
+__all__ = ["SQLiteViewStore", "poison"]
 
 _POISON = (
     es.DataError,
@@ -34,12 +35,6 @@ _POISON = (
 """Errors of one row's values (``ProgrammingError``: a value sqlite3 cannot bind)."""
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of ``exc``'s message (its type name when it has none)."""
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
 def poison(exc: BaseException) -> bool | None:
     """True for a driver error caused by the row's own values, False for another; None: not a driver error."""
     if isinstance(exc, _POISON):
@@ -47,21 +42,6 @@ def poison(exc: BaseException) -> bool | None:
     if type(exc).__module__.startswith(("sqlite3", "eventsourcing")):
         return is_poison(exc)
     return None
-
-
-@contextmanager
-def translate_errors(what: str) -> Iterator[None]:
-    """Re-raise sqlite3 and eventsourcing errors met while doing ``what`` as phaselog errors."""
-    try:
-        yield
-    except PhaselogError:
-        raise
-    except (es.DataError, sqlite3.DataError) as exc:
-        raise ValidationFailed(f"{what}: the store cannot hold this data: {first_line(exc)}") from exc
-    except (es.PersistenceError, sqlite3.Error) as exc:
-        raise StoreUnavailable(f"{what}: store unavailable: {first_line(exc)}") from exc
-    except (es.ConnectionPoolClosedError, OSError) as exc:
-        raise StoreUnavailable(f"{what}: {first_line(exc)}") from exc
 
 
 def create_retrying(create: Callable[[], object]) -> None:
@@ -79,7 +59,7 @@ class SQLiteViewStore:
         self.datastore = datastore
         self._owned = owned
         self._busy_ms = int((datastore.pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT) * 1000)
-        with translate_errors("creating projection tracking"):
+        with translate_view_errors("creating projection tracking"):
             self._tracking = SQLiteTrackingRecorder(datastore)
             if create:  # a read-only store creates nothing
                 create_retrying(self._tracking.create_table)
@@ -122,7 +102,7 @@ class SQLiteViewStore:
 
     def translate_errors(self, what: str) -> AbstractContextManager[None]:
         """Re-raise driver errors met while doing ``what`` as phaselog errors."""
-        return translate_errors(what)
+        return translate_view_errors(what)
 
     def poison(self, exc: BaseException) -> bool | None:
         """Whether the driver error ``exc`` was caused by the row's values (None: not a driver error)."""
