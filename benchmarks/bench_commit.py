@@ -12,21 +12,21 @@ eventsourcing has no async API) and 1/4/8 processes (each with its own store).
 For the processes, ``waits`` says what each kind's backends waited
 on meanwhile (``wait_sampler``: mean active backends per wait event, ungranted locks).
 
-For each cell: commands/s (best and median over the repetitions) and p50/p99 per
-command in ms over all repetitions. Thread and asyncio cells take turns: each repetition
-runs every kind once, so a slow spell of a shared machine hits them all alike. Ratios, computed from the medians of the same
-run: ``vs_bare`` = phaselog / bare INSERT, ``vs_floor`` = phaselog / same-work floor,
-``vs_eventsourcing``; ``commands_per_commit`` says how many commands group commit
-put in each transaction. ``cpu_us_per_command`` splits the machine's core time per
-command into the writers' own CPU (``client``: their process, or the writer processes'
-sum), everything else (``rest``: the database) and ``idle`` (``cpu_split.py``).
-``goals`` judges each goal (PostgreSQL, fsync on) by this run's medians: 1 writer
-≥ 0.8x the floor; 8 threads ≥ 1.0x and 16 asyncio tasks ≥ 1.5x the bare INSERT at
-the same concurrency; 8 processes ≥ 4 ≥ 1; p99 at 1 writer within 1.25x the floor's;
-the batch append's server time for one event at most 200 µs (``server_time``:
-``pg_stat_statements``, see ``server_time.py``). ``lane_ceiling`` is what the batch
-append function does with no Python around it, by lanes and commands per batch, beside
-the bare INSERT at as many writers (``lane_ceiling.py``).
+For each cell: commands/s (best and median over the repetitions) and p50/p99 per command
+in ms over all repetitions. Thread and asyncio cells take turns: each repetition runs
+every kind once, so a slow spell of a shared machine hits them all alike. Ratios,
+computed from the medians of the same run: ``vs_bare`` = phaselog / bare INSERT,
+``vs_floor`` = phaselog / same-work floor, ``vs_eventsourcing``; ``commands_per_commit``
+says how many commands group commit put in each transaction. ``cpu_us_per_command``
+splits the machine's core time per command into the writers' own CPU (``client``: their
+process, or the writer processes' sum), everything else (``rest``: the database) and
+``idle`` (``cpu_split.py``). ``goals`` judges each goal (PostgreSQL, fsync on) by this
+run's medians: 1 writer ≥ 0.8x the floor; 8 threads ≥ 1.0x and 16 asyncio tasks ≥ 1.5x
+the bare INSERT at the same concurrency; 8 processes ≥ 4 ≥ 1; p99 at 1 writer within
+1.25x the floor's; the batch append's server time for one event at most 200 µs
+(``server_time``: ``pg_stat_statements``, see ``server_time.py``). ``lane_ceiling`` is
+what the batch append function does with no Python around it, by lanes and commands per
+batch, beside the bare INSERT at as many writers (``lane_ceiling.py``).
 """
 
 from __future__ import annotations
