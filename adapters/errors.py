@@ -91,11 +91,12 @@ def _translated(what: str, exc: Exception) -> PhaselogError:
     """The phaselog error for a driver or eventsourcing error (the data's fault, or the database's)."""
     if _caused_by_data(exc):  # e.g. eventsourcing's OperationalError around ProgramLimitExceeded
         return ValidationFailed(f"{what}: the store cannot hold this data: {first_line(exc)}")
+    # A closed pool first: psycopg_pool's PoolClosed is also an OperationalError.
+    if isinstance(exc, ConnectionPoolClosedError | psycopg_pool.PoolClosed):
+        return StoreClosed(f"{what}: the store is closed")
     unreachable = InterfaceError | OperationalError | psycopg.OperationalError | sqlite3.OperationalError
     if isinstance(exc, unreachable):
         return StoreUnavailable(f"{what}: store unavailable: {first_line(exc)}")
-    if isinstance(exc, ConnectionPoolClosedError | psycopg_pool.PoolClosed):
-        return StoreClosed(f"{what}: the store is closed")
     return StoreUnavailable(f"{what}: database error: {first_line(exc)}")
 
 
