@@ -168,6 +168,22 @@ def test_postgresql_stores_write_on_two_lanes_and_sqlite_on_one(make_url: Callab
     asyncio.run(main())
 
 
+def test_the_one_idle_append_session_goes_to_one_lane_and_the_other_takes_a_pooled_one(
+    make_url: Callable[[str], str],
+) -> None:
+    """Two lanes asking at once for one idle append session: one gets it, the other None (then the pool's)."""
+    with open_store(make_url("postgresql")) as store:
+        store.save(open_counter("counter:warm"))  # its lane gave its session back
+        recorder: Any = store.app.recorder
+        assert len(recorder._appenders) == 1
+        first, second = recorder._idle_appender(), recorder._idle_appender()
+        assert first is not None
+        assert second is None
+        recorder._appenders.append(first)
+        store.save(open_counter("counter:after"))
+        assert len(recorder._appenders) == 1  # still one session for one lane in use
+
+
 def test_a_batch_waiting_on_a_stream_lock_holds_up_neither_the_next_lane_nor_the_horizon(
     make_url: Callable[[str], str], pg_dsn: str
 ) -> None:

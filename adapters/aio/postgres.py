@@ -151,7 +151,9 @@ class PostgresAsyncStore(AsyncStore):
         pool = self._pool
         try:
             if not held:
-                held.append(self._appenders.pop() if self._appenders else await pool.getconn())
+                held.append(
+                    self._appenders.pop() if self._appenders else await pool.getconn()
+                )  # no await between
             return await _execute(held[0], step)
         except BaseException as exc:
             if held:

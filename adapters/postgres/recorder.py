@@ -141,7 +141,7 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
         pool = self.datastore.pool
         try:
             if not held:
-                held.append(self._appenders.pop() if self._appenders else pool.getconn())
+                held.append(self._idle_appender() or pool.getconn())
             return self._execute(held[0], step)
         except BaseException as exc:
             if held:
@@ -152,6 +152,13 @@ class PhaselogPostgresApplicationRecorder(PostgresApplicationRecorder):
             if isinstance(exc, psycopg.Error):
                 raise persistence_error(exc) from exc
             raise
+
+    def _idle_appender(self) -> psycopg.Connection[DictRow] | None:
+        """An append session another lane gave back, if any (one ``pop``: two lanes may ask at once)."""
+        try:
+            return self._appenders.pop()
+        except IndexError:
+            return None
 
     def _release_appenders(self) -> None:
         while self._appenders:
