@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -20,9 +21,13 @@ from phaselog.adapters.gathering import ThreadGathering
 from phaselog.adapters.postgres.schema import HEADS_TABLE
 from phaselog.aio import open_async_store
 from phaselog.aio.gathering import AsyncGathering
-from phaselog.domain.errors import ConcurrencyConflict
+from phaselog.domain.errors import ConcurrencyConflict, StoreUnavailable
 
 from support_events import Counter, open_counter
+
+
+def _at_least(items: list[str], count: int) -> bool:
+    return len(items) >= count
 
 
 def _arrive(gathering: Gathering, name: str) -> Command:
@@ -286,4 +291,55 @@ def test_a_follower_never_skips_while_two_lanes_commit_out_of_position_order(
         assert seen == final
         assert len(final) == 1 + 10 * 30 + 6  # each shared stream written once
         assert watch.most == 2
+        assert verify(store).ok
+
+
+def test_killed_sessions_under_two_lanes_lose_nothing_acknowledged_and_store_nothing_twice(
+    make_url: Callable[[str], str], pg_dsn: str
+) -> None:
+    """Server sessions killed while two lanes write: every acknowledged save is stored, each once."""
+    with open_store(make_url("postgresql")) as store:
+        store.save(open_counter("counter:first"))
+        watch = _LaneWatch(store.app.recorder.gathering)  # type: ignore[attr-defined]
+        acknowledged: list[str] = []
+        failed: list[BaseException] = []
+        stop = threading.Event()
+
+        def writer(n: int) -> None:
+            i = 0
+            while not stop.is_set() or i < 20:
+                name = f"counter:w{n}-{i}"
+                try:
+                    store.save(open_counter(name))
+                    acknowledged.append(name)
+                except StoreUnavailable as exc:  # out of retries while the sessions were being killed
+                    failed.append(exc)
+                i += 1
+
+        writers = [threading.Thread(target=writer, args=(n,), daemon=True) for n in range(10)]
+        for thread in writers:
+            thread.start()
+        killed = 0
+        try:
+            with psycopg.connect(pg_dsn, autocommit=True) as admin:
+                for _ in range(3):
+                    _wait_for(lambda: watch.most == 2, 30)  # both lanes writing
+                    rows = admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                        "AND backend_type = 'client backend'"
+                    ).fetchall()
+                    killed += sum(1 for (done,) in rows if done)
+                    resumed = len(acknowledged) + 20
+                    _wait_for(partial(_at_least, acknowledged, resumed), 30)  # the writers recover
+                    watch.most = watch.in_flight
+        finally:
+            stop.set()
+            for thread in writers:
+                thread.join(60)
+        assert killed >= 3
+        stored = [r.originator_id for r in store.records(1, 100_000)]
+        assert len(stored) == len(set(stored))  # one event per stream: none stored twice
+        assert set(acknowledged) <= set(stored)
+        assert len(acknowledged) >= 10 * 20 - len(failed)
         assert verify(store).ok
