@@ -150,10 +150,9 @@ class PostgresAsyncStore(AsyncStore):
             return await self._do(step)
         pool = self._pool
         try:
-            if not held:
-                held.append(
-                    self._appenders.pop() if self._appenders else await pool.getconn()
-                )  # no await between
+            if not held:  # one event loop: no other lane runs between the check and the pop
+                idle = self._appenders.pop() if self._appenders else None
+                held.append(idle or await pool.getconn())
             return await _execute(held[0], step)
         except BaseException as exc:
             if held:
