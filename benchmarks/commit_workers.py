@@ -44,6 +44,13 @@ class Target:
     es_env: dict[str, str]
 
     @property
+    def bare_insert(self) -> str:
+        """The bare-INSERT floor's statement: one event row into a table with a primary key."""
+        return (
+            f'INSERT INTO "{self.schema}".{BARE_TABLE} (stream, version, topic, state) VALUES (%s,%s,%s,%s)'
+        )
+
+    @property
     def append_call(self) -> str:
         """The append function of phaselog, called as a plain SQL string (the same-work floor)."""
         return (
@@ -84,9 +91,7 @@ def bare(target: Target, per_writer: int) -> list[float]:
     """Autocommit INSERTs of one row each."""
     sid, samples = f"bare:{uuid.uuid4()}", []
     with psycopg.connect(target.dsn, autocommit=True) as conn:
-        statement = (
-            f'INSERT INTO "{target.schema}".{BARE_TABLE} (stream, version, topic, state) VALUES (%s,%s,%s,%s)'
-        )
+        statement = target.bare_insert
         for i in range(per_writer):
             started = time.perf_counter()
             conn.execute(statement, (sid, i + 1, "bench.Ticked", STATE), prepare=True)
@@ -135,9 +140,7 @@ async def bare_async(target: Target, per_writer: int) -> list[float]:
     """Autocommit INSERTs on an ``AsyncConnection`` of its own."""
     sid, samples = f"bare:{uuid.uuid4()}", []
     async with await psycopg.AsyncConnection.connect(target.dsn, autocommit=True) as conn:
-        statement = (
-            f'INSERT INTO "{target.schema}".{BARE_TABLE} (stream, version, topic, state) VALUES (%s,%s,%s,%s)'
-        )
+        statement = target.bare_insert
         for i in range(per_writer):
             started = time.perf_counter()
             await conn.execute(statement, (sid, i + 1, "bench.Ticked", STATE), prepare=True)

@@ -80,9 +80,7 @@ def lane_ceiling(target: w.Target, store: Store, commands: int) -> dict[str, Any
 
 def _bare(target: w.Target, per_writer: int, start: threading.Barrier) -> None:
     sid = f"bare:{uuid.uuid4()}"
-    statement = (
-        f'INSERT INTO "{target.schema}".{w.BARE_TABLE} (stream, version, topic, state) VALUES (%s,%s,%s,%s)'
-    )
+    statement = target.bare_insert
     with psycopg.connect(target.dsn, autocommit=True) as conn:
         for i in range(per_writer + w.WARM_UP):
             if i == w.WARM_UP:
