@@ -31,7 +31,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.sql import SQL, Identifier
 
 from phaselog.adapters.audit.topics import load_domain_modules
-from phaselog.adapters.errors import translate_errors
+from phaselog.adapters.errors import first_line, translate_errors
 from phaselog.adapters.postgres.recorder import PhaselogPostgresApplicationRecorder
 from phaselog.adapters.postgres.schema import CHAIN_TABLE, HEADS_TABLE, SCHEMA_META_TABLE, SCHEMA_VERSION
 from phaselog.adapters.sqlite.recorder import PhaselogSQLiteApplicationRecorder
@@ -173,7 +173,7 @@ def sqlite_schema_version(location: StoreURL) -> int | None:
     try:  # a file another process is creating this moment may be locked while it switches to WAL
         names, raw = retry(read, policy=_PROBE_RETRIES, retry_on=sqlite3.OperationalError, when=_locked)
     except sqlite3.Error as exc:
-        msg = f"cannot open {location.display}: {str(exc).splitlines()[0]}"
+        msg = f"cannot open {location.display}: {first_line(exc)}"
         raise StoreUnavailable(msg) from exc
     if SQLITE_EVENTS_TABLE not in names:
         return None

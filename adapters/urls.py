@@ -13,6 +13,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from phaselog.adapters.codec import MAX_EVENT_BYTES
+from phaselog.adapters.errors import first_line
 from phaselog.domain.errors import ValidationFailed
 from phaselog.runtime.horizon import DEFAULT_STALL_UNHEALTHY, DEFAULT_STALL_WARNING, StallWatch
 from phaselog.runtime.sealing import DEFAULT_SEAL_INTERVAL
@@ -230,7 +231,7 @@ def _postgres(raw: str) -> StoreURL:
     try:
         conninfo = {k: str(v) for k, v in conninfo_to_dict(libpq_url).items() if v is not None}
     except psycopg.ProgrammingError as exc:
-        msg = f"invalid PostgreSQL URL {_redact(raw)!r}: {str(exc).strip().splitlines()[0]}"
+        msg = f"invalid PostgreSQL URL {_redact(raw)!r}: {first_line(exc)}"
         raise ValidationFailed(msg) from exc
     if not conninfo.get("dbname"):
         msg = "invalid PostgreSQL URL: the database name is missing (postgresql://USER@HOST:PORT/DB)"
