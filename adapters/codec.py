@@ -18,14 +18,35 @@ from phaselog.domain.encoding import dump_json, load_json
 from phaselog.domain.errors import KeyUnavailable, PayloadTooLarge, PhaselogError, ValidationFailed
 from phaselog.domain.events import DomainEvent, Snapshot, resolve_topic, topic_of, upcast
 from phaselog.domain.personal import personal_paths, subject_path
+from phaselog.runtime.keyfilter import BoundedKeySet, KeyFilter
 
 if TYPE_CHECKING:
     from phaselog.adapters.crypto.keyring import KeyRing
 
-__all__ = ["MAX_EVENT_BYTES", "OrjsonTranscoder", "PydanticMapper", "SnapshotRefused"]
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "PERSONAL_STREAMS_FILTER_BITS",
+    "PERSONAL_STREAMS_HELD",
+    "OrjsonTranscoder",
+    "PydanticMapper",
+    "SnapshotRefused",
+]
 
 MAX_EVENT_BYTES = 4 * 1024 * 1024
 """The default bound on one event's or snapshot's encoded payload (JSON bytes, before compression)."""
+
+PERSONAL_STREAMS_HELD = 100_000
+"""The streams with personal data a mapper remembers exactly (it never snapshots them).
+
+Older ones are folded into a Bloom filter of :data:`PERSONAL_STREAMS_FILTER_BITS`
+bits, so a long-running writer or read-model runner that meets millions of such
+streams keeps a bounded memory and still never snapshots one of them; the price
+is that a few streams without personal data (about 3 % of streams once a million
+have been evicted) are not snapshotted in that process either: their loads replay
+their events.
+"""
+PERSONAL_STREAMS_FILTER_BITS = 1 << 23
+"""The size of the filter of older streams with personal data (1 MiB)."""
 
 _ENVELOPE = {"originator_id", "originator_version"}
 
@@ -96,7 +117,7 @@ class PydanticMapper(Mapper[str]):
             msg = f"max_event_bytes must be a positive integer, got {max_event_bytes!r}"
             raise ValidationFailed(msg)
         self.max_event_bytes = max_event_bytes
-        self._personal_streams: set[str] = set()
+        self._personal_streams = BoundedKeySet(PERSONAL_STREAMS_HELD, KeyFilter(PERSONAL_STREAMS_FILTER_BITS))
         self._plain: set[type[Any]] = set()  # event classes with no personal fields (nothing to seal)
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:

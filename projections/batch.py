@@ -27,6 +27,7 @@ from phaselog.domain.errors import StoreUnavailable
 from phaselog.projections.base import EventData, Projection, Rows, decode_row, encode_row
 from phaselog.projections.ports import DeadLetter, LogReader, ViewSession, ViewStore
 from phaselog.projections.readmodel import column_value
+from phaselog.runtime.keyfilter import KeyFilter
 from phaselog.runtime.ports import LogRecord
 
 __all__ = ["BatchRows", "RetryIsolated", "RowCache", "describe", "fold_events", "read_page"]
@@ -46,15 +47,12 @@ class RowCache:
     rather than upserted.
     """
 
-    _BITS = 1 << 20  # 128 KiB of filter per cache: ~2% false "maybe evicted" at 100,000 evicted keys
-
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.rows: dict[str, dict[str, Any] | None] = {}
         self.mark: tuple[int, int] | None = None
         self.complete = False
-        self._evicted = bytearray(self._BITS // 8)
-        self._any_evicted = False
+        self._evicted = KeyFilter(1 << 20)  # 128 KiB: ~2% false "maybe evicted" at 100,000 evicted keys
 
     def check(self, mark: tuple[int, int]) -> None:
         """Forget everything unless the table is still exactly as last seen."""
@@ -65,14 +63,8 @@ class RowCache:
         """True when the table certainly has no row ``key`` (only a complete cache knows)."""
         if not self.complete or key in self.rows:
             return False
-        if not self._any_evicted:
-            return True
-        return not all(self._evicted[i >> 3] & (1 << (i & 7)) for i in self._bits(key))
-
-    def _bits(self, key: str) -> tuple[int, int, int]:
-        h = hash(key) & 0xFFFFFFFFFFFFFFFF
-        mask = self._BITS - 1
-        return h & mask, (h >> 21) & mask, (h >> 42) & mask
+        evicted = self._evicted
+        return evicted.empty or key not in evicted
 
     def commit(self, changes: Mapping[str, dict[str, Any] | None], mark: tuple[int, int]) -> None:
         """Take a committed batch's rows and move to ``mark``."""
@@ -82,21 +74,17 @@ class RowCache:
             rows[key] = row
         if len(rows) > self.capacity:
             gone = list(rows)[: len(rows) - self.capacity]
-            evicted = self._evicted
+            remember = self._evicted.add
             for key in gone:
                 if rows.pop(key) is not None and self.complete:  # an absent row needs no remembering
-                    for i in self._bits(key):
-                        evicted[i >> 3] |= 1 << (i & 7)
-            self._any_evicted = self._any_evicted or bool(gone)
+                    remember(key)
         self.mark = mark
 
     def clear(self) -> None:
         """Forget everything (after a rollback or a write elsewhere)."""
         self.rows.clear()
         self.mark = None
-        if self._any_evicted:
-            self._evicted[:] = bytes(len(self._evicted))
-        self._any_evicted = False
+        self._evicted.clear()
         self.complete = False
 
 

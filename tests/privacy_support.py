@@ -52,6 +52,16 @@ class Renamed(DomainEvent):
         aggregate.nickname = self.nickname
 
 
+class PlanChanged(DomainEvent):
+    """The customer moved to another plan: nothing personal."""
+
+    TOPIC: ClassVar[str] = "tests.privacy.PlanChanged"
+    plan: str
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.plan = self.plan
+
+
 class Customer(Aggregate):
     """A customer; snapshotted often, so the tests see that its snapshots are refused."""
 
@@ -63,6 +73,9 @@ class Customer(Aggregate):
 
     def rename(self, nickname: str) -> None:
         self.trigger(Renamed, nickname=nickname)
+
+    def change_plan(self, plan: str) -> None:
+        self.trigger(PlanChanged, plan=plan)
 
     def snapshot_state(self) -> dict[str, Any]:
         return {"email": str(self.email), "plan": self.plan, "nickname": self.nickname}
