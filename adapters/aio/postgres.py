@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Generator
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from eventsourcing.persistence import Notification, Recording, StoredEvent
@@ -69,6 +69,20 @@ log = logging.getLogger("phaselog.aio")
 T = TypeVar("T")
 AggT = TypeVar("AggT", bound=Aggregate)
 Connection = psycopg.AsyncConnection[DictRow]
+
+
+class _AppendSession(NamedTuple):
+    """A lane's append session and its lean cursor, kept from batch to batch (as the sync recorder's)."""
+
+    conn: Connection
+    cursor: psycopg.AsyncCursor[tuple[Any, ...]]
+
+    @classmethod
+    def on(cls, conn: Connection) -> _AppendSession:
+        """The session of ``conn`` (a connection just taken from the pool)."""
+        return cls(conn, conn.cursor(row_factory=tuple_row, binary=True))
+
+
 # Without a notification a follower still reads again this often: writers in other
 # transactions may hold the commit horizon back past the NOTIFY of a later append.
 LISTEN_POLL_INTERVAL = 0.5
@@ -84,7 +98,7 @@ class PostgresAsyncStore(AsyncStore):
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._notifier: Notifier | None = None
         self._gathering = AsyncGathering(self._write_batch, lanes=append_lanes(self.pool_size))
-        self._appenders: list[Connection] = []  # idle append sessions (see _append_step)
+        self._appenders: list[_AppendSession] = []  # idle append sessions (see _append_step)
 
     async def _opened(self) -> None:
         recorder = self.sync.app.recorder
@@ -143,7 +157,7 @@ class PostgresAsyncStore(AsyncStore):
             raise persistence_error(exc) from exc
 
     async def _append_step(
-        self, held: list[Connection], step: Query | Pause
+        self, held: list[_AppendSession], step: Query | Pause
     ) -> ResultRows | list[tuple[Any, ...]] | None:
         """A step of a batch append on its lane's append session ``held`` (as the sync recorder's)."""
         if isinstance(step, Pause) or self._pool is None:
@@ -152,11 +166,12 @@ class PostgresAsyncStore(AsyncStore):
         try:
             if not held:  # one event loop: no other lane runs between the check and the pop
                 idle = self._appenders.pop() if self._appenders else None
-                held.append(idle or await pool.getconn())
-            return await _execute(held[0], step)
+                held.append(idle or _AppendSession.on(await pool.getconn()))
+            session = held[0]
+            return await _execute(session.conn, step, session.cursor)
         except BaseException as exc:
             if held:
-                await pool.putconn(held.pop())
+                await pool.putconn(held.pop().conn)
             if connection_lost(exc):  # a restart drops every session: test the idle ones before the retry
                 with contextlib.suppress(psycopg.Error):
                     await pool.check()
@@ -166,7 +181,7 @@ class PostgresAsyncStore(AsyncStore):
 
     async def _release_appenders(self) -> None:
         while self._appenders and self._pool is not None:
-            await self._pool.putconn(self._appenders.pop())
+            await self._pool.putconn(self._appenders.pop().conn)
 
     # -- writing and reading aggregates: the store core's protocols, answered on the pool -------------
     async def drive(self, protocol: Steps[CoreStep, T]) -> T:
@@ -209,7 +224,7 @@ class PostgresAsyncStore(AsyncStore):
         if self.pool_size < APPEND_SESSION_MIN_POOL:
             outcomes: list[Outcome] = await drive_async(flow, self._do)
         else:
-            held: list[Connection] = []
+            held: list[_AppendSession] = []
             try:
                 outcomes = await drive_async(flow, partial(self._append_step, held))
             finally:
@@ -285,13 +300,17 @@ class PostgresAsyncStore(AsyncStore):
         return f"PostgresAsyncStore({self.url!r})"
 
 
-async def _execute(conn: Connection, step: Query) -> ResultRows | list[tuple[Any, ...]]:
-    """Run one query on ``conn``; a failed append never leaves the positions lock held."""
+async def _execute(
+    conn: Connection, step: Query, lean: psycopg.AsyncCursor[tuple[Any, ...]] | None = None
+) -> ResultRows | list[tuple[Any, ...]]:
+    """Run one query on ``conn`` (tuple rows through ``lean``, an append session's cursor, if given).
+
+    A failed append never leaves the positions lock held.
+    """
     try:
-        if step.tuples:  # the lean log reader
-            plain = await conn.cursor(row_factory=tuple_row, binary=True).execute(
-                step.sql, step.params, prepare=step.prepare
-            )
+        if step.tuples:  # the lean log reader and the batch append
+            plain = lean if lean is not None else conn.cursor(row_factory=tuple_row, binary=True)
+            await plain.execute(step.sql, step.params, prepare=step.prepare)
             return list(await plain.fetchall())
         cursor = await conn.execute(step.sql, step.params, prepare=step.prepare)
         return list(await cursor.fetchall()) if cursor.description else []
