@@ -20,11 +20,13 @@ from psycopg.sql import SQL, Composable, Composed, Identifier
 from phaselog.projections import tables
 from phaselog.projections.ports import DeadLetter, TableSpec
 
-__all__ = ["COPY_FROM", "NOW", "SQL_TYPES", "TRACKING_TABLE", "PostgresViewSession"]
+__all__ = ["COPY_FROM", "COPY_TYPES", "NOW", "SQL_TYPES", "TRACKING_TABLE", "PostgresViewSession"]
 
 TRACKING_TABLE = "phaselog_projection_tracking"
 NOW = SQL("extract(epoch from clock_timestamp())::float8")
 SQL_TYPES = {"text": SQL("TEXT"), "int": SQL("BIGINT"), "bool": SQL("BOOLEAN"), "json": SQL("TEXT")}
+COPY_TYPES = {"text": "text", "int": "int8", "bool": "bool", "json": "text"}
+"""The type each column kind is dumped as in a COPY (the values come from ``encode_row``, already of it)."""
 COPY_FROM = 64
 """Rows per batch from which upserts and inserts go through COPY rather than one pipelined executemany."""
 _STATE_COLUMNS = SQL(
@@ -372,6 +374,8 @@ class PostgresViewSession:
         with self.cursor.copy(
             SQL("COPY {} ({}) FROM STDIN").format(table, _names(list(spec.columns)))
         ) as copy:
+            # Fixed dumpers: psycopg then looks up no dumper per value (half the client CPU per row).
+            copy.set_types([COPY_TYPES[kind] for kind in spec.columns.values()])
             for row in rows:
                 copy.write_row(row)
 
