@@ -14,13 +14,19 @@ a filter is only meaningful in the process that filled it (never store one).
 
 from __future__ import annotations
 
+import threading
+
 __all__ = ["BoundedKeySet", "KeyFilter"]
 
 _LOW32 = 0xFFFFFFFF
 
 
 class KeyFilter:
-    """A Bloom filter of ``bits`` bits (a power of two) setting ``hashes`` bits per key."""
+    """A Bloom filter of ``bits`` bits (a power of two) setting ``hashes`` bits per key.
+
+    Not safe for threads adding at once (two could update one byte and lose a bit):
+    one thread adds, or the caller locks, as :class:`BoundedKeySet` does.
+    """
 
     def __init__(self, bits: int = 1 << 20, hashes: int = 3) -> None:
         if bits < 8 or bits & (bits - 1) or not 1 <= hashes <= 16:
@@ -70,18 +76,20 @@ class BoundedKeySet:
             raise ValueError(msg)
         self.capacity = capacity
         self._held: dict[str, None] = {}  # insertion order: the oldest first out
+        self._lock = threading.Lock()
         self.evicted = KeyFilter() if evicted is None else evicted
 
     def add(self, key: str) -> None:
-        """Remember ``key`` (a key held already keeps its place)."""
+        """Remember ``key`` (a key held already keeps its place); safe from several threads at once."""
         held = self._held
         if key in held:
             return
-        held[key] = None
-        if len(held) > self.capacity:
-            oldest = next(iter(held))
-            del held[oldest]
-            self.evicted.add(oldest)
+        with self._lock:  # one writer at a time: a filter byte updated by two at once could lose a bit
+            held[key] = None
+            if len(held) > self.capacity:
+                oldest = next(iter(held))
+                self.evicted.add(oldest)  # into the filter before out of the dict: never absent from both
+                del held[oldest]
 
     def __contains__(self, key: object) -> bool:
         """True when ``key`` was added (or, for an evicted key's lookalike, may have been)."""

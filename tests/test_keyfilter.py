@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from phaselog.runtime.keyfilter import BoundedKeySet, KeyFilter
@@ -53,3 +55,20 @@ def test_a_bounded_key_set_holds_at_most_its_capacity_and_remembers_the_rest() -
     assert sum(f"other:{n}" in seen for n in range(10_000)) < 100
     with pytest.raises(ValueError, match="at least one key"):
         BoundedKeySet(capacity=0)
+
+
+def test_threads_adding_at_once_lose_no_key() -> None:
+    """Eight threads adding 20,000 keys each past the capacity: every key is still found afterwards."""
+    seen = BoundedKeySet(capacity=1000, evicted=KeyFilter(1 << 16))
+
+    def add(thread: int) -> None:
+        for n in range(20_000):
+            seen.add(f"{thread}:{n}")
+
+    workers = [threading.Thread(target=add, args=(t,)) for t in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(seen) == 1000
+    assert all(f"{t}:{n}" in seen for t in range(8) for n in range(20_000))
