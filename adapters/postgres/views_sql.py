@@ -24,9 +24,10 @@ __all__ = ["COPY_FROM", "COPY_TYPES", "NOW", "SQL_TYPES", "TRACKING_TABLE", "Pos
 
 TRACKING_TABLE = "phaselog_projection_tracking"
 NOW = SQL("extract(epoch from clock_timestamp())::float8")
-SQL_TYPES = {"text": SQL("TEXT"), "int": SQL("BIGINT"), "bool": SQL("BOOLEAN"), "json": SQL("TEXT")}
-COPY_TYPES = {"text": "text", "int": "int8", "bool": "bool", "json": "text"}
-"""The type each column kind is dumped as in a COPY (the values come from ``encode_row``, already of it)."""
+COPY_TYPES = {"text": "text", "int": "bigint", "bool": "boolean", "json": "text"}
+"""The PostgreSQL type of each column kind: its tables' columns, and what a COPY dumps values as
+(the values come from ``encode_row``, already of that type)."""
+SQL_TYPES = {kind: SQL(name.upper()) for kind, name in COPY_TYPES.items()}
 COPY_FROM = 64
 """Rows per batch from which upserts and inserts go through COPY rather than one pipelined executemany."""
 _STATE_COLUMNS = SQL(
