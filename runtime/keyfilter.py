@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import threading
 
+from phaselog.domain.errors import ValidationFailed
+
 __all__ = ["BoundedKeySet", "KeyFilter"]
 
 _LOW32 = 0xFFFFFFFF
@@ -31,7 +33,7 @@ class KeyFilter:
     def __init__(self, bits: int = 1 << 20, hashes: int = 3) -> None:
         if bits < 8 or bits & (bits - 1) or not 1 <= hashes <= 16:
             msg = f"a key filter has a power of two of at least 8 bits and 1-16 hashes, not {bits}, {hashes}"
-            raise ValueError(msg)
+            raise ValidationFailed(msg)
         self.bits = bits
         self.hashes = hashes
         self._mask = bits - 1
@@ -73,7 +75,7 @@ class BoundedKeySet:
     def __init__(self, capacity: int, evicted: KeyFilter | None = None) -> None:
         if capacity < 1:
             msg = f"a bounded key set holds at least one key exactly, not {capacity}"
-            raise ValueError(msg)
+            raise ValidationFailed(msg)
         self.capacity = capacity
         self._held: dict[str, None] = {}  # insertion order: the oldest first out
         self._lock = threading.Lock()

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from phaselog.domain.errors import ValidationFailed
 from phaselog.runtime.keyfilter import BoundedKeySet, KeyFilter
 
 
@@ -39,9 +40,9 @@ def test_clearing_a_filter_forgets_every_key() -> None:
 
 def test_a_filter_refuses_a_size_that_is_not_a_power_of_two() -> None:
     """Sizes and hash counts outside the supported range fail at construction."""
-    with pytest.raises(ValueError, match="power of two"):
+    with pytest.raises(ValidationFailed, match="power of two"):
         KeyFilter(1000)
-    with pytest.raises(ValueError, match="power of two"):
+    with pytest.raises(ValidationFailed, match="power of two"):
         KeyFilter(64, hashes=0)
 
 
@@ -53,7 +54,7 @@ def test_a_bounded_key_set_holds_at_most_its_capacity_and_remembers_the_rest() -
     assert len(seen) == 100
     assert all(f"state:{n}" in seen for n in range(10_000))
     assert sum(f"other:{n}" in seen for n in range(10_000)) < 100
-    with pytest.raises(ValueError, match="at least one key"):
+    with pytest.raises(ValidationFailed, match="at least one key"):
         BoundedKeySet(capacity=0)
 
 
